@@ -1,0 +1,44 @@
+"""netwright: neural networks end to end on PyTorch.
+
+Declare a network in a spec, train it, evaluate it, predict with it::
+
+    import netwright
+    run = netwright.train("examples/digits_cnn.yaml", overrides=["train.epochs=5"])
+    run.evaluate()["metrics"]["accuracy"]
+    run.predict("digit.png")
+"""
+
+from .data import DATASETS, Dataset, DataInfo, load_dataset, register_dataset
+from .errors import CheckpointError, DataError, NetwrightError, SpecError, TrainingError
+from .evaluate import evaluate
+from .models import MODELS, build_model, count_parameters, register_model
+from .predict import predict
+from .run import Run, list_runs
+from .spec import Spec, load_spec
+from .train import train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "CheckpointError",
+    "DataError",
+    "DataInfo",
+    "Dataset",
+    "NetwrightError",
+    "Run",
+    "Spec",
+    "SpecError",
+    "TrainingError",
+    "build_model",
+    "count_parameters",
+    "evaluate",
+    "list_runs",
+    "load_dataset",
+    "load_spec",
+    "predict",
+    "register_dataset",
+    "register_model",
+    "train",
+]

@@ -1,0 +1,56 @@
+"""Atomic file writes: temporary file in the same folder, flush, fsync, rename.
+
+A reader never sees a half-written file, and a crash mid-write leaves the previous
+version in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``path``.
+
+    ``writer`` receives the path of a fresh temporary file in the destination folder;
+    use this for libraries that write files themselves (safetensors, matplotlib).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        writer(tmp_path)
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path``."""
+    return write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Atomically write one compact JSON object per line."""
+    return write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))

@@ -1,0 +1,203 @@
+"""The ``netwright`` command: parses arguments and calls the stage functions.
+
+Problems a user can fix print one line and exit with code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import NetwrightError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Neural networks end to end: declare, train, evaluate, predict.")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_state = {"debug": False}
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a spec value: a.b=c (repeatable)")]
+RunsDir = Annotated[Optional[Path], typer.Option(help="folder holding runs [default: ./runs or $NETWRIGHT_RUNS]")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def train(
+    source: Annotated[str, typer.Argument(metavar="SPEC|RUN", help="spec YAML, or a run directory with --resume")],
+    set_: SetOpt = None,
+    name: Annotated[Optional[str], typer.Option(help="run name [default: spec name or file stem]")] = None,
+    runs_dir: RunsDir = None,
+    resume: Annotated[bool, typer.Option(help="continue RUN from its last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run of the same name")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Train a network as a spec declares; writes runs/NAME/."""
+    from .train import train as train_stage
+
+    run = train_stage(source, overrides=set_, name=name, runs_dir=runs_dir, resume=resume, overwrite=overwrite,
+                      progress="quiet" if quiet else "auto")
+    summary = run.read_json("train.json")
+    best = summary["best"]
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_"))
+    out.print(f"{run.path}: {summary['epochs']} epochs in {summary['seconds']:.1f}s; "
+              f"kept epoch {summary['best_epoch'] if summary['kept'] == 'best' else summary['epochs']}"
+              f"{'  ' + shown if shown else ''}")
+    out.print(f"next: netwright evaluate {run.path}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    plots: Annotated[bool, typer.Option(help="write eval/*.png")] = True,
+) -> None:
+    """Score a trained run on a split; writes eval.json and pictures."""
+    from .evaluate import evaluate as evaluate_stage
+    from .run import Run
+
+    r = Run.open(run)
+    result = evaluate_stage(r, split=split, plots=plots)
+    out.print(f"{r.path}: {split} split, {result['n']} examples")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    out.print(table)
+    out.print(f"wrote {r.file('eval.json')}")
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .npy, .npz, an image, or .txt")],
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json or .csv)")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="json or csv [default: by --out suffix, else json]")] = None,
+) -> None:
+    """Predict for raw inputs with the run's preprocessing applied."""
+    from .atomic import write_text
+    from .predict import predict as predict_stage
+
+    fmt = fmt or (output.suffix.lstrip(".").lower() if output is not None and output.suffix else "json")
+    if fmt not in ("json", "csv"):
+        raise NetwrightError(f"--format {fmt}: choose json or csv")
+    rows = predict_stage(run, inputs)
+    text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else _csv(rows)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text(output, text)
+        err.print(f"wrote {len(rows)} predictions to {output}")
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": p for n, p in r.get("probabilities", {}).items()}
+            for r in rows]
+    writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
+    writer.writeheader()
+    writer.writerows(flat)
+    return buf.getvalue()
+
+
+@app.command()
+def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOpt = None) -> None:
+    """Check a spec and print it resolved, every default filled in."""
+    from .spec import load_spec
+
+    out.print(load_spec(spec, set_).to_yaml(), end="")
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered datasets and loaders."""
+    from .data import DATASETS
+
+    _registry_table("datasets", DATASETS, ("modality", "task"))
+
+
+@app.command()
+def models(name: Annotated[Optional[str], typer.Argument(help="show one model's hyper-parameters")] = None) -> None:
+    """List the registered models, or one model's hyper-parameters."""
+    from .models import MODELS
+
+    if name is None:
+        _registry_table("models", MODELS, ("family",))
+        return
+    entry = MODELS.get(name)
+    table = Table(title=f"model '{name}': {entry.summary}")
+    for col in ("parameter", "type", "default"):
+        table.add_column(col)
+    for pname, field in entry.params.model_fields.items():
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        table.add_row(pname, _type_name(field.annotation), default)
+    out.print(table)
+
+
+def _type_name(annotation: object) -> str:
+    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
+    return text or str(annotation).replace("typing.", "").replace("Annotated[", "").split(", FieldInfo")[0]
+
+
+def _registry_table(title: str, registry, columns: tuple[str, ...]) -> None:
+    table = Table(title=title)
+    table.add_column("name")
+    for c in columns:
+        table.add_column(c)
+    table.add_column("description")
+    for e in registry.entries():
+        table.add_row(e.name, *[str(e.meta.get(c, "any")) for c in columns], e.summary)
+    out.print(table)
+
+
+@app.command()
+def runs(runs_dir: RunsDir = None) -> None:
+    """List the runs and how far each got."""
+    from .run import default_runs_dir, list_runs
+
+    rows = list_runs(runs_dir)
+    if not rows:
+        out.print(f"no runs under {runs_dir or default_runs_dir()}")
+        return
+    table = Table(title=f"runs in {runs_dir or default_runs_dir()}")
+    cols = ["name", "dataset", "model", "epochs", "status", "best", "test"]
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(r.get(c, "")) for c in cols])
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``netwright`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        app(args=argv, prog_name="netwright")  # standalone: usage errors exit 2 on their own
+    except NetwrightError as e:
+        if debug:
+            raise
+        err.print(f"error: {e}", soft_wrap=True, markup=False)
+        sys.exit(2)
+    except Exception as e:  # a bug, not bad input: say so, keep the traceback behind --debug
+        if debug:
+            raise
+        err.print(f"internal error: {e.__class__.__name__}: {e} (run with --debug for the traceback)",
+                  soft_wrap=True, markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

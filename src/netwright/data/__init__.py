@@ -1,0 +1,23 @@
+"""Datasets: built-in real data and loaders for a user's own files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import arrays, builtin, images, tabular, text  # noqa: F401  (registers the loaders)
+from .info import Dataset, DataInfo, RawData, Split
+from .prepare import prepare
+from .registry import DATASETS, register_dataset
+
+if TYPE_CHECKING:
+    from ..spec import DataSpec
+
+
+def load_dataset(spec: "DataSpec") -> Dataset:
+    """Load, check, split and normalise the dataset a ``data:`` section names."""
+    entry = DATASETS.get(spec.name, path="data.name")
+    raw = entry.fn(**spec.params)
+    return prepare(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize)
+
+
+__all__ = ["DATASETS", "Dataset", "DataInfo", "RawData", "Split", "load_dataset", "prepare", "register_dataset"]

@@ -1,0 +1,151 @@
+"""Built-in datasets: real data that ships with a package or is generated offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_with
+from .info import RawData
+from .registry import register_dataset
+
+
+def _sklearn_table(bunch, target_name: str) -> RawData:
+    x = np.asarray(bunch.data, dtype=np.float32)
+    names = [str(n) for n in bunch.feature_names]
+    columns = [{"name": n, "kind": "numeric"} for n in names]
+    return RawData(
+        x=x,
+        y=np.asarray(bunch.target, dtype=np.int64),
+        task="classification",
+        modality="tabular",
+        preprocess={"kind": "table", "shape": [x.shape[1]], "columns": columns},
+        class_names=[str(c) for c in bunch.target_names],
+        feature_names=names,
+        target_name=target_name,
+    )
+
+
+@register_dataset("digits", modality="image", task="classification")
+def digits() -> RawData:
+    """8x8 handwritten digits (UCI, bundled with scikit-learn): 1,797 images, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images.astype(np.float32)[:, None]  # (N, 1, 8, 8), pixel values 0..16
+    return RawData(
+        x=x,
+        y=d.target.astype(np.int64),
+        task="classification",
+        modality="image",
+        preprocess={"kind": "image", "shape": [1, 8, 8], "range": [0.0, 16.0]},
+        class_names=[str(i) for i in range(10)],
+        target_name="digit",
+        source="UCI optical recognition of handwritten digits, via sklearn.datasets.load_digits",
+    )
+
+
+@register_dataset("iris", modality="tabular", task="classification")
+def iris() -> RawData:
+    """Fisher's iris flowers (scikit-learn): 150 rows, 4 features, 3 classes."""
+    from sklearn.datasets import load_iris
+
+    raw = _sklearn_table(load_iris(), "species")
+    raw.source = "Fisher 1936, via sklearn.datasets.load_iris"
+    return raw
+
+
+@register_dataset("wine", modality="tabular", task="classification")
+def wine() -> RawData:
+    """Wine recognition (UCI, scikit-learn): 178 rows, 13 features, 3 cultivars."""
+    from sklearn.datasets import load_wine
+
+    raw = _sklearn_table(load_wine(), "cultivar")
+    raw.source = "UCI wine recognition, via sklearn.datasets.load_wine"
+    return raw
+
+
+@register_dataset("breast_cancer", modality="tabular", task="classification")
+def breast_cancer() -> RawData:
+    """Breast cancer Wisconsin diagnostic (UCI, scikit-learn): 569 rows, 30 features, 2 classes."""
+    from sklearn.datasets import load_breast_cancer
+
+    raw = _sklearn_table(load_breast_cancer(), "diagnosis")
+    raw.source = "UCI breast cancer Wisconsin (diagnostic), via sklearn.datasets.load_breast_cancer"
+    return raw
+
+
+@register_dataset("diabetes", modality="tabular", task="regression")
+def diabetes() -> RawData:
+    """Diabetes progression (Efron et al. 2004, scikit-learn): 442 rows, 10 features, regression; sensitive: sex."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes(scaled=False)
+    x = np.asarray(d.data, dtype=np.float32)
+    names = [str(n) for n in d.feature_names]
+    sex = x[:, names.index("sex")].astype(int).astype(str)
+    return RawData(
+        x=x,
+        y=np.asarray(d.target, dtype=np.float32),
+        task="regression",
+        modality="tabular",
+        preprocess={"kind": "table", "shape": [x.shape[1]], "columns": [{"name": n, "kind": "numeric"} for n in names]},
+        feature_names=names,
+        target_name="progression",
+        groups={"sex": sex},
+        source="Efron, Hastie, Johnstone, Tibshirani 2004, via sklearn.datasets.load_diabetes(scaled=False)",
+    )
+
+
+@register_dataset("mnist1d", modality="sequence", task="classification")
+def mnist1d(num_samples: int = 5000, generator_seed: int = 42) -> RawData:
+    """MNIST-1D (Greydanus 2024), generated offline by the mnist1d package: 4,000 train / 1,000 test, length 40."""
+    arrays = _mnist1d_arrays(num_samples, generator_seed)
+    x, y = arrays["x"][:, None].astype(np.float32), arrays["y"].astype(np.int64)
+    xt, yt = arrays["x_test"][:, None].astype(np.float32), arrays["y_test"].astype(np.int64)
+    return RawData(
+        x=x,
+        y=y,
+        task="classification",
+        modality="sequence",
+        preprocess={"kind": "sequence", "shape": [1, x.shape[-1]]},
+        class_names=[str(i) for i in range(10)],
+        target_name="digit",
+        test=(xt, yt, {}),
+        source="Greydanus & Kobak, 'Scaling Down Deep Learning with MNIST-1D', ICML 2024; "
+        "mnist1d.data.make_dataset(get_dataset_args())",
+    )
+
+
+def cache_dir() -> Path:
+    """Where generated datasets are cached (``NETWRIGHT_CACHE`` or ``~/.cache/netwright``)."""
+    return Path(os.environ.get("NETWRIGHT_CACHE", Path.home() / ".cache" / "netwright"))
+
+
+def _mnist1d_arrays(num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    key = hashlib.sha256(json.dumps(sorted((k, str(v)) for k, v in vars(args).items())).encode()).hexdigest()[:12]
+    path = cache_dir() / f"mnist1d-{key}.npz"
+    names = ("x", "y", "x_test", "y_test")
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in names}
+        except Exception:
+            path.unlink(missing_ok=True)  # a damaged cache entry is regenerated
+    data = make_dataset(args)
+    arrays = {k: np.asarray(data[k]) for k in names}
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    write_with(path, save)
+    return arrays

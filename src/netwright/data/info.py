@@ -1,0 +1,109 @@
+"""What a loaded dataset is: :class:`DataInfo` (JSON-able facts) and the tensors per split."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+Task = Literal["classification", "regression"]
+Modality = Literal["image", "sequence", "tabular", "tokens"]
+
+
+@dataclass
+class DataInfo:
+    """Facts about a dataset that a model, a task and ``predict`` need.
+
+    ``input_shape`` is the shape of one model input: ``(C, H, W)`` for images,
+    ``(C, L)`` for sequences, ``(F,)`` for tabular rows, ``(L,)`` for token ids.
+    ``preprocess`` holds everything needed to turn raw input into that, including
+    normalisation statistics computed on the train split only.
+    """
+
+    name: str
+    task: Task
+    modality: Modality
+    input_shape: tuple[int, ...]
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    target_name: str | None = None
+    sensitive: list[str] = field(default_factory=list)
+    vocab: list[str] | None = None
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    stratified: bool = False
+    fingerprint: str = ""
+    source: str = ""
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's output layer."""
+        return self.num_classes if self.task == "classification" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataInfo":
+        d = dict(d)
+        d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d)
+
+
+@dataclass
+class Split:
+    """Model-ready tensors of one split, plus the raw sensitive attributes."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    """A loaded, split and normalised dataset."""
+
+    info: DataInfo
+    train: Split
+    val: Split | None
+    test: Split | None
+
+    def split(self, name: str) -> Split:
+        """The split called ``name`` (``train``, ``val`` or ``test``)."""
+        s = getattr(self, name, None)
+        if s is None:
+            from ..errors import NetwrightError
+
+            raise NetwrightError(f"dataset '{self.info.name}' has no {name} split; set data.{name} above 0")
+        return s
+
+
+@dataclass
+class RawData:
+    """What a loader returns: whole arrays before splitting and normalisation.
+
+    ``x`` is already numeric (``float32``; ``int64`` token ids); ``preprocess`` says
+    how raw input of this kind becomes ``x`` so ``predict`` can repeat it.
+    ``test``, when given, is a fixed test split ``(x, y, groups)`` published with the data.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    task: Task
+    modality: Modality
+    preprocess: dict[str, Any]
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    target_name: str | None = None
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+    test: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
+    vocab: list[str] | None = None
+    source: str = ""

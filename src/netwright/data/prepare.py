@@ -1,0 +1,130 @@
+"""Raw arrays -> a split, normalised :class:`Dataset` with its :class:`DataInfo`."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ..errors import DataError
+from .info import Dataset, DataInfo, RawData, Split
+from .preprocess import check_finite, fit_normalization, normalize
+
+
+def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, normalize_inputs: bool) -> Dataset:
+    """Check the arrays, split them (stratified where possible) and normalise with train statistics."""
+    check_raw(raw, name)
+    n = len(raw.y)
+    idx = np.arange(n)
+    strat = raw.y if raw.task == "classification" else None
+    stratified = strat is not None
+
+    if raw.test is not None:
+        pool, test_idx = idx, None
+        val_frac = val
+    else:
+        pool, test_idx, ok = _split(idx, test, strat, split_seed)
+        stratified &= ok
+        val_frac = val / (1.0 - test)
+    train_idx, val_idx, ok = _split(pool, val_frac, None if strat is None else strat[pool], split_seed + 1)
+    stratified &= ok
+    if len(train_idx) == 0:
+        raise DataError(f"dataset '{name}': no examples left to train on; lower data.val / data.test")
+
+    pre = dict(raw.preprocess)
+    if normalize_inputs:
+        pre = fit_normalization(pre, raw.x[train_idx])
+    if raw.task == "regression":
+        y_train = raw.y[train_idx].astype(np.float64)
+        std = float(y_train.std()) or 1.0
+        pre["target"] = {"mean": float(y_train.mean()), "std": std}
+
+    def make(x: np.ndarray, y: np.ndarray, groups: dict[str, np.ndarray]) -> Split:
+        xt = torch.from_numpy(np.ascontiguousarray(normalize(pre, x)))
+        if raw.task == "classification":
+            yt = torch.from_numpy(y.astype(np.int64))
+        else:
+            t = pre["target"]
+            yt = torch.from_numpy(((y.astype(np.float64) - t["mean"]) / t["std"]).astype(np.float32))
+        return Split(xt, yt, groups)
+
+    def take(ix: np.ndarray | None) -> Split | None:
+        if ix is None or len(ix) == 0:
+            return None
+        return make(raw.x[ix], raw.y[ix], {k: v[ix] for k, v in raw.groups.items()})
+
+    test_split = make(*raw.test) if raw.test is not None else take(test_idx)
+    splits = {"train": len(train_idx), "val": len(val_idx), "test": 0 if test_split is None else len(test_split)}
+    info = DataInfo(
+        name=name,
+        task=raw.task,
+        modality=raw.modality,
+        input_shape=tuple(int(s) for s in raw.x.shape[1:]),
+        num_classes=len(raw.class_names) if raw.class_names else None,
+        class_names=raw.class_names,
+        feature_names=raw.feature_names,
+        target_name=raw.target_name,
+        sensitive=list(raw.groups),
+        vocab=raw.vocab,
+        preprocess=pre,
+        splits=splits,
+        stratified=bool(stratified),
+        fingerprint=fingerprint(raw),
+        source=raw.source,
+    )
+    return Dataset(info, take(train_idx), take(val_idx), test_split)
+
+
+def check_raw(raw: RawData, name: str) -> None:
+    """Fail on an empty dataset, mismatched lengths, non-finite values or bad labels."""
+    parts = [("", raw.x, raw.y)] + ([(" test", raw.test[0], raw.test[1])] if raw.test is not None else [])
+    for label, x, y in parts:
+        where = f"dataset '{name}'{label}"
+        if len(x) == 0:
+            raise DataError(f"{where} is empty; give it at least one example per class")
+        if len(x) != len(y):
+            raise DataError(f"{where}: {len(x)} inputs but {len(y)} targets; they must match one to one")
+        check_finite(x, f"{where} inputs")
+        check_finite(np.asarray(y, dtype=np.float64), f"{where} targets")
+        if raw.task == "classification":
+            k = len(raw.class_names or [])
+            if not np.issubdtype(y.dtype, np.integer):
+                raise DataError(f"{where}: class labels must be integers 0..{k - 1}, got {y.dtype} values")
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= k:
+                bad = lo if lo < 0 else hi
+                raise DataError(f"{where}: label {bad} is out of range; labels must be 0..{k - 1} "
+                                f"for {k} classes")
+    if raw.task == "classification" and len(raw.class_names or []) < 2:
+        raise DataError(f"dataset '{name}' has fewer than 2 classes; classification needs at least 2")
+
+
+def fingerprint(raw: RawData) -> str:
+    """SHA-256 of the raw arrays (and the fixed test split), first 16 hex digits."""
+    h = hashlib.sha256()
+    arrays = [raw.x, raw.y] + ([raw.test[0], raw.test[1]] if raw.test is not None else [])
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _split(idx: np.ndarray, frac: float, strat: np.ndarray | None, seed: int):
+    """Split ``idx`` into (rest, held-out); stratified when every class allows it."""
+    if frac <= 0:
+        return idx, np.array([], dtype=idx.dtype), True
+    n_out = int(round(frac * len(idx)))
+    if n_out == 0 or n_out >= len(idx):
+        raise DataError(f"a held-out fraction of {frac:g} of {len(idx)} examples leaves an empty split; "
+                        "use more data or change data.val / data.test")
+    if strat is not None:
+        try:
+            rest, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat)
+            return np.sort(rest), np.sort(out), True
+        except ValueError:
+            pass  # a class too small to stratify: fall back to a plain random split
+    rest, out = train_test_split(idx, test_size=n_out, random_state=seed)
+    return np.sort(rest), np.sort(out), strat is None

@@ -1,0 +1,176 @@
+"""Raw input -> model input, the same way at training and at prediction time.
+
+A dataset's ``preprocess`` dict (saved in ``data.json``) says what kind of raw input
+it takes and holds the normalisation statistics of the train split. ``encode`` turns
+raw input of that kind into un-normalised arrays, ``normalize`` applies the
+statistics; ``predict`` and the loaders both go through these two functions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+# --------------------------------------------------------------------------- tables
+
+
+def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], source: str) -> np.ndarray:
+    """Encode a column table into a float32 feature matrix ``(N, F)``.
+
+    Numeric columns are parsed as floats; categorical columns become one-hot blocks.
+    """
+    n = len(next(iter(table.values()))) if table else 0
+    blocks = []
+    for col in columns:
+        name = col["name"]
+        if name not in table:
+            raise DataError(f"{source}: missing column '{name}'; the model was trained on columns "
+                            f"{', '.join(c['name'] for c in columns)}")
+        values = table[name]
+        if col["kind"] == "numeric":
+            blocks.append(parse_numeric(values, name, source)[:, None])
+        else:
+            cats = col["categories"]
+            index = {c: i for i, c in enumerate(cats)}
+            onehot = np.zeros((n, len(cats)), dtype=np.float32)
+            for row, v in enumerate(values):
+                key = str(v).strip()
+                if key not in index:
+                    raise DataError(f"{source}: column '{name}' row {row + 1} holds '{key}', a category not seen "
+                                    f"in training; known: {', '.join(cats[:20])}")
+                onehot[row, index[key]] = 1.0
+            blocks.append(onehot)
+    return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
+
+
+def table_feature_names(columns: list[dict[str, Any]]) -> list[str]:
+    """Model input feature names: numeric columns as is, one-hot columns as ``col=value``."""
+    names = []
+    for col in columns:
+        if col["kind"] == "numeric":
+            names.append(col["name"])
+        else:
+            names += [f"{col['name']}={c}" for c in col["categories"]]
+    return names
+
+
+def parse_numeric(values: list[Any], name: str, source: str) -> np.ndarray:
+    """Parse one column as float32; text, empty cells, NaN and inf fail with the row."""
+    out = np.empty(len(values), dtype=np.float32)
+    for row, v in enumerate(values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            shown = str(v).strip()
+            what = "is empty" if not shown else f"holds text '{shown}'"
+            raise DataError(f"{source}: numeric column '{name}' row {row + 1} {what}; fix the value or "
+                            f"list the column under data.categorical") from None
+        if not math.isfinite(f):
+            raise DataError(f"{source}: column '{name}' row {row + 1} is {v}; fill or drop non-finite values")
+        out[row] = f
+    return out
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Fail with the first offending index if ``x`` holds NaN or inf."""
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        value = x[tuple(bad)]
+        raise DataError(f"{what} holds {value} at index {tuple(int(i) for i in bad)}; fill or drop non-finite values")
+
+
+def encode_array(pre: dict[str, Any], x: np.ndarray, source: str) -> np.ndarray:
+    """Bring a raw array to ``(N, *shape)``: one sample or a batch, with or without a
+    single channel axis, or flattened rows; anything else fails with the expected shape."""
+    expected = tuple(pre["shape"])
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{source}: expected numbers, got an array of {x.dtype}")
+    size = int(np.prod(expected))
+    if x.shape == expected:
+        x = x[None]
+    elif expected[0] == 1 and x.shape == expected[1:]:
+        x = x.reshape((1, *expected))
+    elif expected[0] == 1 and x.shape[1:] == expected[1:]:
+        x = x[:, None]
+    elif x.ndim == 2 and x.shape[1] == size and x.shape[1:] != expected:
+        x = x.reshape((-1, *expected))
+    if x.shape[1:] != expected:
+        raise DataError(f"{source}: each input must have shape {expected} (or {size} values per row), "
+                        f"got an array of shape {tuple(x.shape)}")
+    x = x.astype(np.float32)
+    check_finite(x, source)
+    return x
+
+
+def encode_image(pre: dict[str, Any], image: Any, source: str) -> np.ndarray:
+    """A PIL image -> ``(1, C, H, W)`` in the dataset's raw pixel range."""
+    channels, (h, w) = pre["shape"][0], pre["shape"][1:]
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (w, h):
+        if pre.get("resize"):
+            image = image.resize((w, h))
+        else:
+            raise DataError(f"{source}: image is {image.size[0]}x{image.size[1]} (WxH) but the model takes "
+                            f"{w}x{h}; resize it first")
+    arr = np.asarray(image, dtype=np.float32)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    lo, hi = pre.get("range", (0.0, 255.0))
+    return (lo + arr / 255.0 * (hi - lo))[None].astype(np.float32)
+
+
+def encode_text(pre: dict[str, Any], text: str, source: str) -> np.ndarray:
+    """The last ``length`` characters of ``text`` as token ids ``(1, L)``."""
+    vocab = {c: i for i, c in enumerate(pre["vocab"])}
+    length = pre["shape"][0]
+    if len(text) < length:
+        raise DataError(f"{source}: needs at least {length} characters of text, got {len(text)}")
+    unknown = sorted({c for c in text[-length:] if c not in vocab})
+    if unknown:
+        raise DataError(f"{source}: characters not in the training vocabulary: {''.join(unknown)!r}")
+    return np.array([[vocab[c] for c in text[-length:]]], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def fit_normalization(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any]:
+    """Mean and std per channel (images, sequences) or per numeric feature (tables)."""
+    pre = dict(pre)
+    if pre["kind"] == "tokens":
+        return pre
+    if pre["kind"] == "table":
+        numeric = _numeric_mask(pre)
+        mean = np.where(numeric, x_train.mean(axis=0), 0.0)
+        std = np.where(numeric, x_train.std(axis=0), 1.0)
+    else:
+        axes = (0, *range(2, x_train.ndim))
+        mean, std = x_train.mean(axis=axes), x_train.std(axis=axes)
+    std = np.where(std < 1e-8, 1.0, std)
+    pre["mean"], pre["std"] = mean.astype(float).tolist(), std.astype(float).tolist()
+    return pre
+
+
+def normalize(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Apply the stored statistics (a no-op when there are none)."""
+    if "mean" not in pre:
+        return x
+    mean, std = np.asarray(pre["mean"], np.float32), np.asarray(pre["std"], np.float32)
+    if pre["kind"] != "table":
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean, std = mean.reshape(shape), std.reshape(shape)
+    return ((x - mean) / std).astype(np.float32)
+
+
+def _numeric_mask(pre: dict[str, Any]) -> np.ndarray:
+    mask = []
+    for col in pre["columns"]:
+        mask += [True] if col["kind"] == "numeric" else [False] * len(col["categories"])
+    return np.array(mask, dtype=bool)

@@ -1,0 +1,88 @@
+"""The ``evaluate`` stage: test metrics, confusion matrix and calibration -> ``eval.json``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from .data import load_dataset
+from .errors import NetwrightError
+from .metrics import confusion_matrix, expected_calibration_error, macro_f1
+from .run import Run
+from .tasks import SupervisedTask
+from .train.trainer import collect_outputs
+
+
+def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = True,
+             batch_size: int = 1024) -> dict[str, Any]:
+    """Score a run's model on one split of its data and write ``eval.json`` (+ ``eval/*.png``).
+
+    Classification: accuracy, macro F1, cross-entropy, expected calibration error with its
+    reliability table, confusion matrix, per-class precision/recall/F1. Regression: MAE,
+    RMSE, R² in the target's units.
+    """
+    run = run if isinstance(run, Run) else Run.open(run)
+    if split not in ("train", "val", "test"):
+        raise NetwrightError(f"split '{split}': choose train, val or test")
+    spec = run.spec
+    data = load_dataset(spec.data)
+    saved = run.read_json("data.json")
+    if saved.get("fingerprint") != data.info.fingerprint:
+        raise NetwrightError(f"{run.path}: the data changed since training (fingerprint {saved.get('fingerprint')} "
+                             f"-> {data.info.fingerprint}); restore it or train a new run")
+    part = data.split(split)
+    model = run.load_model()
+    task = SupervisedTask(data.info, spec.train)
+    outputs = collect_outputs(model, task, part, batch_size, torch.device("cpu"))
+    info = data.info
+    result: dict[str, Any] = {"split": split, "n": len(part), "task": info.task}
+    if info.task == "classification":
+        result.update(_classification(outputs["output"], outputs["target"], info.num_classes, info.class_names))
+    else:
+        result["metrics"] = task.metrics(outputs)
+        pred = task.unscale(outputs["output"].squeeze(-1)).numpy()
+        true = task.unscale(outputs["target"]).numpy()
+    run.write_json("eval.json", result)
+    if plots:
+        from . import plots as P
+
+        folder = run.file("eval")
+        if info.task == "classification":
+            P.confusion_plot(result["confusion_matrix"], info.class_names, folder / "confusion.png",
+                             f"{split}: accuracy {result['metrics']['accuracy']:.4f}")
+            P.reliability_plot(result["reliability"], result["metrics"]["ece"], folder / "reliability.png")
+        else:
+            P.scatter_plot(true, pred, folder / "predictions.png", f"{split}: R² {result['metrics']['r2']:.3f}")
+        history = run.metrics()
+        if history:
+            P.curves_plot(history, folder / "curves.png")
+    return result
+
+
+def _classification(logits: torch.Tensor, target: torch.Tensor, k: int, names: list[str]) -> dict[str, Any]:
+    probs = torch.softmax(logits.double(), dim=1)
+    pred = probs.argmax(dim=1)
+    cm = confusion_matrix(pred, target, k)
+    ece, table = expected_calibration_error(probs, target)
+    tp = cm.diag().double()
+    precision = tp / cm.sum(0).double().clamp(min=1)
+    recall = tp / cm.sum(1).double().clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    return {
+        "metrics": {
+            "accuracy": float((pred == target).double().mean()),
+            "f1": macro_f1(cm),
+            "loss": float(torch.nn.functional.cross_entropy(logits.double(), target)),
+            "ece": ece,
+        },
+        "class_names": names,
+        "confusion_matrix": cm.tolist(),
+        "per_class": [
+            {"class": names[i], "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+             "support": int(cm[i].sum())}
+            for i in range(k)
+        ],
+        "reliability": table,
+    }

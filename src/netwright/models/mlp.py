@@ -1,0 +1,47 @@
+"""Feed-forward network (multi-layer perceptron); ``hidden: []`` is logistic/linear regression."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..data.info import DataInfo
+from .common import Activation, Dropout, Norm, PosInt, mlp_layers
+from .registry import register_model
+
+
+class MLP(nn.Module):
+    def __init__(self, info: DataInfo, hidden: list[int], activation: str, dropout: float, norm: str,
+                 embed_dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(len(info.vocab), embed_dim) if info.modality == "tokens" else None
+        width = math.prod(info.input_shape) * (embed_dim if self.embed is not None else 1)
+        self.layers = mlp_layers(width, hidden, info.num_outputs, activation, dropout, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x)  # (B, L) -> (B, L, E)
+        return self.layers(x.flatten(1))  # (B, F) -> (B, K)
+
+
+@register_model("mlp", family="feed-forward")
+def mlp(
+    info: DataInfo,
+    hidden: list[PosInt] = [128, 64],
+    activation: Activation = "relu",
+    dropout: Dropout = 0.0,
+    norm: Norm = "none",
+    embed_dim: PosInt = 16,
+) -> nn.Module:
+    """Feed-forward network: inputs flattened, then Linear -> norm -> activation -> dropout per hidden layer.
+
+    Args:
+        hidden: widths of the hidden layers; ``[]`` gives logistic (or linear) regression.
+        activation: non-linearity between layers.
+        dropout: dropout probability after each hidden layer.
+        norm: none, batch or layer normalisation after each hidden linear layer.
+        embed_dim: embedding width for token inputs.
+    """
+    return MLP(info, hidden, activation, dropout, norm, embed_dim)

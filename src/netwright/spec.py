@@ -1,0 +1,277 @@
+"""The spec: one validated description of a run.
+
+Typed defaults -> YAML -> ``--set a.b=c`` overrides -> validation of everything at
+once (every problem with its path and what is allowed) -> the resolved spec, with
+every default filled in, saved into the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import NetwrightError, SpecError
+from .registry import format_errors
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _OpenSection(BaseModel):
+    """A section whose extra keys are the parameters of a registered function."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The registered function's parameters (everything but the common keys)."""
+        return dict(self.model_extra or {})
+
+
+class DataSpec(_OpenSection):
+    """``data:`` - which dataset, how to split it; other keys go to its loader."""
+
+    name: str
+    val: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for validation")
+    test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for testing")
+    split_seed: int = Field(0, description="seed of the train/val/test split (independent of `seed`)")
+    normalize: bool = True
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "DataSpec":
+        if self.val + self.test >= 0.9:
+            raise ValueError(f"val + test = {self.val + self.test:g} leaves too little to train on; keep it below 0.9")
+        return self
+
+
+class ModelSpec(_OpenSection):
+    """``model:`` - a registered model name; other keys are its hyper-parameters."""
+
+    name: str
+
+
+class OptimizerSpec(_Section):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop")
+    nesterov: bool = Field(False, description="sgd with momentum > 0")
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam and adamw")
+    eps: float = Field(1e-8, gt=0)
+    alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "OptimizerSpec":
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs name: sgd and momentum > 0")
+        if self.momentum and self.name not in ("sgd", "rmsprop"):
+            raise ValueError(f"momentum applies to sgd and rmsprop, not {self.name}; for adam use betas")
+        return self
+
+
+class ScheduleSpec(_Section):
+    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (not with onecycle)")
+    step_size: int = Field(10, ge=1, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
+    min_lr: float = Field(0.0, ge=0, description="cosine: final learning rate")
+    pct_start: float = Field(0.25, gt=0, lt=1, description="onecycle: fraction of steps rising")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScheduleSpec":
+        if self.name == "onecycle" and self.warmup_epochs:
+            raise ValueError("onecycle has its own warm-up (pct_start); remove warmup_epochs")
+        return self
+
+
+class AugmentSpec(_Section):
+    """Data augmentation; each option applies to the modalities named in its description."""
+
+    shift: float = Field(0.0, ge=0, description="image, sequence: random shift, pixels or steps")
+    rotate: float = Field(0.0, ge=0, le=180, description="image: random rotation, degrees")
+    flip: bool = Field(False, description="image: random horizontal flip")
+    noise: float = Field(0.0, ge=0, description="image, sequence, tabular: gaussian noise std (normalised units)")
+    mask: float = Field(0.0, ge=0, lt=1, description="sequence: fraction of steps zeroed")
+    mixup: float = Field(0.0, ge=0, description="tabular: mixup alpha")
+
+    def active(self) -> dict[str, Any]:
+        """The options that are switched on."""
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+AUGMENT_MODALITIES = {
+    "shift": ("image", "sequence"),
+    "rotate": ("image",),
+    "flip": ("image",),
+    "noise": ("image", "sequence", "tabular"),
+    "mask": ("sequence",),
+    "mixup": ("tabular",),
+}
+
+
+def check_augment(augment: AugmentSpec, modality: str, dataset: str) -> list[str]:
+    """Problems with augmentation options that do not fit the data's modality."""
+    return [
+        f"train.augment.{k}: applies to {' and '.join(AUGMENT_MODALITIES[k])} data, "
+        f"but '{dataset}' is {modality}; remove it"
+        for k in augment.active()
+        if modality not in AUGMENT_MODALITIES[k]
+    ]
+
+
+class EarlyStoppingSpec(_Section):
+    patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping; null = off")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainSpec(_Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: AugmentSpec = AugmentSpec()
+    monitor: str = Field("auto", description="val_<metric> that picks the best epoch; auto: accuracy or loss")
+    early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
+    keep: Literal["best", "last"] = Field("best", description="weights saved as model.safetensors")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Union[int, Literal["auto"]] = Field("auto", description="CPU threads; auto picks by model size")
+    eval_batch_size: int = Field(1024, ge=1)
+    checkpoint_every: int = Field(1, ge=1, description="epochs between resumable checkpoints")
+
+    @model_validator(mode="after")
+    def _threads(self) -> "TrainSpec":
+        if isinstance(self.threads, int) and self.threads < 1:
+            raise ValueError("threads must be >= 1 or auto")
+        return self
+
+
+class Spec(_Section):
+    """A whole run: data, model and training, plus a name and a seed."""
+
+    name: str | None = Field(None, description="run name (folder under runs/)")
+    seed: int = 0
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec = TrainSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/YAML-safe), every default filled in."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SpecSource = Union[Spec, dict, str, os.PathLike]
+
+
+def load_spec(source: SpecSource, overrides: list[str] | None = None) -> Spec:
+    """Build a validated :class:`Spec` from a YAML path, a dict or a Spec.
+
+    Args:
+        source: path to a YAML file, a nested dict, or an existing Spec.
+        overrides: ``a.b=c`` strings; values are parsed as YAML (``[16, 32]``, ``true``).
+
+    Raises:
+        SpecError: every problem found, each with its path and what is allowed.
+    """
+    if isinstance(source, Spec):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        raw = read_yaml(source)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate(raw)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; malformed files fail with the line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetwrightError(f"{path}: no such spec file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise NetwrightError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise NetwrightError(f"{path}: not a text file; a spec is YAML") from None
+    if not isinstance(raw, dict):
+        raise NetwrightError(f"{path}: a spec is a YAML mapping with sections data, model, train")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b=c`` override to a nested dict, in place."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise NetwrightError(f"--set {item!r}: expected KEY=VALUE, e.g. train.optimizer.lr=0.05")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise NetwrightError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any]) -> Spec:
+    """Validate a raw spec dict, collecting every problem before raising."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    problems: list[str] = []
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as e:
+        problems += format_errors(e, model=Spec)
+        spec = None
+
+    resolved: dict[str, dict[str, Any]] = {}
+    for section, registry in (("data", DATASETS), ("model", MODELS)):
+        body = raw.get(section)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            continue
+        fixed = (DataSpec if section == "data" else ModelSpec).model_fields
+        params = {k: v for k, v in body.items() if k not in fixed}
+        try:
+            resolved[section], errs = registry.validate(body["name"], params, section)
+        except NetwrightError as e:
+            errs = [str(e)]
+        problems += errs
+
+    if spec is not None and "data" in resolved:
+        modality = DATASETS.get(spec.data.name).meta.get("modality")
+        if modality:
+            problems += check_augment(spec.train.augment, modality, spec.data.name)
+
+    if problems:
+        raise SpecError(problems)
+    assert spec is not None
+    data = {k: v for k, v in spec.data.model_dump().items() if k in DataSpec.model_fields}
+    model = {"name": spec.model.name}
+    return spec.model_copy(
+        update={
+            "data": DataSpec.model_validate({**data, **resolved["data"]}),
+            "model": ModelSpec.model_validate({**model, **resolved["model"]}),
+        }
+    )

@@ -1,0 +1,30 @@
+"""What a training step means; the trainer owns the loop, a task owns the step."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+class Task(Protocol):
+    """The contract between the trainer and a kind of learning problem."""
+
+    #: metric that picks the best epoch when ``train.monitor`` is ``auto`` (e.g. ``val_accuracy``)
+    default_monitor: str
+    #: names of the metrics :meth:`metrics` returns
+    metric_names: list[str]
+
+    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        """One optimizer, or one per network for adversarial training."""
+
+    def train_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...],
+                   optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
+        """Forward, loss, backward and optimizer step; returns the (detached) loss."""
+
+    def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """Outputs of one batch kept for :meth:`metrics` (no gradients)."""
+
+    def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Metrics from the concatenated outputs of :meth:`eval_step`."""

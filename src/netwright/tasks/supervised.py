@@ -1,0 +1,88 @@
+"""Supervised learning: classification (cross-entropy) and regression (mean squared error)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.info import DataInfo
+from ..metrics import classification_metrics, regression_metrics
+from ..spec import TrainSpec
+
+
+class SupervisedTask:
+    """Classification or regression with optional L1/L2 penalties and label smoothing.
+
+    Regression targets are standardised with train-split statistics for the loss;
+    metrics are reported in the target's original units.
+    """
+
+    def __init__(self, info: DataInfo, train: TrainSpec,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.info = info
+        self.train_spec = train
+        self.classification = info.task == "classification"
+        self.default_monitor = "val_accuracy" if self.classification else "val_loss"
+        self.metric_names = ["loss", "accuracy", "f1"] if self.classification else ["loss", "mae", "rmse", "r2"]
+        self.autocast = autocast
+        target = info.preprocess.get("target", {"mean": 0.0, "std": 1.0})
+        self.y_mean, self.y_std = target["mean"], target["std"]
+        self._penalized: list[nn.Parameter] = []
+
+    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        from ..train.optim import build_optimizer  # train/ imports tasks/; import here to avoid a cycle
+
+        # L1/L2 penalties apply to weight matrices and kernels, not to biases or norm scales
+        self._penalized = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.classification:
+            return F.cross_entropy(out, y, label_smoothing=self.train_spec.label_smoothing)
+        return F.mse_loss(out.squeeze(-1), y)
+
+    def penalty(self) -> torch.Tensor | float:
+        ts = self.train_spec
+        total: torch.Tensor | float = 0.0
+        if ts.l1:
+            total = total + ts.l1 * sum(p.abs().sum() for p in self._penalized)
+        if ts.l2:
+            total = total + ts.l2 * sum(p.pow(2).sum() for p in self._penalized)
+        return total
+
+    def train_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...],
+                   optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
+        x, y = batch
+        (opt,) = optimizers
+        opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss = self.loss(model(x).float(), y)
+        objective = loss + self.penalty() if (self.train_spec.l1 or self.train_spec.l2) else loss
+        objective.backward()
+        if self.train_spec.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), self.train_spec.grad_clip)
+        opt.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        with self.autocast():
+            out = model(x).float()
+        return {"output": out, "target": y}
+
+    def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        out, y = outputs["output"], outputs["target"]
+        if self.classification:
+            return classification_metrics(out, y, self.info.num_classes)
+        pred = self.unscale(out.squeeze(-1))
+        return {"loss": float(F.mse_loss(out.squeeze(-1), y)), **regression_metrics(pred, self.unscale(y))}
+
+    def unscale(self, y: torch.Tensor) -> torch.Tensor:
+        """Standardised regression values -> original units."""
+        return y.double() * self.y_std + self.y_mean

@@ -1,0 +1,125 @@
+"""The ``train`` stage: spec -> data -> model -> trainer -> run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import load_dataset
+from ..errors import NetwrightError, SpecError
+from ..models import build_model, count_parameters
+from ..run import Run
+from ..spec import Spec, SpecSource, check_augment, load_spec
+from ..tasks import SupervisedTask
+from .progress import Mode, TrainingProgress
+from .trainer import Trainer
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when visible, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NetwrightError("train.device: cuda was asked for but no CUDA device is visible; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# Measured by benchmarks/threads.py on a shared 2-core machine: below this many
+# multiply-accumulates per example, a second thread costs more than it gains.
+SMALL_MODEL_MACS = 2_000_000
+
+
+def resolve_threads(threads: int | str, macs_per_example: int) -> int:
+    """``auto``: one thread for small models, otherwise every core (at most 8)."""
+    if threads != "auto":
+        return int(threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if macs_per_example < SMALL_MODEL_MACS else max(1, min(cores, 8))
+
+
+def estimate_macs(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates for one example, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(example[:1])
+    model.train(was)
+    return counter.get_total_flops() // 2
+
+
+def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None = None,
+          runs_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+          progress: Mode = "auto") -> Run:
+    """Train a network as ``spec`` declares and write a run directory.
+
+    Args:
+        spec: a YAML path, a dict or a :class:`Spec`; with ``resume=True``, a run directory.
+        overrides: ``a.b=c`` strings applied on top of the spec.
+        name: run name (default: the spec's ``name``, else the YAML file's stem, else the dataset
+            and model); an explicit name that exists is an error, a derived one gets a suffix.
+        runs_dir: parent folder of runs (default ``./runs`` or ``NETWRIGHT_RUNS``).
+        resume: continue the run directory ``spec`` from its last checkpoint.
+        overwrite: replace an existing run of the same name.
+        progress: ``auto`` (bar on a terminal, lines otherwise), ``bar``, ``lines`` or ``quiet``.
+
+    Returns:
+        The :class:`Run`; ``run.read_json("train.json")`` holds the summary.
+    """
+    if resume:
+        if overrides:
+            raise NetwrightError("--resume continues a run exactly as it was specified; "
+                                 "start a new run to change the spec")
+        run = Run.open(spec)
+        resolved = run.spec
+    else:
+        resolved = load_spec(spec, overrides)
+    data = load_dataset(resolved.data)
+    info = data.info
+    problems = check_augment(resolved.train.augment, info.modality, resolved.data.name)
+    if problems:
+        raise SpecError(problems)
+    if resume and run.read_json("data.json").get("fingerprint") != info.fingerprint:
+        raise NetwrightError(f"{run.path}: the data changed since this run started (fingerprint differs); "
+                             "resume needs the same data - start a new run")
+
+    device = resolve_device(resolved.train.device)
+    torch.manual_seed(resolved.seed)
+    model = build_model(resolved.model.name, info, **resolved.model.params)
+    threads = resolve_threads(resolved.train.threads, estimate_macs(model, data.train.x))
+    torch.set_num_threads(threads)
+    model.to(device)
+
+    if not resume:
+        explicit = name is not None or resolved.name is not None
+        run_name = name or resolved.name or _default_name(spec, resolved)
+        run = Run.create(run_name, runs_dir, overwrite=overwrite, explicit=explicit)
+        run.write_spec(resolved.model_copy(update={"name": run.name}))
+        run.write_json("data.json", info.to_dict())
+
+    autocast: Any = contextlib.nullcontext
+    if device.type == "cuda":
+        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+    task = SupervisedTask(info, resolved.train, autocast=autocast)
+
+    with TrainingProgress(progress) as prog:
+        trainer = Trainer(model, task, data, resolved, run, device, prog)
+        if resume:
+            trainer.resume()
+        else:
+            prog.message(f"{resolved.model.name} on {info.name}: {count_parameters(model):,} parameters, "
+                         f"{info.splits['train']}/{info.splits['val']}/{info.splits['test']} train/val/test, "
+                         f"{device}, {threads} thread{'s' * (threads > 1)} -> {run.path}")
+        trainer.fit()
+    return run
+
+
+def _default_name(source: SpecSource, spec: Spec) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).stem
+    return f"{spec.data.name}-{spec.model.name}"

@@ -1,0 +1,212 @@
+"""The training loop shared by every task: epochs, batches, validation, best weights,
+early stopping, checkpoints and resume, metrics files and progress."""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.augment import Augmenter
+from ..data.info import Dataset, Split
+from ..errors import NetwrightError, TrainingError
+from ..metrics import lower_is_better
+from ..run import Run
+from ..spec import Spec
+from ..atomic import write_jsonl
+from .checkpoint import load_checkpoint, save_checkpoint, save_weights
+from .optim import build_scheduler
+from .progress import TrainingProgress
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, e.g. (run seed, epoch, stream)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@torch.no_grad()
+def collect_outputs(model: nn.Module, task: Any, split: Split, batch_size: int,
+                    device: torch.device) -> dict[str, torch.Tensor]:
+    """Run ``task.eval_step`` over a split in batches and concatenate the outputs (on the CPU)."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(split), batch_size):
+        out = task.eval_step(model, (split.x[i:i + batch_size].to(device), split.y[i:i + batch_size].to(device)))
+        for k, v in out.items():
+            parts.setdefault(k, []).append(v.cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+class Trainer:
+    """Fits ``model`` with ``task`` on ``data`` as ``spec.train`` says, writing into ``run``."""
+
+    def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
+                 device: torch.device, progress: TrainingProgress):
+        self.model, self.task, self.data, self.spec, self.run = model, task, data, spec, run
+        self.device, self.progress = device, progress
+        ts = spec.train
+        self.x, self.y = data.train.x.to(device), data.train.y.to(device)
+        n = len(self.y)
+        # a trailing batch of one example is dropped for the epoch (batch norm cannot train on it)
+        self.n_used = n - 1 if n % ts.batch_size == 1 and n > 1 else n
+        self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
+        self.optimizers = task.optimizers(model)
+        self.schedulers = [build_scheduler(o, ts.schedule, ts.optimizer, self.steps_per_epoch, ts.epochs)
+                           for o in self.optimizers]
+        self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)
+        self.monitor = self._monitor()
+        self.minimize = lower_is_better(self.monitor)
+        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_value": None, "best_epoch": None,
+                                      "bad_epochs": 0, "stopped_early": False, "finished": False,
+                                      "history": [], "timing": []}
+        self.best: dict[str, torch.Tensor] | None = None
+
+    def _monitor(self) -> str:
+        ts = self.spec.train
+        if self.data.val is None:
+            if ts.monitor not in ("auto", "train_loss"):
+                raise NetwrightError(f"train.monitor: {ts.monitor} needs a validation split; set data.val above 0 "
+                                     "or monitor train_loss")
+            if ts.early_stopping.patience:
+                raise NetwrightError("train.early_stopping needs a validation split; set data.val above 0")
+            return "train_loss"
+        monitor = self.task.default_monitor if ts.monitor == "auto" else ts.monitor
+        known = ["val_" + k for k in self.task.metric_names] + ["train_loss"]
+        if monitor not in known:
+            raise NetwrightError(f"train.monitor: unknown metric '{monitor}'; choose from {', '.join(known)}")
+        return monitor
+
+    # ------------------------------------------------------------------ resume
+
+    def resume(self) -> None:
+        """Continue from ``checkpoints/last.safetensors`` (the start of the epoch after it)."""
+        folder = self.run.file("checkpoints")
+        if not (folder / "last.safetensors").is_file():
+            raise NetwrightError(f"{self.run.path}: no checkpoint to resume from (checkpoints/last.safetensors); "
+                                 "start a new run instead")
+        self.state, self.best = load_checkpoint(folder, self.model, self.optimizers, self.schedulers)
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self) -> dict[str, Any]:
+        ts = self.spec.train
+        st = self.state
+        if st["finished"]:
+            self.progress.message(f"{self.run.path} finished already (epoch {st['epoch']}); nothing to resume")
+            return self._summary()
+        self.progress.start(ts.epochs, self.steps_per_epoch, st["epoch"])
+        try:
+            for epoch in range(st["epoch"] + 1, ts.epochs + 1):
+                t0 = time.perf_counter()
+                record = self._epoch(epoch)
+                seconds = time.perf_counter() - t0
+                stop = self._after_epoch(epoch, record, seconds)
+                self.progress.epoch_end(record, seconds, st["step"], self.monitor)
+                if stop:
+                    self.progress.message(f"early stopping: {self.monitor} has not improved for "
+                                          f"{st['bad_epochs']} epochs; best was epoch {st['best_epoch']}")
+                    break
+        finally:
+            self.progress.close()
+        return self._finish()
+
+    def _epoch(self, epoch: int) -> dict[str, Any]:
+        ts, st = self.spec.train, self.state
+        seed = self.spec.seed
+        torch.manual_seed(derive_seed(seed, epoch, 0))  # dropout and other global draws
+        perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 1)))
+        perm = perm[: self.n_used].to(self.device)
+        self.augment.reseed(derive_seed(seed, epoch, 2))
+        self.model.train()
+        total, bs = 0.0, ts.batch_size
+        for b in range(self.steps_per_epoch):
+            idx = perm[b * bs:(b + 1) * bs]
+            xb, yb = self.augment(self.x[idx], self.y[idx])
+            loss = float(self.task.train_step(self.model, (xb, yb), self.optimizers))
+            if not math.isfinite(loss):
+                last = st["epoch"] if self.run.has("checkpoints/last.safetensors") else None
+                kept = f"the last good checkpoint (epoch {last}) is kept" if last else "no checkpoint was written"
+                raise TrainingError(f"loss became {loss} at epoch {epoch}, step {b + 1} (global step "
+                                    f"{st['step'] + 1}); {kept}; lower train.optimizer.lr or set train.grad_clip")
+            for s in self.schedulers:
+                s.step()
+            total += loss * len(idx)
+            st["step"] += 1
+            self.progress.step(epoch, st["step"], loss)
+        record: dict[str, Any] = {"epoch": epoch, "step": st["step"],
+                                  "lr": self.optimizers[0].param_groups[0]["lr"],
+                                  "train_loss": total / self.n_used}
+        if self.data.val is not None:
+            outputs = collect_outputs(self.model, self.task, self.data.val, ts.eval_batch_size, self.device)
+            record.update({f"val_{k}": v for k, v in self.task.metrics(outputs).items()})
+        return record
+
+    def _after_epoch(self, epoch: int, record: dict[str, Any], seconds: float) -> bool:
+        """Book-keeping after an epoch; returns True when early stopping triggers."""
+        ts, st = self.spec.train, self.state
+        st["epoch"] = epoch
+        st["history"].append(record)
+        st["timing"].append({"epoch": epoch, "seconds": round(seconds, 4),
+                             "samples_per_s": round(self.n_used / max(seconds, 1e-9), 1)})
+        value = record[self.monitor]
+        best = st["best_value"]
+        delta = ts.early_stopping.min_delta
+        improved = best is None or (value < best - delta if self.minimize else value > best + delta)
+        if improved:
+            st["best_value"], st["best_epoch"], st["bad_epochs"] = value, epoch, 0
+            if ts.keep == "best":
+                self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            st["bad_epochs"] += 1
+        patience = ts.early_stopping.patience
+        stop = bool(patience and st["bad_epochs"] >= patience)
+        st["stopped_early"] = stop
+        write_jsonl(self.run.file("metrics.jsonl"), st["history"])
+        write_jsonl(self.run.file("timing.jsonl"), st["timing"])
+        if stop or epoch == ts.epochs or epoch % ts.checkpoint_every == 0:
+            save_checkpoint(self.run.file("checkpoints"), self.model, self.optimizers, self.schedulers,
+                            self.best, st)
+        return stop
+
+    def _finish(self) -> dict[str, Any]:
+        st = self.state
+        if self.spec.train.keep == "best" and self.best is not None:
+            self.model.load_state_dict(self.best)
+        st["finished"] = True
+        save_weights(self.run.file("model.safetensors"), self.model.state_dict(),
+                     {"model": self.spec.model.name, "epoch": st["best_epoch"] if self.spec.train.keep == "best"
+                      else st["epoch"]})
+        save_checkpoint(self.run.file("checkpoints"), self.model, self.optimizers, self.schedulers, self.best, st)
+        summary = self._summary()
+        self.run.write_json("train.json", summary)
+        return summary
+
+    def _summary(self) -> dict[str, Any]:
+        st = self.state
+        history = st["history"]
+        final = history[-1] if history else {}
+        best = next((r for r in history if r["epoch"] == st["best_epoch"]), final)
+        return {
+            "finished": st["finished"],
+            "epochs": st["epoch"],
+            "steps": st["step"],
+            "stopped_early": st["stopped_early"],
+            "monitor": self.monitor,
+            "best_epoch": st["best_epoch"],
+            "best_value": st["best_value"],
+            "kept": self.spec.train.keep,
+            "final": final,
+            "best": best,
+            "seconds": round(sum(t["seconds"] for t in st["timing"]), 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
