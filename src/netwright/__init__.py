@@ -15,7 +15,7 @@ from .models import MODELS, build_model, count_parameters, register_model
 from .predict import predict
 from .run import Run, list_runs
 from .spec import Spec, load_spec
-from .train import train
+from .training import train
 
 __version__ = "0.1.0"
 

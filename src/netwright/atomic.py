@@ -1,7 +1,8 @@
-"""Atomic file writes: temporary file in the same folder, flush, fsync, rename.
+"""Atomic file writes: temporary file in the same folder, flush (and fsync), rename.
 
 A reader never sees a half-written file, and a crash mid-write leaves the previous
-version in place.
+version in place. ``durable=False`` skips the fsync for files that are rewritten often
+and can be rebuilt (the per-epoch metrics); the rename keeps them atomic.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable: bool = True) -> Path:
     """Call ``writer(tmp_path)`` and atomically move the result to ``path``.
 
     ``writer`` receives the path of a fresh temporary file in the destination folder;
@@ -27,8 +28,9 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -36,14 +38,14 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> Path:
     """Atomically write ``data`` to ``path``."""
-    return write_with(path, lambda tmp: tmp.write_bytes(data))
+    return write_with(path, lambda tmp: tmp.write_bytes(data), durable)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str, durable: bool = True) -> Path:
     """Atomically write ``text`` (UTF-8) to ``path``."""
-    return write_bytes(path, text.encode("utf-8"))
+    return write_bytes(path, text.encode("utf-8"), durable)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -51,6 +53,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
+def write_jsonl(path: str | os.PathLike, rows: list[dict], durable: bool = True) -> Path:
     """Atomically write one compact JSON object per line."""
-    return write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+    return write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows), durable)

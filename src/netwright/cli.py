@@ -44,7 +44,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Train a network as a spec declares; writes runs/NAME/."""
-    from .train import train as train_stage
+    from .training import train as train_stage
 
     run = train_stage(source, overrides=set_, name=name, runs_dir=runs_dir, resume=resume, overwrite=overwrite,
                       progress="quiet" if quiet else "auto")

@@ -12,7 +12,7 @@ from .errors import NetwrightError
 from .metrics import confusion_matrix, expected_calibration_error, macro_f1
 from .run import Run
 from .tasks import SupervisedTask
-from .train.trainer import collect_outputs
+from .training.trainer import collect_outputs
 
 
 def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = True,

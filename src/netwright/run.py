@@ -140,7 +140,7 @@ class Run:
     def load_model(self, weights: str = "model.safetensors") -> "nn.Module":
         """Rebuild the model from the spec and load its saved weights (eval mode)."""
         from .models import build_model
-        from .train.checkpoint import load_model_weights
+        from .training.checkpoint import load_model_weights
 
         spec = self.spec
         path = self.path / weights

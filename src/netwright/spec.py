@@ -65,11 +65,14 @@ class OptimizerSpec(_Section):
     betas: tuple[float, float] = Field((0.9, 0.999), description="adam and adamw")
     eps: float = Field(1e-8, gt=0)
     alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing")
+    fused: bool | None = Field(None, description="fused update kernels (sgd, adam, adamw); default: on")
 
     @model_validator(mode="after")
     def _consistent(self) -> "OptimizerSpec":
         if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
             raise ValueError("nesterov needs name: sgd and momentum > 0")
+        if self.fused and self.name == "rmsprop":
+            raise ValueError("fused kernels exist for sgd, adam and adamw, not rmsprop")
         if self.momentum and self.name not in ("sgd", "rmsprop"):
             raise ValueError(f"momentum applies to sgd and rmsprop, not {self.name}; for adam use betas")
         return self
@@ -146,7 +149,8 @@ class TrainSpec(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Union[int, Literal["auto"]] = Field("auto", description="CPU threads; auto picks by model size")
     eval_batch_size: int = Field(1024, ge=1)
-    checkpoint_every: int = Field(1, ge=1, description="epochs between resumable checkpoints")
+    checkpoint_interval: float = Field(
+        30.0, ge=0, description="seconds between resumable checkpoints (0: every epoch); always one at the end")
 
     @model_validator(mode="after")
     def _threads(self) -> "TrainSpec":

@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
 from .info import Dataset, DataInfo, RawData, Split
@@ -114,6 +113,7 @@ def fingerprint(raw: RawData) -> str:
 
 def _split(idx: np.ndarray, frac: float, strat: np.ndarray | None, seed: int):
     """Split ``idx`` into (rest, held-out); stratified when every class allows it."""
+    from sklearn.model_selection import train_test_split  # imported here: it takes most of a second
     if frac <= 0:
         return idx, np.array([], dtype=idx.dtype), True
     n_out = int(round(frac * len(idx)))

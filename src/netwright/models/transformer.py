@@ -36,9 +36,11 @@ def sinusoidal(length: int, dim: int) -> torch.Tensor:
     return pe[None]
 
 
-def auto_patch(length: int, max_tokens: int = 64) -> int:
-    """Smallest patch size dividing ``length`` that leaves at most ``max_tokens`` patches per axis."""
-    return next(p for p in range(1, length + 1) if length % p == 0 and length // p <= max_tokens)
+def auto_patch(extent: tuple[int, ...], max_tokens: int) -> int:
+    """Smallest patch size dividing every axis of ``extent`` that leaves at most ``max_tokens`` patches
+    (the largest common divisor when none does)."""
+    sizes = [p for p in range(1, max(extent) + 1) if all(e % p == 0 for e in extent)]
+    return next((p for p in sizes if math.prod(e // p for e in extent) <= max_tokens), sizes[-1])
 
 
 class TransformerClassifier(nn.Module):
@@ -50,14 +52,14 @@ class TransformerClassifier(nn.Module):
         shape = info.input_shape
         if info.modality == "image":
             c, h, w = shape
-            p = patch_size or auto_patch(math.gcd(h, w), 8)
+            p = patch_size or auto_patch((h, w), 16)
             if h % p or w % p:
                 raise NetwrightError(f"model.patch_size: {p} does not divide the {h}x{w} image")
             self.tokenize = nn.Conv2d(c, d_model, p, stride=p)
             n_tokens = (h // p) * (w // p)
         elif info.modality == "sequence":
             c, length = shape
-            p = patch_size or auto_patch(length)
+            p = patch_size or auto_patch((length,), 64)
             if length % p:
                 raise NetwrightError(f"model.patch_size: {p} does not divide the sequence length {length}")
             self.tokenize = nn.Conv1d(c, d_model, p, stride=p)
@@ -125,7 +127,7 @@ def transformer(
         activation: feed-forward non-linearity.
         positional: learned or fixed sinusoidal position codes.
         pool: read the output from a [CLS] token or the mean over tokens.
-        patch_size: image/sequence patch size; default: the smallest that gives at most 64 tokens per axis.
+        patch_size: image/sequence patch size; default: the smallest giving at most 16 image / 64 sequence tokens.
         hidden: widths of hidden layers in the head.
     """
     if d_model % heads:

@@ -23,19 +23,20 @@ class SupervisedTask:
     """
 
     def __init__(self, info: DataInfo, train: TrainSpec,
-                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+                 autocast: Callable[[], contextlib.AbstractContextManager] | None = None):
         self.info = info
         self.train_spec = train
         self.classification = info.task == "classification"
         self.default_monitor = "val_accuracy" if self.classification else "val_loss"
         self.metric_names = ["loss", "accuracy", "f1"] if self.classification else ["loss", "mae", "rmse", "r2"]
-        self.autocast = autocast
+        self.autocast = autocast  # None: full precision, no context to enter on every step
+        self.regularized = bool(train.l1 or train.l2)
         target = info.preprocess.get("target", {"mean": 0.0, "std": 1.0})
         self.y_mean, self.y_std = target["mean"], target["std"]
         self._penalized: list[nn.Parameter] = []
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        from ..train.optim import build_optimizer  # train/ imports tasks/; import here to avoid a cycle
+        from ..training.optim import build_optimizer  # training/ imports tasks/: import here, no cycle
 
         # L1/L2 penalties apply to weight matrices and kernels, not to biases or norm scales
         self._penalized = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
@@ -60,9 +61,12 @@ class SupervisedTask:
         x, y = batch
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
-        with self.autocast():
-            loss = self.loss(model(x).float(), y)
-        objective = loss + self.penalty() if (self.train_spec.l1 or self.train_spec.l2) else loss
+        if self.autocast is None:
+            loss = self.loss(model(x), y)
+        else:
+            with self.autocast():
+                loss = self.loss(model(x).float(), y)
+        objective = loss + self.penalty() if self.regularized else loss
         objective.backward()
         if self.train_spec.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), self.train_spec.grad_clip)
@@ -72,9 +76,10 @@ class SupervisedTask:
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         x, y = batch
+        if self.autocast is None:
+            return {"output": model(x), "target": y}
         with self.autocast():
-            out = model(x).float()
-        return {"output": out, "target": y}
+            return {"output": model(x).float(), "target": y}
 
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         out, y = outputs["output"], outputs["target"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 from ..data import load_dataset
 from ..errors import NetwrightError, SpecError
 from ..models import build_model, count_parameters
+from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, check_augment, load_spec
 from ..tasks import SupervisedTask
@@ -28,29 +28,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Measured by benchmarks/threads.py on a shared 2-core machine: below this many
-# multiply-accumulates per example, a second thread costs more than it gains.
-SMALL_MODEL_MACS = 2_000_000
+# benchmarks/threads.py on a shared 2-core machine: a second thread pays off once a model
+# does ~100k multiply-accumulates per example and each sequential step does ~50k of them
+# (a CNN on digits: 1.3x; an MLP on digits or a 64-unit GRU over 40 steps: no gain).
+PARALLEL_MACS, PARALLEL_MACS_PER_STEP = 100_000, 50_000
 
 
-def resolve_threads(threads: int | str, macs_per_example: int) -> int:
-    """``auto``: one thread for small models, otherwise every core (at most 8)."""
+def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.Tensor) -> int:
+    """``auto``: one thread for small or step-by-step models, otherwise every core (at most 8)."""
     if threads != "auto":
         return int(threads)
+    macs, steps = forward_cost(model, example)
+    if macs < PARALLEL_MACS or macs / steps < PARALLEL_MACS_PER_STEP:
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if macs_per_example < SMALL_MODEL_MACS else max(1, min(cores, 8))
-
-
-def estimate_macs(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """Multiply-accumulates for one example, counted by ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(example[:1])
-    model.train(was)
-    return counter.get_total_flops() // 2
+    return max(1, min(cores, 8))
 
 
 def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None = None,
@@ -91,7 +83,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     device = resolve_device(resolved.train.device)
     torch.manual_seed(resolved.seed)
     model = build_model(resolved.model.name, info, **resolved.model.params)
-    threads = resolve_threads(resolved.train.threads, estimate_macs(model, data.train.x))
+    threads = resolve_threads(resolved.train.threads, model, data.train.x)
     torch.set_num_threads(threads)
     model.to(device)
 
@@ -102,7 +94,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         run.write_spec(resolved.model_copy(update={"name": run.name}))
         run.write_json("data.json", info.to_dict())
 
-    autocast: Any = contextlib.nullcontext
+    autocast: Any = None
     if device.type == "cuda":
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     task = SupervisedTask(info, resolved.train, autocast=autocast)

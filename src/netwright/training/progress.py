@@ -78,7 +78,7 @@ class TrainingProgress:
                              stats=f"loss {loss:.4f}{self._last}")
 
     def epoch_end(self, record: dict[str, Any], seconds: float, completed: int, monitor: str | None) -> None:
-        if monitor and monitor in record:
+        if monitor and record.get(monitor) is not None:
             self._last = f"  {monitor} {record[monitor]:.4f}"
         if self.mode == "quiet":
             return

@@ -8,7 +8,6 @@ import resource
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -25,8 +24,14 @@ from .progress import TrainingProgress
 
 
 def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, e.g. (run seed, epoch, stream)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    """A 63-bit seed from integers, e.g. (run seed, epoch, stream), mixed with splitmix64."""
+    mask = (1 << 64) - 1
+    z = 0x9E3779B97F4A7C15
+    for p in parts:
+        z = (z ^ (p & mask)) * 0xBF58476D1CE4E5B9 & mask
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & mask
+        z ^= z >> 31
+    return z >> 1
 
 
 @torch.no_grad()
@@ -58,8 +63,10 @@ class Trainer:
         self.n_used = n - 1 if n % ts.batch_size == 1 and n > 1 else n
         self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
         self.optimizers = task.optimizers(model)
-        self.schedulers = [build_scheduler(o, ts.schedule, ts.optimizer, self.steps_per_epoch, ts.epochs)
-                           for o in self.optimizers]
+        constant = ts.schedule.name == "constant" and not ts.schedule.warmup_epochs
+        self.schedulers = [] if constant else [
+            build_scheduler(o, ts.schedule, ts.optimizer, self.steps_per_epoch, ts.epochs) for o in self.optimizers]
+        self.shuffle = torch.Generator()
         self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)
         self.monitor = self._monitor()
         self.minimize = lower_is_better(self.monitor)
@@ -67,6 +74,10 @@ class Trainer:
                                       "bad_epochs": 0, "stopped_early": False, "finished": False,
                                       "history": [], "timing": []}
         self.best: dict[str, torch.Tensor] | None = None
+        # file writes are throttled so that tiny epochs do not pay for I/O: metrics at most
+        # once a second, checkpoints every train.checkpoint_interval seconds, both at the end
+        self._next_log = 0.0
+        self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
 
     def _monitor(self) -> str:
         ts = self.spec.train
@@ -120,12 +131,17 @@ class Trainer:
     def _epoch(self, epoch: int) -> dict[str, Any]:
         ts, st = self.spec.train, self.state
         seed = self.spec.seed
-        torch.manual_seed(derive_seed(seed, epoch, 0))  # dropout and other global draws
-        perm = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 1)))
+        # dropout and other global draws; torch.manual_seed would also seed every lazy
+        # accelerator backend, which costs a millisecond a call
+        torch.default_generator.manual_seed(derive_seed(seed, epoch, 0))
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(derive_seed(seed, epoch, 0))
+        perm = torch.randperm(len(self.y), generator=self.shuffle.manual_seed(derive_seed(seed, epoch, 1)))
         perm = perm[: self.n_used].to(self.device)
-        self.augment.reseed(derive_seed(seed, epoch, 2))
+        if self.augment.enabled:
+            self.augment.reseed(derive_seed(seed, epoch, 2))
         self.model.train()
-        total, bs = 0.0, ts.batch_size
+        total, bs, n = 0.0, ts.batch_size, self.n_used
         for b in range(self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
             xb, yb = self.augment(self.x[idx], self.y[idx])
@@ -137,7 +153,7 @@ class Trainer:
                                     f"{st['step'] + 1}); {kept}; lower train.optimizer.lr or set train.grad_clip")
             for s in self.schedulers:
                 s.step()
-            total += loss * len(idx)
+            total += loss * min(bs, n - b * bs)
             st["step"] += 1
             self.progress.step(epoch, st["step"], loss)
         record: dict[str, Any] = {"epoch": epoch, "step": st["step"],
@@ -145,7 +161,8 @@ class Trainer:
                                   "train_loss": total / self.n_used}
         if self.data.val is not None:
             outputs = collect_outputs(self.model, self.task, self.data.val, ts.eval_batch_size, self.device)
-            record.update({f"val_{k}": v for k, v in self.task.metrics(outputs).items()})
+            # a diverged validation metric is recorded as null (JSON has no NaN) and never "improves"
+            record.update({f"val_{k}": v if math.isfinite(v) else None for k, v in self.task.metrics(outputs).items()})
         return record
 
     def _after_epoch(self, epoch: int, record: dict[str, Any], seconds: float) -> bool:
@@ -158,7 +175,8 @@ class Trainer:
         value = record[self.monitor]
         best = st["best_value"]
         delta = ts.early_stopping.min_delta
-        improved = best is None or (value < best - delta if self.minimize else value > best + delta)
+        improved = value is not None and (
+            best is None or (value < best - delta if self.minimize else value > best + delta))
         if improved:
             st["best_value"], st["best_epoch"], st["bad_epochs"] = value, epoch, 0
             if ts.keep == "best":
@@ -168,11 +186,17 @@ class Trainer:
         patience = ts.early_stopping.patience
         stop = bool(patience and st["bad_epochs"] >= patience)
         st["stopped_early"] = stop
-        write_jsonl(self.run.file("metrics.jsonl"), st["history"])
-        write_jsonl(self.run.file("timing.jsonl"), st["timing"])
-        if stop or epoch == ts.epochs or epoch % ts.checkpoint_every == 0:
+        now = time.monotonic()
+        last = stop or epoch == ts.epochs  # _finish writes the final checkpoint
+        checkpoint = not last and now >= self._next_checkpoint
+        if last or checkpoint or now >= self._next_log:
+            write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
+            write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
+            self._next_log = now + 1.0
+        if checkpoint:
             save_checkpoint(self.run.file("checkpoints"), self.model, self.optimizers, self.schedulers,
                             self.best, st)
+            self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
         return stop
 
     def _finish(self) -> dict[str, Any]:
