@@ -20,8 +20,8 @@ from .errors import NetwrightError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural networks end to end: declare, train, evaluate, predict.")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a spec value: a.b=c (repeatable)")]

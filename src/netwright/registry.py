@@ -130,7 +130,7 @@ class Registry:
 
 
 def _params_model(name: str, fn: Callable[..., Any], skip: int) -> type[BaseModel]:
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)  # keep Annotated[..., Field(ge=...)]
     fields: dict[str, Any] = {}
     for i, p in enumerate(inspect.signature(fn).parameters.values()):
         if i < skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

@@ -143,7 +143,7 @@ class TrainSpec(_Section):
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: AugmentSpec = AugmentSpec()
-    monitor: str = Field("auto", description="val_<metric> that picks the best epoch; auto: accuracy or loss")
+    monitor: str = Field("auto", description="metric that picks the best epoch (val_loss, val_accuracy...); auto: val_loss")
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     keep: Literal["best", "last"] = Field("best", description="weights saved as model.safetensors")
     device: Literal["auto", "cpu", "cuda"] = "auto"

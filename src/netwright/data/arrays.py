@@ -18,6 +18,10 @@ def load_array_file(path: Path) -> dict[str, np.ndarray] | np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise DataError(f"{path}: not a readable NumPy file (no .npy/.npz header); save with numpy.save/savez")
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
@@ -77,6 +81,8 @@ def npz(
         y = y[:, 0]
     if y.ndim != 1:
         raise DataError(f"{path}: targets must be one value per example, got shape {y.shape}")
+    if len(y) == 0 or len(x) == 0:
+        raise DataError(f"{path}: the dataset is empty; it needs at least one example per class")
     if modality == "auto":
         if x.ndim not in MODALITY_BY_NDIM:
             raise DataError(f"{path}: inputs of shape {x.shape} are ambiguous; set data.modality "

@@ -27,7 +27,7 @@ class SupervisedTask:
         self.info = info
         self.train_spec = train
         self.classification = info.task == "classification"
-        self.default_monitor = "val_accuracy" if self.classification else "val_loss"
+        self.default_monitor = "val_loss"  # smoother than accuracy on a small validation split
         self.metric_names = ["loss", "accuracy", "f1"] if self.classification else ["loss", "mae", "rmse", "r2"]
         self.autocast = autocast  # None: full precision, no context to enter on every step
         self.regularized = bool(train.l1 or train.l2)

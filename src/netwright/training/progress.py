@@ -83,7 +83,8 @@ class TrainingProgress:
         if self.mode == "quiet":
             return
         if self._bar is not None:
-            self._bar.update(self._task, completed=completed, stats=f"loss {record['train_loss']:.4f}{self._last}")
+            self._bar.update(self._task, completed=completed, epoch=record["epoch"],
+                             stats=f"loss {record['train_loss']:.4f}{self._last}")
         self.console.print(format_record(record, seconds), highlight=False, soft_wrap=True)
         if self._bar is None and not self.console.is_terminal:
             sys.stderr.flush()

@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated runs folder, a dataset cache, and the real CLI in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ.setdefault("NETWRIGHT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes its runs under its own temporary folder."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("NETWRIGHT_RUNS", str(runs))
+    monkeypatch.chdir(tmp_path)
+    return runs
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``netwright ARGS...`` in this process; returns exit code, stdout and stderr."""
+    from netwright.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The real console entry point in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "netwright", *map(str, args)], capture_output=True, text=True,
+                          **kwargs)
+
+
+def tiny_spec(**train) -> dict:
+    """A fast, small spec: an MLP on iris."""
+    return {"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [16]},
+            "train": {"epochs": 3, "batch_size": 16, "threads": 1, **train}}
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> None:
+    """Exit code 2, one 'error:' line on stderr naming every fragment, no traceback."""
+    assert result.code == 2, (result.code, result.err)
+    assert len(result.error_lines) == 1, result.err
+    line = result.error_lines[0]
+    assert line.startswith("error: "), line
+    assert "Traceback" not in result.err
+    for f in fragments:
+        assert f in line, (f, line)

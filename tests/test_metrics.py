@@ -1,0 +1,65 @@
+"""Our metrics against scikit-learn's (an independent reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from netwright.metrics import (classification_metrics, confusion_matrix, expected_calibration_error,
+                               lower_is_better, macro_f1, regression_metrics)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_classification_metrics_match_sklearn(seed):
+    g = torch.Generator().manual_seed(seed)
+    k = 5
+    logits = torch.randn(300, k, generator=g) * 2
+    target = torch.randint(0, k, (300,), generator=g)
+    if seed == 4:
+        target[target == 3] = 0  # a class absent from the targets
+    pred = logits.argmax(1)
+    ours = classification_metrics(logits, target, k)
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(target, pred))
+    labels = sorted(set(target.tolist()) | set(pred.tolist()))
+    assert ours["f1"] == pytest.approx(skm.f1_score(target, pred, average="macro", labels=labels))
+    assert ours["loss"] == pytest.approx(skm.log_loss(target, torch.softmax(logits.double(), 1), labels=range(k)), rel=1e-5)
+    cm = confusion_matrix(pred, target, k)
+    assert np.array_equal(cm.numpy(), skm.confusion_matrix(target, pred, labels=range(k)))
+    assert macro_f1(cm) == pytest.approx(ours["f1"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_regression_metrics_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(10, 3, 200)
+    p = y + rng.normal(0, 1, 200)
+    ours = regression_metrics(torch.tensor(p), torch.tensor(y))
+    assert ours["mae"] == pytest.approx(skm.mean_absolute_error(y, p))
+    assert ours["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)))
+    assert ours["r2"] == pytest.approx(skm.r2_score(y, p))
+
+
+def test_expected_calibration_error_against_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(1000, 4, generator=g) * 3, dim=1).double()
+    target = torch.randint(0, 4, (1000,), generator=g)
+    ece, table = expected_calibration_error(probs, target, bins=10)
+    conf, pred = probs.max(1)
+    conf, correct = conf.numpy(), (pred == target).numpy()
+    expected = 0.0
+    for lo in np.arange(10) / 10:
+        mask = (conf > lo) & (conf <= lo + 0.1)
+        if mask.any():
+            expected += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    assert ece == pytest.approx(expected, abs=1e-9)
+    assert sum(b["count"] for b in table) == 1000
+    # a perfectly calibrated one-hot prediction has zero ECE
+    onehot = torch.nn.functional.one_hot(target, 4).double()
+    assert expected_calibration_error(onehot, target)[0] == pytest.approx(0.0)
+
+
+def test_direction_of_metrics():
+    assert lower_is_better("val_loss") and lower_is_better("val_mae") and lower_is_better("train_loss")
+    assert not lower_is_better("val_accuracy") and not lower_is_better("val_r2") and not lower_is_better("val_f1")

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netwright import MODELS, DataInfo, SpecError, build_model, count_parameters
+from netwright.errors import NetwrightError
+from netwright.models.common import ACTIVATIONS
+from netwright.models.cost import forward_cost
+
+INFOS = {
+    "image": DataInfo(name="img", task="classification", modality="image", input_shape=(1, 8, 8), num_classes=10,
+                      class_names=[str(i) for i in range(10)]),
+    "rgb": DataInfo(name="rgb", task="classification", modality="image", input_shape=(3, 12, 10), num_classes=3,
+                    class_names=["a", "b", "c"]),
+    "sequence": DataInfo(name="seq", task="classification", modality="sequence", input_shape=(2, 40), num_classes=4,
+                         class_names=list("abcd")),
+    "tabular": DataInfo(name="tab", task="regression", modality="tabular", input_shape=(7,)),
+    "tokens": DataInfo(name="txt", task="classification", modality="tokens", input_shape=(12,), num_classes=20,
+                       class_names=list("abcdefghijklmnopqrst"), vocab=list("abcdefghijklmnopqrst")),
+}
+
+
+def example_batch(info: DataInfo, n: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    if info.modality == "tokens":
+        return torch.randint(0, len(info.vocab), (n, *info.input_shape), generator=g)
+    return torch.randn((n, *info.input_shape), generator=g)
+
+
+def check_contract(model: torch.nn.Module, info: DataInfo) -> None:
+    model.train()
+    x = example_batch(info)
+    out = model(x)
+    assert out.shape == (4, info.num_outputs)
+    assert torch.isfinite(out).all()
+    (out ** 2).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} received no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("modality", list(INFOS))
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_registered_model_trains_on_every_modality(name, modality):
+    torch.manual_seed(0)
+    info = INFOS[modality]
+    model = build_model(name, info)
+    assert count_parameters(model) > 0
+    check_contract(model, info)
+    macs, steps = forward_cost(model, example_batch(info))
+    assert macs > 0 and steps >= 1
+
+
+VARIANTS = [
+    ("mlp", {"hidden": []}),  # logistic regression
+    ("mlp", {"norm": "batch", "dropout": 0.3}),
+    ("mlp", {"norm": "layer"}),
+    ("cnn", {"head": "avg", "pool": "avg", "norm": "layer"}),
+    ("cnn", {"pool": "none", "norm": "none", "convs_per_block": 2, "kernel_size": 5}),
+    ("rnn", {"cell": "lstm", "bidirectional": True, "num_layers": 2, "dropout": 0.1}),
+    ("rnn", {"cell": "rnn", "nonlinearity": "relu", "pool": "mean", "hidden": [16]}),
+    ("rnn", {"cell": "gru", "pool": "max", "norm": "layer"}),
+    ("transformer", {"pool": "mean", "positional": "sinusoidal", "hidden": [32]}),
+    ("transformer", {"d_model": 32, "heads": 2, "layers": 1, "patch_size": 4}),
+]
+
+
+@pytest.mark.parametrize("name,params", VARIANTS, ids=[f"{n}-{'-'.join(p)}" for n, p in VARIANTS])
+@pytest.mark.parametrize("modality", ["image", "sequence", "tabular", "tokens"])
+def test_model_options(name, params, modality):
+    info = INFOS[modality]
+    if name == "transformer" and params.get("patch_size") == 4 and modality == "sequence":
+        params = {**params, "patch_size": 8}
+    torch.manual_seed(0)
+    check_contract(build_model(name, info, **params), info)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_family_takes_every_activation(name, activation):
+    info = INFOS["tabular"]
+    params = {"activation": activation}
+    if name == "rnn":
+        params["hidden"] = [8]  # the rnn's activation is in its dense head
+    model = build_model(name, info, **params)
+    assert any(isinstance(m, ACTIVATIONS[activation]) for m in model.modules()) or activation in ("relu", "gelu")
+    check_contract(model, info)
+
+
+def test_bad_hyper_parameters_are_clear():
+    with pytest.raises(SpecError, match="model.hiden: unknown key; did you mean 'hidden'"):
+        build_model("mlp", INFOS["image"], hiden=[3])
+    with pytest.raises(SpecError, match="model.activation"):
+        build_model("cnn", INFOS["image"], activation="swish")
+    with pytest.raises(SpecError, match="model.dropout"):
+        build_model("mlp", INFOS["image"], dropout=1.5)
+    with pytest.raises(NetwrightError, match="model.heads: 3 does not divide"):
+        build_model("transformer", INFOS["image"], heads=3)
+    with pytest.raises(NetwrightError, match="model.patch_size: 3 does not divide the 8x8 image"):
+        build_model("transformer", INFOS["image"], patch_size=3)
+    with pytest.raises(NetwrightError, match="unknown model 'resnet'"):
+        build_model("resnet", INFOS["image"])

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import netwright
+from netwright import TrainingError, load_dataset, load_spec
+from netwright.data.augment import Augmenter
+from netwright.spec import AugmentSpec
+from netwright.tasks import SupervisedTask
+from netwright.training.checkpoint import read_weights
+from netwright.training.optim import build_optimizer, build_scheduler
+from conftest import tiny_spec
+
+
+def test_golden_losses():
+    """Tiny model, fixed seed, a few steps: the exact losses (torch 2.13 CPU)."""
+    run = netwright.train(tiny_spec(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9}), name="g",
+                          progress="quiet")
+    history = run.metrics()
+    assert [h["train_loss"] for h in history] == pytest.approx(
+        [0.9676437832060314, 0.4257480848403204, 0.2960724472999573], rel=1e-6)
+    assert [h["val_loss"] for h in history] == pytest.approx(
+        [0.5587078332901001, 0.3072460889816284, 0.16229426860809326], rel=1e-6)
+    assert [h["val_accuracy"] for h in history] == pytest.approx([18 / 23, 18 / 23, 1.0])
+
+
+def test_same_seed_same_data_gives_identical_metrics(_runs_dir: Path):
+    spec = tiny_spec(epochs=4, augment={"noise": 0.1, "mixup": 0.2})
+    spec["model"]["dropout"] = 0.2
+    a = netwright.train(spec, name="a", progress="quiet")
+    b = netwright.train(spec, name="b", progress="quiet")
+    assert (a.path / "metrics.jsonl").read_bytes() == (b.path / "metrics.jsonl").read_bytes()
+    c = netwright.train({**spec, "seed": 1}, name="c", progress="quiet")
+    assert (a.path / "metrics.jsonl").read_bytes() != (c.path / "metrics.jsonl").read_bytes()
+
+
+def test_run_directory_contract():
+    run = netwright.train(tiny_spec(), name="contract", progress="quiet")
+    for rel in ("spec.yaml", "data.json", "metrics.jsonl", "timing.jsonl", "train.json", "model.safetensors",
+                "checkpoints/last.safetensors", "checkpoints/last.json"):
+        assert run.has(rel), rel
+    resolved = yaml.safe_load((run.path / "spec.yaml").read_text())
+    assert resolved["name"] == "contract" and resolved["train"]["optimizer"]["lr"] == 0.001
+    assert run.read_json("checkpoints/last.json")["finished"] is True
+    assert not list(run.path.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_early_stopping_restores_the_best_weights():
+    spec = tiny_spec(epochs=60, early_stopping={"patience": 3}, monitor="val_loss",
+                     optimizer={"name": "adam", "lr": 0.05})
+    run = netwright.train(spec, name="es", progress="quiet")
+    summary = run.read_json("train.json")
+    history = run.metrics()
+    assert summary["stopped_early"] and summary["epochs"] < 60
+    assert summary["epochs"] - summary["best_epoch"] == 3
+    best = min(history, key=lambda h: h["val_loss"])
+    assert summary["best_epoch"] == best["epoch"]
+    # the saved model is the best epoch's: re-scoring the validation split reproduces its loss
+    result = run.evaluate(split="val", plots=False)
+    assert result["metrics"]["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("sgd", {"momentum": 0.9, "nesterov": True}), ("adam", {}), ("adamw", {"weight_decay": 0.01}),
+    ("rmsprop", {"momentum": 0.5}), ("sgd", {"fused": False}),
+])
+def test_every_optimizer_trains(name, extra):
+    lr = 0.05 if name in ("sgd",) else 0.01
+    run = netwright.train(tiny_spec(epochs=8, optimizer={"name": name, "lr": lr, **extra}), name=f"o-{name}",
+                          progress="quiet")
+    h = run.metrics()
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+
+
+def test_schedules_follow_their_formulas():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    opt_spec = load_spec(tiny_spec(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9})).train.optimizer
+
+    def lrs(schedule: dict, steps_per_epoch: int = 10, epochs: int = 10) -> list[float]:
+        spec = load_spec(tiny_spec(schedule=schedule)).train.schedule
+        opt = build_optimizer(p, opt_spec)
+        sched = build_scheduler(opt, spec, opt_spec, steps_per_epoch, epochs)
+        out = []
+        for _ in range(steps_per_epoch * epochs):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    step = lrs({"name": "step", "step_size": 3, "gamma": 0.5})
+    assert step[0] == pytest.approx(0.1) and step[30] == pytest.approx(0.05) and step[60] == pytest.approx(0.025)
+    cos = lrs({"name": "cosine", "min_lr": 0.01})
+    assert cos[0] == pytest.approx(0.1) and cos[50] == pytest.approx(0.055) and cos[-1] == pytest.approx(0.01, abs=1e-4)
+    warm = lrs({"name": "constant", "warmup_epochs": 2})
+    assert warm[0] == pytest.approx(0.1 / 20) and warm[9] == pytest.approx(0.05) and warm[25] == pytest.approx(0.1)
+    one = lrs({"name": "onecycle", "pct_start": 0.3})
+    peak = max(range(len(one)), key=one.__getitem__)
+    assert one[peak] == pytest.approx(0.1) and abs(peak - 30) <= 1 and one[-1] < 1e-4
+
+
+def test_l1_penalty_shrinks_weights():
+    def weight_norm(l1: float) -> float:
+        run = netwright.train(tiny_spec(epochs=10, l1=l1, optimizer={"name": "adam", "lr": 0.01}), name=f"l1-{l1}",
+                              progress="quiet")
+        tensors, _ = read_weights(run.file("model.safetensors"))
+        return float(sum(v.abs().sum() for k, v in tensors.items() if k.endswith("weight")))
+
+    assert weight_norm(0.05) < 0.5 * weight_norm(0.0)
+
+
+def test_label_smoothing_and_grad_clip_are_applied():
+    info = load_dataset(load_spec(tiny_spec()).data).info
+    spec = load_spec(tiny_spec(label_smoothing=0.2, grad_clip=0.01)).train
+    task = SupervisedTask(info, spec)
+    logits, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    soft = torch.full((8, 3), 0.2 / 3).scatter_(1, y[:, None], 1 - 0.2 + 0.2 / 3)
+    manual = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert float(task.loss(logits, y)) == pytest.approx(float(manual), rel=1e-6)
+
+    torch.manual_seed(0)
+    model = netwright.build_model("mlp", info, hidden=[16])
+    opts = task.optimizers(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    task.train_step(model, (torch.randn(8, 4), y), opts)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    assert float(norm) == pytest.approx(0.01, rel=1e-4)  # clipped to grad_clip
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+def test_augmentation_by_modality():
+    digits = load_dataset(load_spec({"data": {"name": "digits"}, "model": {"name": "cnn"}}).data)
+    x, y = digits.train.x[:32], digits.train.y[:32]
+    aug = Augmenter(AugmentSpec(shift=1, rotate=10, flip=True, noise=0.1), "image", 10)
+    aug.reseed(0)
+    xa, ya = aug(x, y)
+    assert xa.shape == x.shape and torch.equal(ya, y) and not torch.allclose(xa, x)
+    aug.reseed(0)
+    assert torch.equal(aug(x, y)[0], xa)  # a function of the seed
+    # a whole-pixel shift moves the image content exactly (checked away from the border)
+    shift = Augmenter(AugmentSpec(shift=1), "image", 10)
+    shift.reseed(3)
+    moved = shift(x, y)[0]
+    offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    for a, b in zip(moved, x):
+        assert any(torch.allclose(a[:, 2:-2, 2:-2], torch.roll(b, (dy, dx), (1, 2))[:, 2:-2, 2:-2], atol=1e-5)
+                   for dy, dx in offsets)
+
+    seq = torch.randn(8, 1, 40)
+    s = Augmenter(AugmentSpec(shift=3, mask=0.2), "sequence", 10)
+    s.reseed(0)
+    out = s(seq, torch.zeros(8, dtype=torch.long))[0]
+    assert out.shape == seq.shape and (out == 0).float().mean() > 0.1
+
+    tab = Augmenter(AugmentSpec(mixup=0.4), "tabular", 3)
+    tab.reseed(0)
+    xt, yt = tab(torch.randn(16, 4), torch.randint(0, 3, (16,)))
+    assert yt.shape == (16, 3) and torch.allclose(yt.sum(1), torch.ones(16))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint():
+    spec = tiny_spec(epochs=6, checkpoint_interval=0, optimizer={"name": "sgd", "lr": 30})
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 3, step 4 .*last good checkpoint \(epoch 2\)"):
+        netwright.train(spec, name="nan", progress="quiet")
+    run = netwright.Run.open("nan")
+    _, state = read_weights(run.file("checkpoints/last.safetensors"))
+    assert state["epoch"] == 2
+    tensors, _ = read_weights(run.file("checkpoints/last.safetensors"))
+    assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+    assert len(run.metrics()) == 2 and not run.has("model.safetensors")
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path):
+    """Kill a real training process mid-run; --resume ends exactly where an uninterrupted run ends."""
+    spec = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [16, 32], "dropout": 0.2},
+            "train": {"epochs": 14, "threads": 1, "checkpoint_interval": 0, "augment": {"shift": 1},
+                      "schedule": {"name": "onecycle"}, "optimizer": {"name": "adamw", "lr": 0.003}}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "netwright", "train", str(path), "--runs-dir", str(runs), "--quiet"]
+    full = subprocess.run(cmd + ["--name", "full"], capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+
+    proc = subprocess.Popen(cmd + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = runs / "killed" / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if last.is_file() and json.loads(last.read_text())["epoch"] >= 3:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (runs / "killed" / "train.json").exists(), "the run finished before it could be killed"
+    killed_at = json.loads(last.read_text())["epoch"]
+    assert killed_at < 14
+
+    resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume",
+                              "--quiet"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (runs / "killed" / "metrics.jsonl").read_text() == (runs / "full" / "metrics.jsonl").read_text()
+    a, _ = read_weights(runs / "full" / "model.safetensors")
+    b, _ = read_weights(runs / "killed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_of_a_finished_run_changes_nothing():
+    run = netwright.train(tiny_spec(), name="done", progress="quiet")
+    before = (run.path / "model.safetensors").read_bytes()
+    netwright.train(run.path, resume=True, progress="quiet")
+    assert (run.path / "model.safetensors").read_bytes() == before
+
+
+def test_train_regression_reports_original_units():
+    run = netwright.train({"data": {"name": "diabetes"}, "model": {"name": "mlp", "hidden": [32]},
+                           "train": {"epochs": 30, "threads": 1, "optimizer": {"name": "adam", "lr": 0.01}}},
+                          name="reg", progress="quiet")
+    last = run.metrics()[-1]
+    assert 20 < last["val_mae"] < 80 and math.isfinite(last["val_r2"])  # progression is in 25..346
