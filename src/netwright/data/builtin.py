@@ -14,22 +14,6 @@ from .info import RawData
 from .registry import register_dataset
 
 
-def _sklearn_table(bunch, target_name: str) -> RawData:
-    x = np.asarray(bunch.data, dtype=np.float32)
-    names = [str(n) for n in bunch.feature_names]
-    columns = [{"name": n, "kind": "numeric"} for n in names]
-    return RawData(
-        x=x,
-        y=np.asarray(bunch.target, dtype=np.int64),
-        task="classification",
-        modality="tabular",
-        preprocess={"kind": "table", "shape": [x.shape[1]], "columns": columns},
-        class_names=[str(c) for c in bunch.target_names],
-        feature_names=names,
-        target_name=target_name,
-    )
-
-
 @register_dataset("digits", modality="image", task="classification")
 def digits() -> RawData:
     """8x8 handwritten digits (UCI, bundled with scikit-learn): 1,797 images, 10 classes."""
@@ -49,34 +33,39 @@ def digits() -> RawData:
     )
 
 
-@register_dataset("iris", modality="tabular", task="classification")
-def iris() -> RawData:
-    """Fisher's iris flowers (scikit-learn): 150 rows, 4 features, 3 classes."""
-    from sklearn.datasets import load_iris
+def _register_sklearn_table(name: str, loader: str, target: str, summary: str, source: str) -> None:
+    """Register one of scikit-learn's bundled tabular classification sets."""
 
-    raw = _sklearn_table(load_iris(), "species")
-    raw.source = "Fisher 1936, via sklearn.datasets.load_iris"
-    return raw
+    def load() -> RawData:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)()
+        x = np.asarray(bunch.data, dtype=np.float32)
+        names = [str(n) for n in bunch.feature_names]
+        return RawData(
+            x=x,
+            y=np.asarray(bunch.target, dtype=np.int64),
+            task="classification",
+            modality="tabular",
+            preprocess={"kind": "table", "shape": [x.shape[1]], "columns": [{"name": n, "kind": "numeric"} for n in names]},
+            class_names=[str(c) for c in bunch.target_names],
+            feature_names=names,
+            target_name=target,
+            source=f"{source}, via sklearn.datasets.{loader}",
+        )
+
+    load.__doc__ = summary
+    register_dataset(name, modality="tabular", task="classification")(load)
 
 
-@register_dataset("wine", modality="tabular", task="classification")
-def wine() -> RawData:
-    """Wine recognition (UCI, scikit-learn): 178 rows, 13 features, 3 cultivars."""
-    from sklearn.datasets import load_wine
-
-    raw = _sklearn_table(load_wine(), "cultivar")
-    raw.source = "UCI wine recognition, via sklearn.datasets.load_wine"
-    return raw
-
-
-@register_dataset("breast_cancer", modality="tabular", task="classification")
-def breast_cancer() -> RawData:
-    """Breast cancer Wisconsin diagnostic (UCI, scikit-learn): 569 rows, 30 features, 2 classes."""
-    from sklearn.datasets import load_breast_cancer
-
-    raw = _sklearn_table(load_breast_cancer(), "diagnosis")
-    raw.source = "UCI breast cancer Wisconsin (diagnostic), via sklearn.datasets.load_breast_cancer"
-    return raw
+_register_sklearn_table("iris", "load_iris", "species",
+                        "Fisher's iris flowers (scikit-learn): 150 rows, 4 features, 3 classes.", "Fisher 1936")
+_register_sklearn_table("wine", "load_wine", "cultivar",
+                        "Wine recognition (UCI, scikit-learn): 178 rows, 13 features, 3 cultivars.",
+                        "UCI wine recognition")
+_register_sklearn_table("breast_cancer", "load_breast_cancer", "diagnosis",
+                        "Breast cancer Wisconsin diagnostic (UCI, scikit-learn): 569 rows, 30 features, 2 classes.",
+                        "UCI breast cancer Wisconsin (diagnostic)")
 
 
 @register_dataset("diabetes", modality="tabular", task="regression")
