@@ -61,6 +61,7 @@ VARIANTS = [
     ("rnn", {"cell": "lstm", "bidirectional": True, "num_layers": 2, "dropout": 0.1}),
     ("rnn", {"cell": "rnn", "nonlinearity": "relu", "pool": "mean", "hidden": [16]}),
     ("rnn", {"cell": "gru", "pool": "max", "norm": "layer"}),
+    ("rnn", {"cell": "gru", "pool": "flatten", "bidirectional": True, "hidden_size": 6}),
     ("transformer", {"pool": "mean", "positional": "sinusoidal", "hidden": [32]}),
     ("transformer", {"d_model": 32, "heads": 2, "layers": 1, "patch_size": 4}),
 ]

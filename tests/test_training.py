@@ -227,3 +227,23 @@ def test_train_regression_reports_original_units():
                           name="reg", progress="quiet")
     last = run.metrics()[-1]
     assert 20 < last["val_mae"] < 80 and math.isfinite(last["val_r2"])  # progression is in 25..346
+
+
+def test_speed_options_train_to_the_same_place():
+    """channels-last and bf16 autocast change kernels, not the model: losses stay close."""
+    spec = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [8, 16]},
+            "train": {"epochs": 2, "threads": 1, "precision": "fp32", "channels_last": False}}
+    base = netwright.train(spec, name="base", progress="quiet")
+    cl = netwright.train(spec, name="cl", progress="quiet", overrides=["train.channels_last=true"])
+    bf = netwright.train(spec, name="bf", progress="quiet", overrides=["train.precision=bf16"])
+    b, c, f = (r.metrics()[-1]["val_loss"] for r in (base, cl, bf))
+    assert c == pytest.approx(b, rel=1e-3)
+    assert f == pytest.approx(b, rel=0.1)
+    assert bf.read_json("train.json")["precision"] == "bf16" and cl.read_json("train.json")["channels_last"]
+    # the run's weights load into a plain (contiguous, fp32) model
+    assert cl.evaluate(plots=False)["metrics"]["accuracy"] > 0.5
+
+
+def test_compile_option_trains():
+    run = netwright.train(tiny_spec(epochs=1, compile=True), name="compiled", progress="quiet")
+    assert run.read_json("train.json")["finished"]

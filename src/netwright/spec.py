@@ -147,6 +147,11 @@ class TrainSpec(_Section):
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     keep: Literal["best", "last"] = Field("best", description="weights saved as model.safetensors")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast; auto: bf16 on CUDA, fp32 on CPU (faster there for small models)")
+    channels_last: Union[bool, Literal["auto"]] = Field(
+        "auto", description="channels-last memory format for 2-D convolutions; auto: on")
+    compile: bool = Field(False, description="torch.compile the model (pays off on long runs)")
     threads: Union[int, Literal["auto"]] = Field("auto", description="CPU threads; auto picks by model size")
     eval_batch_size: int = Field(1024, ge=1)
     checkpoint_interval: float = Field(

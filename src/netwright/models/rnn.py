@@ -33,6 +33,10 @@ class RNN(nn.Module):
             kwargs["nonlinearity"] = nonlinearity
         self.rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](**kwargs)
         width = hidden_size * (2 if bidirectional else 1)
+        if pool == "flatten":
+            steps = {"image": shape[1] if len(shape) == 3 else 1, "sequence": shape[-1], "tabular": shape[0],
+                     "tokens": shape[0]}[info.modality]
+            width *= steps
         self.norm = make_norm(norm, width)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.head = mlp_layers(width, hidden, info.num_outputs, activation, dropout)
@@ -54,6 +58,8 @@ class RNN(nn.Module):
             feats = h[-2:].transpose(0, 1).flatten(1) if self.rnn.bidirectional else h[-1]
         elif self.pool == "mean":
             feats = out.mean(dim=1)
+        elif self.pool == "flatten":
+            feats = out.flatten(1)  # (B, T * D * H): every step's output
         else:
             feats = out.amax(dim=1)
         return self.head(self.dropout(self.norm(feats)))  # (B, K)
@@ -67,7 +73,7 @@ def rnn(
     num_layers: PosInt = 1,
     bidirectional: bool = False,
     nonlinearity: Literal["tanh", "relu"] = "tanh",
-    pool: Literal["last", "mean", "max"] = "last",
+    pool: Literal["last", "mean", "max", "flatten"] = "last",
     hidden: list[PosInt] = [],
     activation: Activation = "relu",
     dropout: Dropout = 0.0,
@@ -82,7 +88,8 @@ def rnn(
         num_layers: stacked recurrent layers.
         bidirectional: read the sequence both ways.
         nonlinearity: recurrence non-linearity of the plain rnn cell.
-        pool: summarise the sequence by the last state, or the mean or max over steps.
+        pool: summarise the sequence by the last state, the mean or max over steps, or keep every
+            step's output (flatten).
         hidden: widths of hidden layers in the dense head.
         activation: non-linearity in the dense head.
         dropout: between recurrent layers and in the head.

@@ -85,6 +85,18 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim
     write_json(folder / "last.json", full)
 
 
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give restored optimizer state the memory layout of its parameter (channels-last
+    weights): kernels take other code paths for other strides, and a resumed run must
+    compute exactly what the uninterrupted one did."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def load_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                     schedulers: list[Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """Restore model, optimizers and schedulers in place; returns (trainer state, best weights)."""
@@ -109,6 +121,7 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim
             opt.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"{path}: optimizer state does not fit ({e})") from None
+        _match_layouts(opt)
     for sched, sd in zip(schedulers, state["schedulers"]):
         sched.load_state_dict(sd)
     return state, best

@@ -53,11 +53,15 @@ class Trainer:
     """Fits ``model`` with ``task`` on ``data`` as ``spec.train`` says, writing into ``run``."""
 
     def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
-                 device: torch.device, progress: TrainingProgress):
+                 device: torch.device, progress: TrainingProgress, channels_last: bool = False,
+                 precision: str = "fp32"):
         self.model, self.task, self.data, self.spec, self.run = model, task, data, spec, run
         self.device, self.progress = device, progress
+        self.settings = {"precision": precision, "channels_last": channels_last, "compiled": spec.train.compile}
         ts = spec.train
         self.x, self.y = data.train.x.to(device), data.train.y.to(device)
+        if channels_last:  # batches gathered from a channels-last tensor stay channels-last
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         n = len(self.y)
         # a trailing batch of one example is dropped for the epoch (batch norm cannot train on it)
         self.n_used = n - 1 if n % ts.batch_size == 1 and n > 1 else n
@@ -231,6 +235,7 @@ class Trainer:
             "seconds": round(sum(t["seconds"] for t in st["timing"]), 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "device": str(self.device),
+            **self.settings,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
         }
