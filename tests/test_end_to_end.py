@@ -47,3 +47,17 @@ def test_digits_cnn_reaches_99_percent_on_an_80_20_split():
                           overrides=["data.val=0.0", "data.test=0.2", "train.keep=last"])
     result = run.evaluate(plots=False)
     assert result["n"] == 359 and result["metrics"]["accuracy"] >= 0.99
+
+
+@pytest.mark.slow
+def test_demo_cnn_compresses_within_the_promised_accuracy(monkeypatch):
+    """Digits CNN: int8 ONNX >= 3.5x smaller with <= 0.5 points lost; 50% structured pruning
+    >= 2x fewer MACs with <= 1 point lost after fine-tuning (speed: benchmarks/compress.py)."""
+    from netwright.compress import stage
+
+    monkeypatch.setattr(stage, "LATENCY_BUDGET_S", 0.05)
+    run = netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="demo", progress="quiet")
+    result = netwright.compress(run, quantize="int8", prune=0.5, progress="quiet")
+    int8, pruned = result["variants"]["int8"]["vs_original"], result["variants"]["pruned-50"]["vs_original"]
+    assert int8["size_ratio"] >= 3.5 and int8["test_score_points"] >= -0.5
+    assert pruned["macs_ratio"] >= 2.0 and pruned["test_score_points"] >= -1.0

@@ -8,8 +8,10 @@ Declare a network in a spec, train it, evaluate it, predict with it::
     run.predict("digit.png")
 """
 
+from .compress import compress
 from .data import DATASETS, Dataset, DataInfo, load_dataset, register_dataset
 from .errors import CheckpointError, DataError, NetwrightError, SpecError, TrainingError
+from .deploy import export
 from .evaluate import evaluate
 from .models import MODELS, build_model, count_parameters, register_model
 from .predict import predict
@@ -32,8 +34,10 @@ __all__ = [
     "SpecError",
     "TrainingError",
     "build_model",
+    "compress",
     "count_parameters",
     "evaluate",
+    "export",
     "list_runs",
     "load_dataset",
     "load_spec",

@@ -20,7 +20,8 @@ from .errors import NetwrightError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural networks end to end: declare, train, evaluate, predict.")
-out = Console(highlight=False, soft_wrap=True)
+# tables get room when the output is not a terminal (rich would squeeze them to 80 columns)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
@@ -110,6 +111,65 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(flat)
     return buf.getvalue()
+
+
+@app.command()
+def compress(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    quantize: Annotated[Optional[str], typer.Option(help="int8 (the default when nothing else is asked)")] = None,
+    prune: Annotated[Optional[float], typer.Option(help="structured pruning ratio, e.g. 0.5, then fine-tuning")] = None,
+    sparsity: Annotated[Optional[float], typer.Option(help="unstructured magnitude pruning ratio, e.g. 0.5")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="search: smallest variant within POINTS of the original")] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option(help="fine-tuning after pruning [default: the run's epochs]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for latency [default: all cores]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Quantize and prune a trained run; compare size, latency and accuracy with the original."""
+    from .compress import compress as compress_stage
+    from .run import Run
+
+    r = Run.open(run)
+    result = compress_stage(r, quantize=quantize, prune=prune, sparsity=sparsity, budget=budget,
+                            finetune_epochs=finetune_epochs, threads=threads, progress="quiet" if quiet else "auto")
+    metric = result["metric"]
+    table = Table(title=f"{r.name}: compression ({result['threads']} threads; test {metric})")
+    for col in ("variant", "size KB", "x smaller", "MACs", "ms @1", "ms @64", "x faster @64", metric, "points"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for name, row in [("original", result["original"]), *result["variants"].items()]:
+        vs = row["vs_original"]
+        table.add_row(name, f"{row['size_bytes'] / 1024:.1f}", f"{vs.get('size_ratio', 1):.2f}", f"{row['macs']:,}",
+                      f"{row['latency_ms']['1']:.3f}", f"{row['latency_ms']['64']:.3f}",
+                      f"{vs['speedup_batch_64']:.2f}", f"{row.get('test_score', float('nan')):.4f}",
+                      f"{vs.get('test_score_points', 0):+.2f}")
+    out.print(table)
+    if result["search"]:
+        out.print(f"budget {result['search']['budget_points']:g} points: chose {result['search']['chosen']}")
+    out.print(f"wrote {r.file('compress/compress.json')}")
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    variant: Annotated[Optional[str], typer.Option(help="a compressed variant (see compress/) [default: the model]")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    verify_file: Annotated[Optional[Path], typer.Option("--verify", help="only verify this existing .onnx file")] = None,
+) -> None:
+    """Export to one ONNX file and verify it with ONNX Runtime against PyTorch."""
+    from .deploy import export as export_stage
+    from .deploy import verify
+    from .run import Run
+
+    r = Run.open(run)
+    if verify_file is not None:
+        result = verify(r, verify_file)
+        if not result["passed"]:
+            raise NetwrightError(f"{verify_file}: verification failed ({result['criterion']} not met, "
+                                 f"max |diff| {result['max_abs_diff']:.3g})")
+    else:
+        result = export_stage(r, variant=variant, format=fmt)
+    agree = f", argmax agreement {result['argmax_agreement']:.4f}" if "argmax_agreement" in result else ""
+    out.print(f"{result['onnx']}: verified on {result['samples']} test inputs, max |diff| "
+              f"{result['max_abs_diff']:.2e}{agree} ({result['criterion']})")
 
 
 @app.command()

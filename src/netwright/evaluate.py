@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-from .data import load_dataset
 from .errors import NetwrightError
 from .metrics import confusion_matrix, expected_calibration_error, macro_f1
 from .run import Run
@@ -27,11 +26,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
     spec = run.spec
-    data = load_dataset(spec.data)
-    saved = run.read_json("data.json")
-    if saved.get("fingerprint") != data.info.fingerprint:
-        raise NetwrightError(f"{run.path}: the data changed since training (fingerprint {saved.get('fingerprint')} "
-                             f"-> {data.info.fingerprint}); restore it or train a new run")
+    data = run.load_data()
     part = data.split(split)
     model = run.load_model()
     task = SupervisedTask(data.info, spec.train)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from .data.info import DataInfo
+    from .data.info import DataInfo, Dataset
     from .spec import Spec
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -136,6 +136,17 @@ class Run:
         if not p.is_file():
             return []
         return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def load_data(self) -> "Dataset":
+        """The run's dataset, split and normalised as at training time (checked by fingerprint)."""
+        from .data import load_dataset
+
+        data = load_dataset(self.spec.data)
+        saved = self.read_json("data.json").get("fingerprint")
+        if saved != data.info.fingerprint:
+            raise NetwrightError(f"{self.path}: the data changed since training (fingerprint {saved} -> "
+                                 f"{data.info.fingerprint}); restore it or train a new run")
+        return data
 
     def load_model(self, weights: str = "model.safetensors") -> "nn.Module":
         """Rebuild the model from the spec and load its saved weights (eval mode)."""

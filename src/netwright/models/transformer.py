@@ -89,7 +89,7 @@ class TransformerClassifier(nn.Module):
         if self.modality in ("image", "sequence"):
             t = t.flatten(2).transpose(1, 2)  # (B, D, ...) -> (B, N, D)
         if self.cls is not None:
-            t = torch.cat([self.cls.expand(len(t), -1, -1), t], dim=1)
+            t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1)  # shape[0]: keeps the batch dynamic on export
         pos = self.pos if self.pos is not None else self.pos_fixed
         return t if pos is None else t + pos
 

@@ -84,14 +84,11 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         resolved = run.spec
     else:
         resolved = load_spec(spec, overrides)
-    data = load_dataset(resolved.data)
+    data = run.load_data() if resume else load_dataset(resolved.data)
     info = data.info
     problems = check_augment(resolved.train.augment, info.modality, resolved.data.name)
     if problems:
         raise SpecError(problems)
-    if resume and run.read_json("data.json").get("fingerprint") != info.fingerprint:
-        raise NetwrightError(f"{run.path}: the data changed since this run started (fingerprint differs); "
-                             "resume needs the same data - start a new run")
 
     device = resolve_device(resolved.train.device)
     torch.manual_seed(resolved.seed)

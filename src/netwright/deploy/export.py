@@ -1,0 +1,95 @@
+"""The ``export`` stage: a one-file ONNX model, verified by ONNX Runtime against PyTorch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import NetwrightError
+from ..run import Run
+from .onnx_io import export_onnx, onnx_session, run_session, variable_length
+
+FP32_TOLERANCE = 1e-4     # max |diff| of outputs, fp32 export
+INT8_AGREEMENT = 0.95     # share of test inputs with the same predicted class, int8 models
+
+
+def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samples: int = 512,
+           reference: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Compare ONNX Runtime's outputs with PyTorch's on test inputs.
+
+    fp32 models must agree to ``FP32_TOLERANCE`` (max absolute difference); int8 models are
+    compared with the fp32 PyTorch model and must pick the same class for at least
+    ``INT8_AGREEMENT`` of the inputs (regression: report the difference only).
+    """
+    data = run.load_data()
+    split = data.test if data.test is not None else data.val or data.train
+    x = split.x[:samples]
+    model = reference if reference is not None else run.load_model()
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = run_session(onnx_session(onnx_path), x.numpy())
+    if got.shape != expected.shape:
+        raise NetwrightError(f"{onnx_path}: outputs of shape {got.shape}, PyTorch gives {expected.shape}; "
+                             "this ONNX file is not this run's model")
+    diff = float(np.abs(got - expected).max())
+    result: dict[str, Any] = {"onnx": str(onnx_path), "samples": len(x), "max_abs_diff": diff,
+                              "quantized": quantized}
+    if run.info.task == "classification":
+        result["argmax_agreement"] = float((got.argmax(1) == expected.argmax(1)).mean())
+    if quantized:
+        result["criterion"] = f"argmax agreement >= {INT8_AGREEMENT}"
+        result["passed"] = result.get("argmax_agreement", 1.0) >= INT8_AGREEMENT
+    else:
+        result["criterion"] = f"max |diff| <= {FP32_TOLERANCE:g}"
+        result["passed"] = diff <= FP32_TOLERANCE
+    if variable_length(model, run.info):  # a longer sequence runs too: the length axis is dynamic
+        longer = torch.cat([x[:4], x[:4]], dim=-1)
+        with torch.no_grad():
+            result["variable_length_diff"] = float(np.abs(run_session(onnx_session(onnx_path), longer.numpy())
+                                                          - model(longer).numpy()).max())
+    return result
+
+
+def export(run: Run | str | os.PathLike, variant: str | None = None, format: str = "onnx",
+           samples: int = 512) -> dict[str, Any]:
+    """Export the run's model (or a compressed variant) to ONNX and verify it.
+
+    Writes ``export/model.onnx`` (``export/<variant>/model.onnx``) and ``verify.json`` beside it.
+
+    Raises:
+        NetwrightError: an unknown format or variant, or a verification that fails.
+    """
+    run = run if isinstance(run, Run) else Run.open(run)
+    if format != "onnx":
+        raise NetwrightError(f"--format {format}: only onnx is supported")
+    folder = run.file("export") if variant is None else run.file("export") / variant
+    target = folder / "model.onnx"
+    quantized = False
+    if variant is None:
+        export_onnx(run.load_model(), run.info, target)
+    else:
+        from ..compress.variants import load_variant
+
+        v = load_variant(run, variant)
+        if v.onnx_path is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(v.onnx_path, target)
+            quantized = v.meta.get("quantized", False)
+        else:
+            export_onnx(v.module, run.info, target)
+    reference = None
+    if variant is not None and not quantized:
+        reference = load_variant(run, variant).module  # a pruned model is checked against itself
+    result = verify(run, target, quantized=quantized, samples=samples, reference=reference)
+    result["variant"] = variant or "original"
+    result["size_bytes"] = Path(target).stat().st_size
+    run.write_json(str(Path(target).parent.relative_to(run.path) / "verify.json"), result)
+    if not result["passed"]:
+        raise NetwrightError(f"ONNX verification failed for {result['variant']}: {result['criterion']} not met "
+                             f"(max |diff| {result['max_abs_diff']:.3g}); see {folder / 'verify.json'}")
+    return result
