@@ -1,4 +1,4 @@
-# make demo  - fresh clone -> .venv, install, train the digits CNN, evaluate it (runs/demo/)
+# make demo  - fresh clone -> .venv, install, train the digits CNN, evaluate, compress and export it (runs/demo/)
 # make test  - fresh clone -> .venv with test deps, the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/netwright train examples/digits_cnn.yaml --name demo --overwrite
 	$(BIN)/netwright evaluate runs/demo
+	$(BIN)/netwright compress runs/demo --quantize int8 --prune 0.5 --quiet
+	$(BIN)/netwright export runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
