@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/netwright train examples/digits_cnn.yaml --name demo --overwrite
 	$(BIN)/netwright evaluate runs/demo
+	$(BIN)/netwright explain runs/demo --samples 4
 	$(BIN)/netwright compress runs/demo --quantize int8 --prune 0.5 --quiet
 	$(BIN)/netwright export runs/demo
 

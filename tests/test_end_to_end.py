@@ -61,3 +61,18 @@ def test_demo_cnn_compresses_within_the_promised_accuracy(monkeypatch):
     int8, pruned = result["variants"]["int8"]["vs_original"], result["variants"]["pruned-50"]["vs_original"]
     assert int8["size_ratio"] >= 3.5 and int8["test_score_points"] >= -0.5
     assert pruned["macs_ratio"] >= 2.0 and pruned["test_score_points"] >= -1.0
+
+
+@pytest.mark.slow
+def test_demo_cnn_explanations_pass_their_checks():
+    """Digits CNN: IG completeness gap < 1%; deletion AUC of IG and saliency well below a random
+    ordering; rank correlation falls as layers are randomised for saliency and Grad-CAM."""
+    run = netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="demo", progress="quiet")
+    result = netwright.explain(run, samples=16)
+    assert result["completeness"]["mean_relative_gap"] < 0.01
+    for m in ("integrated_gradients", "saliency"):
+        d = result["sanity"][m]["deletion_insertion"]
+        assert d["deletion_auc"] < 0.8 * d["random_deletion_auc"], m
+    for m in ("saliency", "gradcam"):
+        steps = [s["spearman"] for s in result["sanity"][m]["randomisation"]["steps"]]
+        assert steps[0] == 1.0 and abs(steps[-1]) < 0.5 and max(abs(s) for s in steps[1:]) < 0.9, m

@@ -13,6 +13,7 @@ from .data import DATASETS, Dataset, DataInfo, load_dataset, register_dataset
 from .errors import CheckpointError, DataError, NetwrightError, SpecError, TrainingError
 from .deploy import export
 from .evaluate import evaluate
+from .explain import explain
 from .models import MODELS, build_model, count_parameters, register_model
 from .predict import predict
 from .run import Run, list_runs
@@ -37,6 +38,7 @@ __all__ = [
     "compress",
     "count_parameters",
     "evaluate",
+    "explain",
     "export",
     "list_runs",
     "load_dataset",

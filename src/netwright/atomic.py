@@ -14,6 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's private 0600 is for the temporary only
+
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable: bool = True) -> Path:
     """Call ``writer(tmp_path)`` and atomically move the result to ``path``.
@@ -31,6 +35,7 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable:
         if durable:
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -114,6 +114,45 @@ def _csv(rows: list[dict]) -> str:
 
 
 @app.command()
+def explain(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="attribution method (repeatable) [default: all that apply]")] = None,
+    samples: Annotated[int, typer.Option(help="explain the first N test examples")] = 8,
+    index: Annotated[Optional[list[int]], typer.Option("--index", "-i", help="explain this test example (repeatable)")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="explain raw inputs from a file instead")] = None,
+    target: Annotated[Optional[int], typer.Option(help="class to explain [default: the predicted one]")] = None,
+    sanity: Annotated[bool, typer.Option(help="run the randomisation and deletion/insertion checks")] = True,
+) -> None:
+    """Attribute predictions to inputs (Captum), draw them, and check that they can be trusted."""
+    from .explain import explain as explain_stage
+    from .run import Run
+
+    r = Run.open(run)
+    result = explain_stage(r, methods=method, samples=samples, indices=index, inputs=input_file, target=target,
+                           sanity=sanity)
+    out.print(f"{r.path}: {len(result['samples'])} examples, methods: {', '.join(result['methods'])}")
+    if "completeness" in result:
+        out.print(f"integrated gradients completeness gap: {100 * result['completeness']['mean_relative_gap']:.2f}% "
+                  f"mean, {100 * result['completeness']['max_relative_gap']:.2f}% max")
+    if result["sanity"]:
+        table = Table()
+        for col in ("method", "randomised |rho|", "deletion AUC (random)", "insertion AUC (random)", "checks"):
+            table.add_column(col, justify="left" if col == "method" else "right")
+        for m, checks in result["sanity"].items():
+            rnd = checks["randomisation"]
+            di = checks.get("deletion_insertion")
+            ok = all(c["passed"] for c in checks.values())
+            table.add_row(m, f"{rnd['final']:.2f}",
+                          f"{di['deletion_auc']:.3f} ({di['random_deletion_auc']:.3f})" if di else "-",
+                          f"{di['insertion_auc']:.3f} ({di['random_insertion_auc']:.3f})" if di else "-",
+                          "passed" if ok else "[bold red]FLAGGED[/]")
+        out.print(table)
+    for f in result["flagged"]:
+        err.print(f"warning: {f['method']} failed the {f['check']} check: {f['detail']}", markup=False)
+    out.print(f"wrote {r.file('explain/explain.json')} and {', '.join(result['pictures'])}")
+
+
+@app.command()
 def compress(
     run: Annotated[str, typer.Argument(help="run directory")],
     quantize: Annotated[Optional[str], typer.Option(help="int8 (the default when nothing else is asked)")] = None,

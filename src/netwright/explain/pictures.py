@@ -1,0 +1,116 @@
+"""Pictures of attributions: overlays for images, bars for tabular rows, shading for
+sequences, highlighted characters for text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..plots import save_figure
+
+
+def _norm(a: np.ndarray) -> np.ndarray:
+    m = np.abs(a).max()
+    return a / m if m > 0 else a
+
+
+def image_grid(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list[str], path: Path) -> Path:
+    """Rows: samples; columns: the input, then each method's heat map over the input."""
+    n, methods = len(raw), list(attrs)
+    fig, axes = plt.subplots(n, 1 + len(methods), figsize=(1.9 * (1 + len(methods)), 1.9 * n), squeeze=False)
+    for i in range(n):
+        img = raw[i].transpose(1, 2, 0)
+        img = img[..., 0] if img.shape[-1] == 1 else (img - img.min()) / max(np.ptp(img), 1e-8)
+        axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
+        axes[i, 0].set_title(titles[i], fontsize=8)
+        for j, m in enumerate(methods, start=1):
+            heat = _norm(attrs[m][i].sum(0))
+            axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None)
+            signed = heat.min() < 0
+            axes[i, j].imshow(heat, cmap="bwr" if signed else "inferno", alpha=0.6,
+                              vmin=-1 if signed else 0, vmax=1)
+            if i == 0:
+                axes[i, j].set_title(m.replace("_", " "), fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def feature_bars(attrs: dict[str, np.ndarray], names: list[str], titles: list[str], path: Path,
+                 top: int = 10) -> Path:
+    """Rows: samples; columns: methods; the top features by |attribution|, with signs."""
+    n, methods = len(titles), list(attrs)
+    fig, axes = plt.subplots(n, len(methods), figsize=(3.6 * len(methods), 0.35 * top * n + 0.6 * n),
+                             squeeze=False)
+    for i in range(n):
+        for j, m in enumerate(methods):
+            a = attrs[m][i]
+            idx = np.argsort(-np.abs(a))[:top][::-1]
+            ax = axes[i, j]
+            ax.barh([names[k] for k in idx], a[idx], color=["#c44e52" if v < 0 else "#4c72b0" for v in a[idx]])
+            ax.axvline(0, color="grey", lw=0.5)
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"{m.replace('_', ' ')}\n{titles[i]}" if j == 0 else m.replace("_", " "), fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def global_bars(importance: dict[str, dict[str, float]], path: Path, top: int = 15) -> Path:
+    """Mean |attribution| per feature over the test split, one panel per method."""
+    methods = list(importance)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 0.3 * top + 1), squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        items = sorted(importance[m].items(), key=lambda kv: kv[1])[-top:]
+        ax.barh([k for k, _ in items], [v for _, v in items], color="#4c72b0")
+        ax.set_title(f"{m.replace('_', ' ')}: mean |attribution|", fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def sequence_shading(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list[str], path: Path) -> Path:
+    """Rows: samples; columns: methods; the signal with its attribution as background shading."""
+    n, methods = len(raw), list(attrs)
+    fig, axes = plt.subplots(n, len(methods), figsize=(3.4 * len(methods), 1.6 * n), squeeze=False)
+    for i in range(n):
+        signal = raw[i][0]
+        t = np.arange(len(signal))
+        for j, m in enumerate(methods):
+            heat = _norm(attrs[m][i].sum(0))
+            ax = axes[i, j]
+            lo, hi = signal.min(), signal.max()
+            pad = 0.1 * max(hi - lo, 1e-6)
+            signed = heat.min() < 0
+            ax.imshow(heat[None], aspect="auto", cmap="bwr" if signed else "Oranges", vmin=-1 if signed else 0,
+                      vmax=1, extent=(-0.5, len(signal) - 0.5, lo - pad, hi + pad), alpha=0.7)
+            ax.plot(t, signal, color="black", lw=1)
+            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"{m.replace('_', ' ')} - {titles[i]}" if j == 0 else m.replace("_", " "), fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def token_text(texts: list[str], attrs: dict[str, np.ndarray], titles: list[str], path: Path) -> Path:
+    """Each sample's characters, highlighted by attribution (one row per sample and method)."""
+    methods = list(attrs)
+    rows = [(i, m) for i in range(len(texts)) for m in methods]
+    width = max(len(t) for t in texts)
+    fig, ax = plt.subplots(figsize=(max(6, 0.16 * width + 2.5), 0.32 * len(rows) + 0.5))
+    ax.set_xlim(0, width + 14)
+    ax.set_ylim(len(rows), 0)
+    ax.axis("off")
+    cmap = plt.get_cmap("bwr")
+    for r, (i, m) in enumerate(rows):
+        heat = _norm(attrs[m][i])
+        ax.text(0, r + 0.6, f"{m[:12]}", fontsize=7, family="monospace")
+        for k, ch in enumerate(texts[i]):
+            ax.add_patch(plt.Rectangle((13 + k, r + 0.1), 1, 0.8, color=cmap(0.5 + heat[k] / 2), lw=0))
+            ax.text(13.5 + k, r + 0.6, ch if ch.strip() else "·", ha="center", fontsize=7, family="monospace")
+        if m == methods[-1]:
+            ax.text(13 + width + 0.5, r + 0.6, titles[i], fontsize=6)
+    return save_figure(fig, path)
