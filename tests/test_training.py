@@ -53,6 +53,9 @@ def test_run_directory_contract():
     assert resolved["name"] == "contract" and resolved["train"]["optimizer"]["lr"] == 0.001
     assert run.read_json("checkpoints/last.json")["finished"] is True
     assert not list(run.path.rglob("*.tmp")), "temporary files left behind"
+    from netwright.atomic import FILE_MODE
+
+    assert all(p.stat().st_mode & 0o777 == FILE_MODE for p in run.path.rglob("*") if p.is_file())
 
 
 def test_early_stopping_restores_the_best_weights():
