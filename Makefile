@@ -20,6 +20,9 @@ demo: $(STAMP)
 	$(BIN)/netwright explain runs/demo --samples 4
 	$(BIN)/netwright compress runs/demo --quantize int8 --prune 0.5 --quiet
 	$(BIN)/netwright export runs/demo
+	$(BIN)/netwright train examples/loans_fairness.yaml --name demo-fairness --overwrite --quiet
+	$(BIN)/netwright audit runs/demo-fairness
+	$(BIN)/netwright mitigate runs/demo-fairness --quiet
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -14,6 +14,9 @@ from .errors import CheckpointError, DataError, NetwrightError, SpecError, Train
 from .deploy import export
 from .evaluate import evaluate
 from .explain import explain
+from .fairness.audit import audit
+from .fairness.mitigate import mitigate
+from .fairness.monitor import monitor
 from .models import MODELS, build_model, count_parameters, register_model
 from .predict import predict
 from .run import Run, list_runs
@@ -34,6 +37,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "TrainingError",
+    "audit",
     "build_model",
     "compress",
     "count_parameters",
@@ -43,6 +47,8 @@ __all__ = [
     "list_runs",
     "load_dataset",
     "load_spec",
+    "mitigate",
+    "monitor",
     "predict",
     "register_dataset",
     "register_model",

@@ -212,6 +212,87 @@ def export(
 
 
 @app.command()
+def audit(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    data: Annotated[Optional[Path], typer.Option(help="a CSV with the training columns, target and sensitive columns")] = None,
+) -> None:
+    """Audit a classifier by group: rates, gaps with confidence intervals; writes audit.json."""
+    from .fairness.audit import audit as audit_stage
+    from .run import Run
+
+    r = Run.open(run)
+    result = audit_stage(r, data=data)
+    out.print(f"{r.path}: {result['n']} examples ({result['source']}), positive outcome '{result['positive_label']}'")
+    for key, grouping in result["groupings"].items():
+        table = Table(title=key)
+        for col in ("group", "n", "accuracy", "selection rate", "TPR", "FPR", "calibration gap"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        for g in grouping["groups"]:
+            table.add_row(g["group"], str(g["count"]), f"{g['accuracy']:.3f}", f"{g['selection_rate']:.3f}",
+                          f"{g['true_positive_rate']:.3f}", f"{g['false_positive_rate']:.3f}",
+                          f"{g['calibration_gap']:+.3f}")
+        out.print(table)
+        for name, gap in grouping["gaps"].items():
+            ci = f" [{gap['ci'][0]:.3f}, {gap['ci'][1]:.3f}]" if gap["ci"] else ""
+            out.print(f"  {name.replace('_', ' ')}: {gap['value']:.3f}{ci}")
+    for w in result["warnings"]:
+        err.print(f"warning: {w}", markup=False)
+    out.print(f"wrote {r.file('audit.json')} and {r.file('fairness/audit.png')}")
+
+
+@app.command()
+def mitigate(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="reweighing, penalty, thresholds (repeatable) [default: all]")] = None,
+    sweep: Annotated[bool, typer.Option(help="train the penalty at several weights: the trade-off curve")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Reduce the gaps an audit found; compare accuracy and gaps of every mitigation."""
+    from .fairness.mitigate import mitigate as mitigate_stage
+    from .run import Run
+
+    r = Run.open(run)
+    result = mitigate_stage(r, methods=method, sweep=sweep, progress="quiet" if quiet else "lines")
+    table = Table(title=f"{r.name}: mitigation ({', '.join(result['sensitive'])}; test split)")
+    for col in ("variant", "accuracy", "points", "parity gap", "reduction", "equalized odds gap"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for row in result["rows"]:
+        table.add_row(row["label"], f"{row['accuracy']:.3f}", f"{row['accuracy_points']:+.1f}",
+                      f"{row['demographic_parity_difference']:.3f}", f"{100 * row['parity_gap_reduction']:.0f}%",
+                      f"{row['equalized_odds_difference']:.3f}")
+    out.print(table)
+    out.print(f"wrote {r.file('fairness/mitigate.json')} and {r.file('fairness/tradeoff.png')}")
+
+
+@app.command()
+def monitor(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    new_data: Annotated[Path, typer.Argument(metavar="NEW_DATA", help="a CSV with the training columns")],
+) -> None:
+    """Test new data for drift against the training data. Exit code 1 when drift is found."""
+    from .fairness.monitor import monitor as monitor_stage
+    from .run import Run
+
+    r = Run.open(run)
+    report = monitor_stage(r, new_data)
+    table = Table(title=f"{new_data}: {report['rows']} rows against {report['reference_rows']} training rows")
+    for col in ("feature", "test", "statistic", "p-value", "drift"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for f in report["features"]:
+        table.add_row(f["feature"], f["test"], f"{f['statistic']:.3f}", f"{f['p_value']:.2g}",
+                      "[bold red]yes[/]" if f["drift"] else "no")
+    out.print(table)
+    if "accuracy" in report:
+        out.print(f"accuracy on the new data: {report['accuracy']:.3f}")
+    name = Path(new_data).stem
+    out.print(f"wrote {r.file(f'monitor/{name}.json')}")
+    if report["drift"]:
+        err.print(f"drift: {', '.join(report['drifted'])} (Holm-corrected, family-wise alpha {report['alpha']:g})",
+                  markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
 def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOpt = None) -> None:
     """Check a spec and print it resolved, every default filled in."""
     from .spec import load_spec

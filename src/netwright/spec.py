@@ -164,6 +164,30 @@ class TrainSpec(_Section):
         return self
 
 
+GAPS = ("demographic_parity", "equalized_odds", "equal_opportunity")
+
+
+class PenaltySpec(_Section):
+    """In-processing: a differentiable gap added to the loss."""
+
+    constraint: Literal["demographic_parity", "equalized_odds"] = "demographic_parity"
+    weight: float = Field(1.0, ge=0, description="lambda: how much the gap costs against the task loss")
+
+
+class FairnessSpec(_Section):
+    """``fairness:`` - which groups to audit, which outcome counts as positive, how to mitigate."""
+
+    sensitive: list[str] = Field([], description="sensitive columns; default: all the data's sensitive columns")
+    positive_label: str | None = Field(None, description="class name of the favourable outcome; default: the last class")
+    mitigation: Literal["none", "reweighing", "penalty", "thresholds"] = "none"
+    penalty: PenaltySpec = PenaltySpec()
+    thresholds: Literal["demographic_parity", "equalized_odds", "true_positive_rate_parity"] = Field(
+        "demographic_parity", description="the constraint of the post-processing thresholds")
+    min_group_size: int = Field(30, ge=1, description="smaller groups get a warning: too few to judge")
+    bootstrap: int = Field(1000, ge=0, description="resamples behind the confidence intervals")
+    drift_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise false-alarm rate of drift tests")
+
+
 class Spec(_Section):
     """A whole run: data, model and training, plus a name and a seed."""
 
@@ -172,6 +196,7 @@ class Spec(_Section):
     data: DataSpec
     model: ModelSpec
     train: TrainSpec = TrainSpec()
+    fairness: FairnessSpec = FairnessSpec()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON/YAML-safe), every default filled in."""

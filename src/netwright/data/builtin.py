@@ -90,6 +90,30 @@ def diabetes() -> RawData:
     )
 
 
+@register_dataset("hearts", modality="tabular", task="classification")
+def hearts() -> RawData:
+    """Cleveland heart disease (UCI, shipped in the scikit-lego wheel): 303 rows, 13 features, 2 classes; sensitive: sex."""
+    import io
+    import zipfile
+    from importlib import metadata
+
+    from ..errors import DataError
+    from .tabular import csv_file
+
+    try:
+        archive = metadata.distribution("scikit-lego").locate_file("sklego/data/hearts.zip")
+        text = zipfile.ZipFile(archive).read("heart.csv").decode("utf-8")
+    except (metadata.PackageNotFoundError, FileNotFoundError, KeyError, zipfile.BadZipFile) as e:
+        raise DataError(f"the hearts data ships with the scikit-lego package, which is missing or damaged ({e}); "
+                        "pip install scikit-lego") from None
+    raw = csv_file(io.StringIO(text), target="target", categorical=["thal", "cp", "restecg", "slope"],
+                   sensitive=["sex"], sensitive_as_feature=True, task="classification")
+    raw.groups["sex"] = np.where(raw.groups["sex"] == "1", "male", "female")
+    raw.class_names = ["no disease", "disease"]
+    raw.source = "Detrano et al. 1989, UCI heart disease (Cleveland), via the scikit-lego wheel (sklego/data/hearts.zip)"
+    return raw
+
+
 @register_dataset("mnist1d", modality="sequence", task="classification")
 def mnist1d(num_samples: int = 5000, generator_seed: int = 42) -> RawData:
     """MNIST-1D (Greydanus 2024), generated offline by the mnist1d package: 4,000 train / 1,000 test, length 40."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Literal
 
@@ -14,8 +15,11 @@ from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
 
 
-def read_csv(path: Path, delimiter: str = ",") -> dict[str, list[str]]:
-    """Read a CSV with a header row into ``{column: [cell, ...]}``."""
+def read_csv(path: Path | io.TextIOBase, delimiter: str = ",") -> dict[str, list[str]]:
+    """Read a CSV with a header row (a file, or an open text stream) into ``{column: [cell, ...]}``."""
+    if isinstance(path, io.TextIOBase):
+        rows = list(csv.reader(path, delimiter=delimiter))
+        return _columns(rows, "<stream>")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -26,6 +30,10 @@ def read_csv(path: Path, delimiter: str = ",") -> dict[str, list[str]]:
         raise DataError(f"{path}: not a UTF-8 text file; a CSV is expected") from None
     except csv.Error as e:
         raise DataError(f"{path}: malformed CSV: {e}") from None
+    return _columns(rows, path)
+
+
+def _columns(rows: list[list[str]], path: object) -> dict[str, list[str]]:
     rows = [r for r in rows if r]
     if not rows:
         raise DataError(f"{path}: the file is empty; a header row and data rows are expected")
@@ -76,7 +84,7 @@ def csv_file(
         delimiter: field separator.
     """
     table = read_csv(path, delimiter)
-    src = str(path)
+    src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
     known = list(table)
     for col in [target, *(features or []), *(categorical or []), *sensitive]:
         if col not in table:

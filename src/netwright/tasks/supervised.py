@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,9 @@ from torch import nn
 from ..data.info import DataInfo
 from ..metrics import classification_metrics, regression_metrics
 from ..spec import TrainSpec
+
+if TYPE_CHECKING:
+    from ..fairness.mitigation import FairnessTerm
 
 
 class SupervisedTask:
@@ -23,7 +26,8 @@ class SupervisedTask:
     """
 
     def __init__(self, info: DataInfo, train: TrainSpec,
-                 autocast: Callable[[], contextlib.AbstractContextManager] | None = None):
+                 autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+                 fairness: FairnessTerm | None = None):
         self.info = info
         self.train_spec = train
         self.classification = info.task == "classification"
@@ -31,6 +35,7 @@ class SupervisedTask:
         self.metric_names = ["loss", "accuracy", "f1"] if self.classification else ["loss", "mae", "rmse", "r2"]
         self.autocast = autocast  # None: full precision, no context to enter on every step
         self.regularized = bool(train.l1 or train.l2)
+        self.fairness = fairness
         target = info.preprocess.get("target", {"mean": 0.0, "std": 1.0})
         self.y_mean, self.y_std = target["mean"], target["std"]
         self._penalized: list[nn.Parameter] = []
@@ -56,17 +61,23 @@ class SupervisedTask:
             total = total + ts.l2 * sum(p.pow(2).sum() for p in self._penalized)
         return total
 
-    def train_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...],
+    def train_step(self, model: nn.Module, batch: tuple[Any, ...],
                    optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
-        x, y = batch
+        x, y = batch[0], batch[1]
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
         if self.autocast is None:
-            loss = self.loss(model(x), y)
+            out = model(x)
         else:
             with self.autocast():
-                loss = self.loss(model(x).float(), y)
-        objective = loss + self.penalty() if self.regularized else loss
+                out = model(x).float()
+        if self.fairness is None:
+            loss = self.loss(out, y)
+            objective = loss
+        else:
+            loss, objective = self.fairness.loss(self, out, y, batch[2])
+        if self.regularized:
+            objective = objective + self.penalty()
         objective.backward()
         if self.train_spec.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), self.train_spec.grad_clip)

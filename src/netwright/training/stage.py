@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset
+from ..fairness.mitigation import check_groups, training_terms
 from ..errors import NetwrightError, SpecError
 from ..models import build_model, count_parameters
 from ..models.cost import forward_cost
@@ -89,6 +90,8 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     problems = check_augment(resolved.train.augment, info.modality, resolved.data.name)
     if problems:
         raise SpecError(problems)
+    check_groups(data, resolved.fairness)
+    fairness_term, extras = training_terms(resolved, data)
 
     device = resolve_device(resolved.train.device)
     torch.manual_seed(resolved.seed)
@@ -108,11 +111,11 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         run.write_json("data.json", info.to_dict())
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
-    task = SupervisedTask(info, resolved.train, autocast=autocast)
+    task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
-                          precision="bf16" if bf16 else "fp32")
+                          precision="bf16" if bf16 else "fp32", extras=extras)
         if resume:
             trainer.resume()
         else:
@@ -122,6 +125,10 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
                          f"{' compiled' if resolved.train.compile else ''}, {threads} thread{'s' * (threads > 1)} "
                          f"-> {run.path}")
         trainer.fit()
+    if resolved.fairness.mitigation == "thresholds":
+        from ..fairness.mitigate import save_thresholds
+
+        save_thresholds(run, data, model.cpu().eval())
     return run
 
 

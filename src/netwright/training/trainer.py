@@ -54,7 +54,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
                  device: torch.device, progress: TrainingProgress, channels_last: bool = False,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None):
         self.model, self.task, self.data, self.spec, self.run = model, task, data, spec, run
         self.device, self.progress = device, progress
         self.settings = {"precision": precision, "channels_last": channels_last, "compiled": spec.train.compile}
@@ -62,6 +62,8 @@ class Trainer:
         self.x, self.y = data.train.x.to(device), data.train.y.to(device)
         if channels_last:  # batches gathered from a channels-last tensor stay channels-last
             self.x = self.x.contiguous(memory_format=torch.channels_last)
+        # per-example tensors a task needs beside inputs and targets (sample weights, group codes)
+        self.extras = {k: v.to(device) for k, v in (extras or {}).items()}
         n = len(self.y)
         # a trailing batch of one example is dropped for the epoch (batch norm cannot train on it)
         self.n_used = n - 1 if n % ts.batch_size == 1 and n > 1 else n
@@ -149,7 +151,8 @@ class Trainer:
         for b in range(self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
             xb, yb = self.augment(self.x[idx], self.y[idx])
-            loss = float(self.task.train_step(self.model, (xb, yb), self.optimizers))
+            batch = (xb, yb, {k: v[idx] for k, v in self.extras.items()}) if self.extras else (xb, yb)
+            loss = float(self.task.train_step(self.model, batch, self.optimizers))
             if not math.isfinite(loss):
                 last = st["epoch"] if self.run.has("checkpoints/last.safetensors") else None
                 kept = f"the last good checkpoint (epoch {last}) is kept" if last else "no checkpoint was written"

@@ -1,0 +1,1 @@
+"""Fairness: audit by group, mitigation, drift monitoring; synthetic data with a planted gap."""

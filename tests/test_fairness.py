@@ -1,0 +1,202 @@
+"""Fairness: the audit against Fairlearn, the planted gap, mitigation, drift monitoring, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fairlearn.metrics import (MetricFrame, demographic_parity_difference, demographic_parity_ratio,
+                               equal_opportunity_difference, equalized_odds_difference, selection_rate,
+                               true_positive_rate)
+
+import netwright
+from netwright.fairness.audit import audit_predictions
+from netwright.fairness.groups import reweighing
+from netwright.fairness.mitigation import FairnessTerm
+from netwright.fairness.monitor import holm, monitor_arrays
+from netwright.fairness.postprocess import apply_thresholds, fit_thresholds
+from netwright.fairness.synthetic import biased, positive_rates, write_csv
+from conftest import assert_one_line_error
+
+FAIR = {"sensitive": ["group"], "positive_label": "approved"}
+
+
+def fair_spec(**fairness) -> dict:
+    return {"data": {"name": "biased"}, "model": {"name": "mlp", "hidden": [32]},
+            "train": {"epochs": 20, "threads": 1}, "fairness": {**FAIR, **fairness}}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_audit_equals_fairlearn_metricframe(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    groups = {"sex": rng.choice(["f", "m"], n), "race": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])}
+    y = rng.random(n) < 0.4
+    pred = rng.random(n) < np.where(groups["sex"] == "f", 0.3, 0.5)
+    score = rng.random(n)
+    result = audit_predictions(y, pred, score, groups, ["sex", "race"], bootstrap=50, seed=seed)
+    assert set(result["groupings"]) == {"sex", "race", "sex & race"}
+    for cols in (["sex"], ["race"], ["sex", "race"]):
+        key = " & ".join(cols)
+        sf = pd.DataFrame({c: groups[c] for c in cols})
+        mf = MetricFrame(metrics={"sel": selection_rate, "tpr": true_positive_rate}, y_true=y, y_pred=pred,
+                         sensitive_features=sf)
+        rows = {r["group"]: r for r in result["groupings"][key]["groups"]}
+        for idx, ref in mf.by_group.iterrows():
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            name = " & ".join(f"{c}={v}" for c, v in zip(cols, idx))
+            assert rows[name]["selection_rate"] == pytest.approx(ref["sel"])
+            assert rows[name]["true_positive_rate"] == pytest.approx(ref["tpr"])
+        gaps = result["groupings"][key]["gaps"]
+        assert gaps["demographic_parity_difference"]["value"] == pytest.approx(
+            demographic_parity_difference(y, pred, sensitive_features=sf))
+        assert gaps["demographic_parity_ratio"]["value"] == pytest.approx(
+            demographic_parity_ratio(y, pred, sensitive_features=sf))
+        assert gaps["equalized_odds_difference"]["value"] == pytest.approx(
+            equalized_odds_difference(y, pred, sensitive_features=sf))
+        assert gaps["equal_opportunity_difference"]["value"] == pytest.approx(
+            equal_opportunity_difference(y, pred, sensitive_features=sf))
+        lo, hi = gaps["demographic_parity_difference"]["ci"]
+        assert lo <= gaps["demographic_parity_difference"]["value"] <= hi
+
+
+def test_audit_recovers_the_planted_gap():
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    result = netwright.audit(run)
+    planted = positive_rates(0.15)
+    assert planted[0] - planted[1] == pytest.approx(0.15)
+    gap = result["groupings"]["group"]["gaps"]["demographic_parity_difference"]
+    assert gap["ci"][0] <= 0.15 <= gap["ci"][1]
+    assert run.has("audit.json") and run.has("fairness/audit.png") and not result["warnings"]
+
+
+def test_small_groups_are_warned_about():
+    rng = np.random.default_rng(0)
+    g = {"g": np.array(["big"] * 200 + ["small"] * 12)}
+    y = rng.random(212) < 0.5
+    result = audit_predictions(y, rng.random(212) < 0.5, rng.random(212), g, ["g"], min_group_size=30, bootstrap=10)
+    assert any("'g=small' has only 12 examples" in w for w in result["warnings"])
+
+
+def test_reweighing_makes_label_and_group_independent():
+    rng = np.random.default_rng(0)
+    g = rng.choice(["a", "b"], 1000, p=[0.7, 0.3])
+    y = rng.random(1000) < np.where(g == "a", 0.7, 0.3)
+    w = reweighing(y, g)
+    rate = lambda m: (w[m] * y[m]).sum() / w[m].sum()  # noqa: E731
+    assert rate(g == "a") == pytest.approx(rate(g == "b")) == pytest.approx(y.mean())
+    assert w.mean() == pytest.approx(1.0)
+
+
+def test_penalty_gap_is_differentiable_and_zero_when_groups_agree():
+    term = FairnessTerm("penalty", positive=1)
+    p = torch.tensor([0.9, 0.8, 0.2, 0.1], requires_grad=True)
+    group = torch.tensor([0, 0, 1, 1])
+    gap = term.gap(p, torch.tensor([True, False, True, False]), group)
+    assert float(gap) == pytest.approx(0.7)
+    gap.backward()
+    assert p.grad.abs().sum() > 0
+    assert float(term.gap(torch.full((4,), 0.5), torch.ones(4, dtype=torch.bool), group)) == 0.0
+    eo = FairnessTerm("penalty", positive=1, constraint="equalized_odds")
+    assert float(eo.gap(p.detach(), torch.tensor([True, False, True, False]), group)) == pytest.approx(0.7)
+
+
+def test_threshold_decisions_match_fairlearn():
+    from fairlearn.postprocessing import ThresholdOptimizer
+
+    from netwright.fairness.postprocess import _scores_estimator
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    g = rng.choice(["a", "b"], n)
+    score = np.clip(rng.normal(np.where(g == "a", 0.6, 0.4), 0.2), 0, 1)
+    y = rng.random(n) < score
+    table = fit_thresholds(score, y, g, "demographic_parity")
+    ours = apply_thresholds(score, g, table, seed=0)
+    opt = ThresholdOptimizer(estimator=_scores_estimator(score), constraints="demographic_parity", prefit=True,
+                             predict_method="predict_proba").fit(np.arange(n)[:, None], y.astype(int),
+                                                                 sensitive_features=g)
+    theirs = opt.predict(np.arange(n)[:, None], sensitive_features=g, random_state=0).astype(bool)
+    for v in ("a", "b"):
+        assert ours[g == v].mean() == pytest.approx(theirs[g == v].mean(), abs=0.03)
+    assert abs(ours[g == "a"].mean() - ours[g == "b"].mean()) < 0.03
+
+
+@pytest.mark.slow
+def test_each_mitigation_halves_the_parity_gap_within_three_points():
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    result = netwright.mitigate(run, sweep=True)
+    rows = {r["label"]: r for r in result["rows"]}
+    base = rows["original"]
+    assert base["demographic_parity_difference"] > 0.1
+    for method in ("reweighing", "thresholds (demographic_parity)", "penalty demographic_parity (lambda 1)"):
+        r = rows[method]
+        assert r["parity_gap_reduction"] >= 0.5, (method, r)
+        assert r["accuracy_points"] >= -3.0, (method, r)
+    sweep = [r for r in result["rows"] if r["method"] == "penalty"]
+    assert len(sweep) == 5 and run.has("fairness/tradeoff.png")
+    assert run.has("fairness/reweighing/model.safetensors") and run.has("fairness/thresholds.json")
+
+
+@pytest.mark.slow
+def test_drift_false_alarms_and_detection_over_100_draws():
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    model, pre = run.load_model(), run.info.preprocess
+    ref = run.load_data().train.x
+    with torch.no_grad():
+        ref_pred = torch.softmax(model(ref), 1)[:, 1].numpy()
+
+    def alarm(shift: float, seed: int) -> bool:
+        from netwright.data.preprocess import normalize
+
+        new = torch.from_numpy(normalize(pre, biased(n=500, shift=shift, seed=1000 + seed).x))
+        with torch.no_grad():
+            new_pred = torch.softmax(model(new), 1)[:, 1].numpy()
+        return monitor_arrays(ref.numpy(), new.numpy(), pre["columns"], ref_pred, new_pred, 0.05)["drift"]
+
+    false_alarms = sum(alarm(0.0, s) for s in range(100))
+    detected = sum(alarm(0.5, s) for s in range(100))
+    assert false_alarms <= 5, false_alarms
+    assert detected >= 95, detected
+
+
+def test_holm_correction():
+    assert holm([0.01, 0.04, 0.03], 0.05) == [True, False, False]
+    assert holm([0.001, 0.02, 0.04], 0.05) == [True, True, True]
+
+
+def test_monitor_cli_reports_drift_with_exit_code_1(cli, tmp_path: Path):
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    same = write_csv(str(tmp_path / "same.csv"), n=600, seed=5)
+    shifted = write_csv(str(tmp_path / "shifted.csv"), n=600, shift=1.0, seed=6)
+    r = cli("monitor", run.path, same)
+    assert r.code == 0, r.err
+    r = cli("monitor", run.path, shifted)
+    assert r.code == 1 and "drift: x1" in r.err
+    report = run.read_json("monitor/shifted.json")
+    assert report["drift"] and "x1" in report["drifted"] and "accuracy" in report and "gaps" in report
+    assert run.has("monitor/shifted.png")
+
+
+def test_fairness_bad_input(cli, tmp_path: Path):
+    import yaml
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(fair_spec(sensitive=["race"], mitigation="reweighing")))
+    assert_one_line_error(cli("train", spec), "unknown sensitive column 'race'", "the data has: group")
+    assert not Path("runs").exists()
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    # a group with no positive examples: rates are undefined
+    write_csv(str(tmp_path / "new.csv"), n=300, seed=3)
+    lines = (tmp_path / "new.csv").read_text().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if not (",B," in line and line.endswith("approved"))]
+    (tmp_path / "nopos.csv").write_text("\n".join(kept) + "\n")
+    assert_one_line_error(cli("audit", run.path, "--data", tmp_path / "nopos.csv"),
+                          "group 'group=B' has no positive ('approved') examples")
+    # a monitor file with other columns
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n3,4\n")
+    assert_one_line_error(cli("monitor", run.path, tmp_path / "other.csv"), "missing column(s) x1, x2")
+    assert_one_line_error(cli("audit", "runs/fair", "--data", tmp_path / "other.csv"), "missing column(s)")
