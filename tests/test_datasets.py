@@ -45,9 +45,9 @@ def test_every_builtin_dataset_loads_with_consistent_info(name):
     axes = (0,) if info.modality == "tabular" else (0, *range(2, x.dim()))
     means = x.mean(dim=axes)
     if info.modality == "tabular":
-        from netwright.data.preprocess import _numeric_mask
+        from netwright.data.preprocess import numeric_mask
 
-        means = means[torch.from_numpy(_numeric_mask(info.preprocess))]
+        means = means[torch.from_numpy(numeric_mask(info.preprocess))]
     assert means.abs().max() < 1e-4
     assert len(info.fingerprint) == 16 and info.source
 

@@ -147,7 +147,7 @@ def fit_normalization(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any
     if pre["kind"] == "tokens":
         return pre
     if pre["kind"] == "table":
-        numeric = _numeric_mask(pre)
+        numeric = numeric_mask(pre)
         mean = np.where(numeric, x_train.mean(axis=0), 0.0)
         std = np.where(numeric, x_train.std(axis=0), 1.0)
     else:
@@ -169,7 +169,7 @@ def normalize(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
-def _numeric_mask(pre: dict[str, Any]) -> np.ndarray:
+def numeric_mask(pre: dict[str, Any]) -> np.ndarray:
     mask = []
     for col in pre["columns"]:
         mask += [True] if col["kind"] == "numeric" else [False] * len(col["categories"])
