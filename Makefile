@@ -1,4 +1,4 @@
-# make demo  - fresh clone -> .venv, install, train the digits CNN, evaluate, compress and export it (runs/demo/)
+# make demo  - fresh clone -> .venv, install, the whole life of two networks ending in two model cards (runs/)
 # make test  - fresh clone -> .venv with test deps, the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,14 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/netwright train examples/digits_cnn.yaml --name demo --overwrite
-	$(BIN)/netwright evaluate runs/demo
-	$(BIN)/netwright explain runs/demo --samples 4
-	$(BIN)/netwright compress runs/demo --quantize int8 --prune 0.5 --quiet
-	$(BIN)/netwright export runs/demo
-	$(BIN)/netwright train examples/loans_fairness.yaml --name demo-fairness --overwrite --quiet
-	$(BIN)/netwright audit runs/demo-fairness
-	$(BIN)/netwright mitigate runs/demo-fairness --quiet
+	$(BIN)/netwright demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

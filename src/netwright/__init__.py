@@ -19,6 +19,7 @@ from .fairness.mitigate import mitigate
 from .fairness.monitor import monitor
 from .models import MODELS, build_model, count_parameters, register_model
 from .predict import predict
+from .report import report
 from .run import Run, list_runs
 from .spec import Spec, load_spec
 from .training import train
@@ -52,5 +53,6 @@ __all__ = [
     "predict",
     "register_dataset",
     "register_model",
+    "report",
     "train",
 ]

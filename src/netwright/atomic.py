@@ -8,6 +8,7 @@ and can be rebuilt (the per-epoch metrics); the rename keeps them atomic.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -53,9 +54,20 @@ def write_text(path: str | os.PathLike, text: str, durable: bool = True) -> Path
     return write_bytes(path, text.encode("utf-8"), durable)
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinities replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    """Atomically write ``obj`` as indented JSON (NaN and infinities become null)."""
+    return write_text(path, json.dumps(finite(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict], durable: bool = True) -> Path:

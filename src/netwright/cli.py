@@ -293,6 +293,28 @@ def monitor(
 
 
 @app.command()
+def report(run: Annotated[str, typer.Argument(help="run directory")]) -> None:
+    """Write the model card: report.html (self-contained) and report.json."""
+    from .report import report as report_stage
+    from .run import Run
+
+    r = Run.open(run)
+    card = report_stage(r)
+    missing = f" (stages not run: {', '.join(card['missing_stages'])})" if card["missing_stages"] else ""
+    out.print(f"wrote {r.file('report.html')} and {r.file('report.json')}{missing}")
+    for c in card["caveats"]:
+        err.print(f"caveat: {c}", markup=False)
+
+
+@app.command()
+def demo(runs_dir: RunsDir = None) -> None:
+    """The whole life of two networks on bundled data, ending in two model cards."""
+    from .demo import demo as run_demo
+
+    run_demo(runs_dir, say=lambda text: out.print(text))
+
+
+@app.command()
 def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOpt = None) -> None:
     """Check a spec and print it resolved, every default filled in."""
     from .spec import load_spec

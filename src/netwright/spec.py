@@ -188,6 +188,20 @@ class FairnessSpec(_Section):
     drift_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise false-alarm rate of drift tests")
 
 
+class CardSpec(_Section):
+    """``card:`` - what the model card says about purpose and use (free text)."""
+
+    title: str | None = None
+    description: str | None = None
+    intended_use: str | None = None
+    users: str | None = None
+    out_of_scope: str | None = None
+    limitations: str | None = None
+    ethical_considerations: str | None = None
+    owners: str | None = None
+    license: str | None = None
+
+
 class Spec(_Section):
     """A whole run: data, model and training, plus a name and a seed."""
 
@@ -197,6 +211,7 @@ class Spec(_Section):
     model: ModelSpec
     train: TrainSpec = TrainSpec()
     fairness: FairnessSpec = FairnessSpec()
+    card: CardSpec = CardSpec()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON/YAML-safe), every default filled in."""

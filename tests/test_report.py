@@ -1,0 +1,131 @@
+"""The model card: any subset of stages renders, no external assets, numbers equal the stage
+files, and a real browser shows its sections."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import netwright
+from netwright.compress import stage as compress_stage
+from netwright.demo import DIGITS, LOANS
+from netwright.demo import demo as run_demo
+from netwright.report.html import SECTIONS
+from conftest import ROOT
+
+EXTERNAL = re.compile(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
+
+
+def small(name: str, spec: dict) -> netwright.Run:
+    spec = {**spec, "train": {**spec["train"], "epochs": 2, "threads": 1}}
+    return netwright.train(spec, name=name, progress="quiet")
+
+
+STAGES = {
+    "evaluate": lambda r: r.evaluate(),
+    "explain": lambda r: netwright.explain(r, samples=2),
+    "compress": lambda r: netwright.compress(r, progress="quiet"),
+    "export": lambda r: netwright.export(r),
+    "audit": lambda r: netwright.audit(r),
+}
+
+
+@pytest.mark.parametrize("stages", [[], ["evaluate"], ["explain", "export"], ["compress"], ["audit", "evaluate"]],
+                         ids=lambda s: "+".join(s) or "train-only")
+def test_report_renders_for_any_subset_of_stages(stages, monkeypatch):
+    monkeypatch.setattr(compress_stage, "LATENCY_BUDGET_S", 0.02)
+    run = small("r", LOANS)
+    for s in stages:
+        STAGES[s](run)
+    card = netwright.report(run)
+    page = run.file("report.html").read_text()
+    assert set(card["missing_stages"]) >= {"mitigate", "monitor"}
+    for s in ("evaluate", "explain", "audit", "compress", "export"):
+        assert (s in card["missing_stages"]) == (s not in stages)
+        if s not in stages:
+            assert f"The {s} stage has not run" in page
+    for key, title in SECTIONS:
+        assert f'id="{key}"' in page and f"<h2>{title}</h2>" in page
+    assert not EXTERNAL.search(page)
+    assert "<script" not in page and "<link" not in page
+
+
+def test_card_numbers_equal_the_stage_files(monkeypatch):
+    monkeypatch.setattr(compress_stage, "LATENCY_BUDGET_S", 0.02)
+    run = small("r", LOANS)
+    ev = run.evaluate()
+    audit = netwright.audit(run)
+    comp = netwright.compress(run, progress="quiet")
+    ver = netwright.export(run)
+    expl = netwright.explain(run, samples=2)
+    card = netwright.report(run)
+    assert card == run.read_json("report.json")
+    assert card["metrics"] == run.read_json("eval.json") == ev
+    assert card["fairness"]["audit"] == run.read_json("audit.json") == audit
+    assert card["compression"] == run.read_json("compress/compress.json") == comp
+    assert card["deployment"]["original"] == ver
+    assert card["explanations"] == expl
+    assert card["training"]["history"] == run.metrics()
+    assert card["data"]["fingerprint"] == run.read_json("data.json")["fingerprint"]
+    assert card["model_details"]["parameters"] == netwright.count_parameters(run.load_model())
+    page = run.file("report.html").read_text()
+    assert f"{ev['metrics']['accuracy']:.4f}" in page
+    dp = audit["groupings"]["group"]["gaps"]["demographic_parity_difference"]["value"]
+    assert f"{dp:.4f}" in page
+
+
+def test_flops_and_overfitting_diagnosis(tmp_path: Path):
+    run = netwright.train({"data": {"name": "iris", "val": 0.3}, "model": {"name": "mlp", "hidden": [256, 256]},
+                           "train": {"epochs": 150, "threads": 1, "batch_size": 8, "optimizer": {"lr": 0.01},
+                                     "keep": "last"}}, name="over", progress="quiet")
+    card = netwright.report(run)
+    assert card["model_details"]["flops_per_example"] == 2 * (4 * 256 + 256 * 256 + 256 * 3)
+    over = card["training"]["overfitting"]
+    assert over["flag"] == (over["gap_at_end"] > over["gap_at_best"]
+                            and run.metrics()[-1]["val_loss"] > 1.1 * min(h["val_loss"] for h in run.metrics()))
+    assert f"epoch {over['best_epoch']}" in over["detail"]
+    assert card["resources"]["energy_kwh"] > 0 and "estimate" in card["resources"]["energy_method"]
+
+
+def test_demo_specs_are_the_example_files():
+    assert DIGITS == yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
+    assert LOANS == yaml.safe_load((ROOT / "examples" / "loans_fairness.yaml").read_text())
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+def test_demo_card_in_a_real_browser(tmp_path: Path):
+    """`netwright demo`, then headless Chromium opens the digits card: every section is shown."""
+    exe = chromium()
+    if exe is None and not os.environ.get("CI"):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    cards = run_demo(runs_dir=tmp_path / "runs", say=lambda _: None)
+    shot = tmp_path / "card.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(cards["digits"].resolve().as_uri())
+        titles = page.locator("h2").all_text_contents()
+        assert titles == [t for _, t in SECTIONS]
+        for key, _ in SECTIONS:
+            assert page.locator(f"section#{key}").is_visible()
+        assert page.locator("img").count() >= 4 and all(
+            page.locator("img").nth(i).evaluate("i => i.naturalWidth > 0") for i in range(page.locator("img").count()))
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
+    assert shot.stat().st_size > 50_000
