@@ -17,7 +17,7 @@ h1{font-size:28px;margin:0 0 4px}h2{font-size:21px;border-bottom:2px solid #d0d7
 h3{font-size:16px;margin:20px 0 6px}.muted{color:#59636e}.stages span{display:inline-block;margin:2px 6px 2px 0;
 padding:1px 8px;border-radius:10px;font-size:13px}.ran{background:#dafbe1;color:#116329}.skipped{background:#eee;color:#555}
 table{border-collapse:collapse;margin:8px 0 14px;font-size:13.5px}th,td{border:1px solid #d0d7de;padding:3px 9px;
-text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}img{max-width:100%;
+text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}img{max-width:min(100%,560px);vertical-align:top;
 border:1px solid #eee;margin:6px 0}.caveat{background:#fff8c5;border-left:4px solid #d4a72c;padding:6px 10px;margin:6px 0}
 .flag{color:#cf222e;font-weight:600}.ok{color:#1a7f37}pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}
 nav a{margin-right:12px;font-size:13px;color:#0969da;text-decoration:none}dl{display:grid;grid-template-columns:max-content 1fr;
