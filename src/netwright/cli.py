@@ -293,6 +293,21 @@ def monitor(
 
 
 @app.command()
+def serve(
+    run: Annotated[str, typer.Argument(help="run directory")],
+    variant: Annotated[Optional[str], typer.Option(help="a compressed variant (see compress/)")] = None,
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime, PyTorch as fallback), onnx or torch")] = "auto",
+    threads: Annotated[int, typer.Option(help="inference threads")] = 1,
+) -> None:
+    """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
+    from .deploy.server import serve as serve_stage
+
+    serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads)
+
+
+@app.command()
 def report(run: Annotated[str, typer.Argument(help="run directory")]) -> None:
     """Write the model card: report.html (self-contained) and report.json."""
     from .report import report as report_stage

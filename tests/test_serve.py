@@ -1,0 +1,185 @@
+"""The inference server, started for real on a loopback port: protocol round trips, every
+kind of bad request (answered 4xx, the server still healthy after), graceful shutdown, and
+the web page driven in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+import netwright
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(run: netwright.Run, *extra: str):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "netwright", "serve", str(run.path), "--port", str(port), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"server did not start: {proc.stderr.read()}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    spec = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [8, 16], "hidden": [32]},
+            "train": {"epochs": 3, "threads": 1}}
+    run = netwright.train(spec, name="digits", runs_dir=tmp_path_factory.mktemp("runs"), progress="quiet")
+    proc, url = start(run)
+    yield run, url
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0  # graceful shutdown
+
+
+def test_protocol_round_trips(digits):
+    run, url = digits
+    assert httpx.get(url + "/v2/health/live").json() == {"live": True}
+    meta = httpx.get(url + "/v2/models/digits").json()
+    assert meta["platform"] == "onnxruntime" and meta["inputs"][0]["shape"] == [-1, 1, 8, 8]
+    x = run.load_data().test.x[:5]
+    body = {"id": "r1", "inputs": [{"name": "input", "shape": [5, 1, 8, 8], "datatype": "FP32",
+                                    "data": x.reshape(-1).tolist()}]}
+    r = httpx.post(url + "/v2/models/digits/infer", json=body)
+    assert r.status_code == 200 and r.json()["id"] == "r1"
+    out = r.json()["outputs"][0]
+    with torch.no_grad():
+        expected = run.load_model()(x).numpy()
+    assert out["shape"] == [5, 10]
+    assert np.abs(np.array(out["data"]).reshape(5, 10) - expected).max() <= 1e-4
+    images = load_digits().images[:3]
+    r = httpx.post(url + "/predict", json={"pixels": images.tolist()})
+    assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in run.predict(images)]
+    e = httpx.post(url + "/explain", json={"pixels": images[0].tolist(), "method": "integrated_gradients"}).json()
+    assert e["method"] == "integrated_gradients" and np.array(e["attribution"]).shape == (1, 8, 8)
+    assert e["overlay_png"] and e["prediction"]["label"] == r.json()["predictions"][0]["label"]
+    page = httpx.get(url + "/").text
+    assert "<canvas id=draw" in page and "http" not in page.split("<main>")[1].split("API:")[0]
+    assert httpx.get(url + "/openapi.json").json()["paths"]["/predict"]
+    metrics = httpx.get(url + "/metrics").text
+    assert 'netwright_requests_total{route="/predict",status="200"}' in metrics
+    assert "netwright_request_seconds_bucket" in metrics
+
+
+BAD = [
+    ("malformed JSON", "/predict", b'{"pixels": [[1, 2', 400, "malformed JSON"),
+    ("NaN", "/predict", b'{"pixels": [[NaN]]}', 400, "NaN"),
+    ("wrong shape", "/predict", json.dumps({"pixels": [[1, 2], [3, 4]]}).encode(), 422, "must have shape (1, 8, 8)"),
+    ("missing field", "/predict", b"{}", 422, "expected one of the fields"),
+    ("text instead of numbers", "/predict", json.dumps({"pixels": [["a"] * 8] * 8}).encode(), 422, "not numbers"),
+    ("bad image", "/predict", json.dumps({"image": "bm90IGFuIGltYWdl"}).encode(), 422, "could not be decoded"),
+    ("v2 wrong shape", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 8, 8],
+     "datatype": "FP32", "data": [0] * 64}]}).encode(), 422, "does not fit"),
+    ("v2 wrong dtype", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
+     "datatype": "BYTES", "data": ["x"] * 64}]}).encode(), 422, "datatype 'BYTES'"),
+    ("v2 missing field", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
+     "datatype": "FP32"}]}).encode(), 422, "missing the field 'data'"),
+    ("v2 count mismatch", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
+     "datatype": "FP32", "data": [0] * 10}]}).encode(), 422, "needs 64"),
+    ("unknown model", "/v2/models/nope/infer", b"{}", 404, "unknown model 'nope'"),
+    ("too large", "/predict", b"[" + b"0," * 600_000 + b"0]", 413, "limit"),
+    ("unknown route", "/nowhere", b"{}", 404, ""),
+    ("explain method", "/explain", json.dumps({"pixels": [[0] * 8] * 8, "method": "shap"}).encode(), 422, "not offered"),
+]
+
+
+@pytest.mark.parametrize("name,path,body,status,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_requests_get_a_4xx_and_the_server_lives_on(digits, name, path, body, status, message):
+    _, url = digits
+    r = httpx.post(url + path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert httpx.get(url + "/v2/health/live").status_code == 200
+
+
+def test_tabular_server_takes_named_features(tmp_path):
+    run = netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [8]},
+                           "train": {"epochs": 2, "threads": 1}}, name="iris", progress="quiet")
+    proc, url = start(run, "--engine", "torch")
+    try:
+        features = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+        r = httpx.post(url + "/predict", json={"features": features})
+        assert r.status_code == 200 and r.json()["engine"] == "torch"
+        assert r.json()["predictions"][0]["label"] == run.predict({k: [v] for k, v in features.items()})[0]["label"]
+        r = httpx.post(url + "/predict", json={"features": {"sepal length (cm)": 5.1}})
+        assert r.status_code == 422 and "missing feature(s)" in r.json()["error"]
+        assert 'name="petal width (cm)"' in httpx.get(url + "/").text
+        e = httpx.post(url + "/explain", json={"features": features}).json()
+        assert len(e["top_features"]) == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_serve_binds_loopback_by_default():
+    from typer.testing import CliRunner
+
+    from netwright.cli import app
+
+    help_text = CliRunner().invoke(app, ["serve", "--help"]).output
+    assert "127.0.0.1" in help_text
+
+
+def test_unknown_run_and_busy_port_are_clear_errors(cli, digits):
+    from conftest import assert_one_line_error
+
+    run, url = digits
+    assert_one_line_error(cli("serve", "runs/none"), "no such run directory")
+    assert_one_line_error(cli("serve", run.path, "--port", url.rsplit(":", 1)[1]), "pick another --port")
+    assert_one_line_error(cli("serve", run.path, "--engine", "tvm"), "choose auto, onnx or torch")
+
+
+@pytest.mark.slow
+def test_page_in_a_real_browser(digits, tmp_path: Path):
+    """Headless Chromium draws a digit on the canvas, submits, and reads a prediction and an overlay."""
+    exe = shutil.which("chromium")
+    if exe is None and not os.environ.get("CI"):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    _, url = digits
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.goto(url + "/")
+        box = page.locator("#draw").bounding_box()
+        page.mouse.move(box["x"] + 140, box["y"] + 40)
+        page.mouse.down()
+        for i in range(1, 21):
+            page.mouse.move(box["x"] + 140, box["y"] + 40 + 10 * i)
+        page.mouse.up()
+        page.click("#predict")
+        page.wait_for_function("document.getElementById('overlay').src.startsWith('data:image/png')", timeout=30000)
+        label = page.text_content("#label")
+        assert label in [str(i) for i in range(10)]
+        assert page.locator("#bars .bar").count() == 10
+        assert page.locator("#overlay").evaluate("i => i.naturalWidth > 0")
+        page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()
