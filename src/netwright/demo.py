@@ -85,4 +85,5 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     cards["fairness"] = fair.file("report.html")
     for name, path in cards.items():
         say(f"model card ({name}): {path}")
+    say(f"try the digits model in a browser: netwright serve {run.path}")
     return cards
