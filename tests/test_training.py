@@ -250,3 +250,11 @@ def test_speed_options_train_to_the_same_place():
 def test_compile_option_trains():
     run = netwright.train(tiny_spec(epochs=1, compile=True), name="compiled", progress="quiet")
     assert run.read_json("train.json")["finished"]
+
+
+@pytest.mark.parametrize("epochs,batch", [(1, 64), (2, 64), (1, 16)])
+def test_onecycle_on_very_short_runs(epochs, batch):
+    """A handful of steps still trains (one-cycle needs a step per phase)."""
+    run = netwright.train(tiny_spec(epochs=epochs, batch_size=batch, schedule={"name": "onecycle"}),
+                          name=f"short-{epochs}-{batch}", progress="quiet")
+    assert run.read_json("train.json")["finished"]

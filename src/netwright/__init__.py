@@ -15,6 +15,7 @@ from .deploy import export
 from .evaluate import evaluate
 from .explain import explain
 from .fairness.audit import audit
+from .generative import sample
 from .fairness.mitigate import mitigate
 from .fairness.monitor import monitor
 from .models import MODELS, build_model, count_parameters, register_model
@@ -54,5 +55,6 @@ __all__ = [
     "register_dataset",
     "register_model",
     "report",
+    "sample",
     "train",
 ]

@@ -114,6 +114,21 @@ def _csv(rows: list[dict]) -> str:
 
 
 @app.command()
+def sample(
+    run: Annotated[str, typer.Argument(help="a GAN run directory")],
+    n: Annotated[int, typer.Option("--n", help="how many samples")] = 64,
+    label: Annotated[Optional[int], typer.Option("--class", help="generate this class (conditional GANs)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="picture (.png) or table (.csv) to write")] = None,
+    seed: Annotated[int, typer.Option(help="noise seed")] = 0,
+) -> None:
+    """Generate from a GAN: a picture grid for images, a CSV for tabular data."""
+    from .generative import sample as sample_stage
+
+    path = sample_stage(run, n=n, label=label, out=output, seed=seed)
+    out.print(f"wrote {n} samples to {path}")
+
+
+@app.command()
 def explain(
     run: Annotated[str, typer.Argument(help="run directory")],
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="attribution method (repeatable) [default: all that apply]")] = None,
@@ -207,7 +222,7 @@ def export(
     else:
         result = export_stage(r, variant=variant, format=fmt)
     agree = f", argmax agreement {result['argmax_agreement']:.4f}" if "argmax_agreement" in result else ""
-    out.print(f"{result['onnx']}: verified on {result['samples']} test inputs, max |diff| "
+    out.print(f"{result['onnx']}: verified on {result['samples']} inputs, max |diff| "
               f"{result['max_abs_diff']:.2e}{agree} ({result['criterion']})")
 
 

@@ -23,6 +23,10 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     RMSE, R² in the target's units.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    from .generative import evaluate_generative, is_generative
+
+    if is_generative(run):
+        return evaluate_generative(run, plots=plots)
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
     spec = run.spec

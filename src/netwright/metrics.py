@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LOWER_IS_BETTER = {"loss", "mae", "rmse", "mse", "ece"}
+LOWER_IS_BETTER = {"loss", "mae", "rmse", "mse", "ece", "fid"}
 
 
 def lower_is_better(metric: str) -> bool:
@@ -78,3 +78,22 @@ def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, fl
         "rmse": float(err.pow(2).mean().sqrt()),
         "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0,
     }
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (Heusel et al. 2017):
+    ``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))``."""
+    import warnings
+
+    from scipy import linalg
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rank-deficient covariances (ReLU features) are expected
+        root = linalg.sqrtm(ca @ cb)
+        if not np.isfinite(root).all():  # nudge the diagonals, as the reference FID code does
+            eps = 1e-6 * np.eye(len(ca))
+            root = linalg.sqrtm((ca + eps) @ (cb + eps))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * np.real(root)))

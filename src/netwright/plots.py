@@ -78,15 +78,16 @@ def curves_plot(history: list[dict[str, Any]], path: str | Path) -> Path:
     """Learning curves: losses on the left, the other validation metrics on the right."""
     epochs = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key in ("train_loss", "val_loss"):
-        if key in history[0]:
-            a.plot(epochs, [r[key] for r in history], label=key)
+    for key in [k for k in history[0] if k.endswith("loss") and not k.startswith("val_") or k == "val_loss"]:
+        a.plot(epochs, [r[key] for r in history], label=key)
     a.set_xlabel("epoch")
     a.set_title("loss")
     a.legend()
     others = [k for k in history[0] if k.startswith("val_") and k != "val_loss"]
     for key in others:
         b.plot(epochs, [r[key] for r in history], label=key)
+    if any(k.endswith("fid") for k in others):
+        b.set_yscale("log")
     b.set_xlabel("epoch")
     b.set_title("validation")
     if others:

@@ -97,6 +97,9 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -
     Regression: ``prediction`` in the target's units.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    from .generative import require_supervised
+
+    require_supervised(run, "predict")
     info = run.info
     x = torch.from_numpy(encode_inputs(info, inputs))
     if len(x) == 0:

@@ -57,7 +57,7 @@ class Compressor:
         name = "int8" if base.name == "original" else f"{base.name}-int8"
         fp32_name = "fp32-onnx" if base.name == "original" else f"{base.name}-onnx"
         fp32_folder = self._folder(fp32_name)
-        export_onnx(base.module, self.info, fp32_folder / "model.onnx")
+        export_onnx(base.module, self.info, fp32_folder / "model.onnx", optimize=True)
         fp32_meta = {"kind": "onnx", "format": "onnx", "base": base.name, "quantized": False}
         write_json(fp32_folder / "variant.json", fp32_meta)
         folder = self._folder(name)
@@ -178,6 +178,9 @@ def compress(run: Run | str | os.PathLike, quantize: str | None = None, prune: f
         The contents of ``compress/compress.json``.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    from ..generative import require_supervised
+
+    require_supervised(run, "compress")
     if quantize not in (None, "int8"):
         raise NetwrightError(f"--quantize {quantize}: only int8 is supported")
     if budget is not None and budget < 0:

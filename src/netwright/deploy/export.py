@@ -55,6 +55,28 @@ def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samp
     return result
 
 
+def _export_generator(run: Run, samples: int) -> dict[str, Any]:
+    """Export a GAN's generator and compare ONNX Runtime with PyTorch on random noise."""
+    from .onnx_io import export_generator, generator_inputs
+
+    model = run.load_model()
+    target = run.file("export") / "model.onnx"
+    export_generator(model, target)
+    inputs = generator_inputs(model, samples, seed=1)
+    session = onnx_session(target)
+    got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
+    with torch.no_grad():
+        expected = model.generator(*inputs).numpy() if model.conditional else model.generator(inputs[0]).numpy()
+    diff = float(np.abs(got - expected).max())
+    result = {"onnx": str(target), "samples": samples, "max_abs_diff": diff, "quantized": False,
+              "inputs": [i.name for i in session.get_inputs()], "criterion": f"max |diff| <= {FP32_TOLERANCE:g}",
+              "passed": diff <= FP32_TOLERANCE, "variant": "generator", "size_bytes": target.stat().st_size}
+    run.write_json("export/verify.json", result)
+    if not result["passed"]:
+        raise NetwrightError(f"ONNX verification of the generator failed (max |diff| {diff:.3g})")
+    return result
+
+
 def export(run: Run | str | os.PathLike, variant: str | None = None, format: str = "onnx",
            samples: int = 512) -> dict[str, Any]:
     """Export the run's model (or a compressed variant) to ONNX and verify it.
@@ -67,6 +89,12 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
     run = run if isinstance(run, Run) else Run.open(run)
     if format != "onnx":
         raise NetwrightError(f"--format {format}: only onnx is supported")
+    from ..generative import is_generative
+
+    if is_generative(run):
+        if variant is not None:
+            raise NetwrightError("a GAN has no compressed variants; export it without --variant")
+        return _export_generator(run, samples)
     folder = run.file("export") if variant is None else run.file("export") / variant
     target = folder / "model.onnx"
     quantized = False

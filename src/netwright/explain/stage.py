@@ -84,6 +84,9 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
         The contents of ``explain/explain.json``.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    from ..generative import require_supervised
+
+    require_supervised(run, "explain")
     info = run.info
     model = run.load_model()
     x, y, idx = select(run, samples, indices, inputs, split)

@@ -166,6 +166,9 @@ def audit(run: Run | str | os.PathLike, data: str | os.PathLike | None = None, s
             run's own ``split``).
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    from ..generative import require_supervised
+
+    require_supervised(run, "audit")
     fair = run.spec.fairness
     info = run.info
     sensitive, positive = resolve(info, fair)

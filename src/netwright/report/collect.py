@@ -50,8 +50,10 @@ def model_details(run: Run) -> dict[str, Any]:
                                "hyper_parameters": spec.model.params}
     if model is None:
         return details
+    from ..models.gan import GAN
+
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(example_input(info, 1))
+        model.sample(1) if isinstance(model, GAN) else model(example_input(info, 1))
     details["parameters"] = sum(p.numel() for p in model.parameters())
     details["flops_per_example"] = int(counter.get_total_flops())
     details["layers"] = [{"name": n, "type": type(m).__name__, "parameters": sum(p.numel() for p in m.parameters())}
@@ -64,7 +66,7 @@ def overfitting(history: list[dict[str, Any]], summary: dict[str, Any]) -> dict[
     """Flag a growing train/validation gap: validation loss more than 10% above its best at the
     end while the gap to the training loss has widened since the best epoch."""
     if not history or history[0].get("val_loss") is None:
-        return {"flag": False, "detail": "no validation split: overfitting cannot be judged"}
+        return {"flag": False, "detail": "no validation loss was recorded: overfitting cannot be judged"}
     losses = [(r["epoch"], r["train_loss"], r["val_loss"]) for r in history if r.get("val_loss") is not None]
     best_epoch, best_train, best_val = min(losses, key=lambda t: t[2])
     last_epoch, last_train, last_val = losses[-1]
@@ -175,7 +177,7 @@ def pictures(run: Run) -> dict[str, Path]:
     """The pictures the stages drew, by section."""
     candidates = {
         "curves": "eval/curves.png", "confusion": "eval/confusion.png", "reliability": "eval/reliability.png",
-        "predictions": "eval/predictions.png", "overlay": "explain/overlay.png", "features": "explain/features.png",
+        "predictions": "eval/predictions.png", "samples": "eval/samples.png", "overlay": "explain/overlay.png", "features": "explain/features.png",
         "global": "explain/global.png", "sequences": "explain/sequences.png", "tokens": "explain/tokens.png",
         "audit": "fairness/audit.png", "tradeoff": "fairness/tradeoff.png",
     }

@@ -133,7 +133,7 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
             ["class", "precision", "recall", "F1", "support"],
             [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in ev["per_class"]]) + "</details>"
     return out + img(pics.get("confusion"), "confusion matrix") + img(pics.get("reliability"), "reliability diagram") \
-        + img(pics.get("predictions"), "predicted against true")
+        + img(pics.get("predictions"), "predicted against true") + img(pics.get("samples"), "generated samples")
 
 
 def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:

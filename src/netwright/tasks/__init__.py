@@ -1,6 +1,7 @@
 """Tasks: what one training step means for a kind of problem."""
 
+from .adversarial import AdversarialTask, Judge
 from .base import Task
 from .supervised import SupervisedTask
 
-__all__ = ["SupervisedTask", "Task"]
+__all__ = ["AdversarialTask", "Judge", "SupervisedTask", "Task"]

@@ -16,12 +16,16 @@ class Task(Protocol):
     #: names of the metrics :meth:`metrics` returns
     metric_names: list[str]
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each epoch (schedules inside the task, such as decaying noise)."""
+
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         """One optimizer, or one per network for adversarial training."""
 
     def train_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...],
-                   optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
-        """Forward, loss, backward and optimizer step; returns the (detached) loss."""
+                   optimizers: list[torch.optim.Optimizer]) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Forward, loss, backward and optimizer step(s); returns the (detached) loss, or one
+        loss per network (logged as ``train_<name>``; their sum as ``train_loss``)."""
 
     def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         """Outputs of one batch kept for :meth:`metrics` (no gradients)."""

@@ -40,6 +40,9 @@ class SupervisedTask:
         self.y_mean, self.y_std = target["mean"], target["std"]
         self._penalized: list[nn.Parameter] = []
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Nothing changes between epochs."""
+
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         from ..training.optim import build_optimizer  # training/ imports tasks/: import here, no cycle
 

@@ -31,10 +31,13 @@ def build_scheduler(opt: torch.optim.Optimizer, spec: ScheduleSpec, opt_spec: Op
                     steps_per_epoch: int, epochs: int) -> LRScheduler:
     """A scheduler stepped once per batch (so warm-up and cycles are smooth)."""
     total = max(1, steps_per_epoch * epochs)
-    if spec.name == "onecycle":
+    if spec.name == "onecycle" and total >= 4:
         cycle = opt_spec.name in ("adam", "adamw") or opt_spec.momentum > 0
-        return OneCycleLR(opt, max_lr=opt_spec.lr, total_steps=total, pct_start=spec.pct_start,
-                          cycle_momentum=cycle)
+        # each phase needs at least one step: a very short run rises for two steps at least
+        pct = min(0.5, max(spec.pct_start, 2.0 / total))
+        return OneCycleLR(opt, max_lr=opt_spec.lr, total_steps=total, pct_start=pct, cycle_momentum=cycle)
+    if spec.name == "onecycle":  # fewer than four steps in all: no room for a cycle
+        return LambdaLR(opt, lambda step: 1.0)
     warmup = spec.warmup_epochs * steps_per_epoch
     floor = spec.min_lr / opt_spec.lr
 

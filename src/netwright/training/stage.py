@@ -11,11 +11,12 @@ import torch
 from ..data import load_dataset
 from ..fairness.mitigation import check_groups, training_terms
 from ..errors import NetwrightError, SpecError
-from ..models import build_model, count_parameters
+from ..models import MODELS, build_model, count_parameters
 from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import SupervisedTask
+from ..tasks import AdversarialTask, Judge, SupervisedTask
+from ..tasks.adversarial import judge_spec
 from .progress import Mode, TrainingProgress
 from .trainer import Trainer
 
@@ -37,9 +38,11 @@ PARALLEL_MACS, PARALLEL_MACS_PER_STEP = 100_000, 50_000
 
 def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.Tensor) -> int:
     """``auto``: one thread for small or step-by-step models, otherwise every core (at most 8)."""
+    from ..models.gan import GAN
+
     if threads != "auto":
         return int(threads)
-    macs, steps = forward_cost(model, example)
+    macs, steps = forward_cost(model.discriminator if isinstance(model, GAN) else model, example)
     if macs < PARALLEL_MACS or macs / steps < PARALLEL_MACS_PER_STEP:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -111,7 +114,10 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         run.write_json("data.json", info.to_dict())
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
-    task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
+    if MODELS.get(resolved.model.name).meta.get("task") == "adversarial":
+        task: Any = AdversarialTask(info, resolved.train, judge_for(run, resolved, info, resume, progress))
+    else:
+        task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
@@ -130,6 +136,16 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
 
         save_thresholds(run, data, model.cpu().eval())
     return run
+
+
+def judge_for(run: Run, spec: Spec, info: Any, resume: bool, progress: Mode) -> Judge:
+    """The classifier that scores a GAN's samples: trained into ``RUN/judge/`` (reused on resume)."""
+    folder = run.file("judge")
+    if not (resume and (folder / "model.safetensors").is_file()):
+        with TrainingProgress(progress) as prog:
+            prog.message(f"training the judge classifier for the GAN's samples -> {folder}")
+        train(judge_spec(spec, info.modality), name="judge", runs_dir=run.path, overwrite=True, progress="quiet")
+    return Judge(Run.open(folder).load_model())
 
 
 def _default_name(source: SpecSource, spec: Spec) -> str:

@@ -147,12 +147,21 @@ class Trainer:
         if self.augment.enabled:
             self.augment.reseed(derive_seed(seed, epoch, 2))
         self.model.train()
+        self.task.start_epoch(epoch, ts.epochs)
         total, bs, n = 0.0, ts.batch_size, self.n_used
+        parts: dict[str, float] = {}
         for b in range(self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
             xb, yb = self.augment(self.x[idx], self.y[idx])
             batch = (xb, yb, {k: v[idx] for k, v in self.extras.items()}) if self.extras else (xb, yb)
-            loss = float(self.task.train_step(self.model, batch, self.optimizers))
+            out = self.task.train_step(self.model, batch, self.optimizers)
+            if isinstance(out, dict):  # one loss per network (a GAN)
+                values = {k: float(v) for k, v in out.items()}
+                for k, v in values.items():
+                    parts[k] = parts.get(k, 0.0) + v * min(bs, n - b * bs)
+                loss = sum(values.values())
+            else:
+                loss = float(out)
             if not math.isfinite(loss):
                 last = st["epoch"] if self.run.has("checkpoints/last.safetensors") else None
                 kept = f"the last good checkpoint (epoch {last}) is kept" if last else "no checkpoint was written"
@@ -165,7 +174,8 @@ class Trainer:
             self.progress.step(epoch, st["step"], loss)
         record: dict[str, Any] = {"epoch": epoch, "step": st["step"],
                                   "lr": self.optimizers[0].param_groups[0]["lr"],
-                                  "train_loss": total / self.n_used}
+                                  "train_loss": total / self.n_used,
+                                  **{f"train_{k}": v / self.n_used for k, v in parts.items()}}
         if self.data.val is not None:
             outputs = collect_outputs(self.model, self.task, self.data.val, ts.eval_batch_size, self.device)
             # a diverged validation metric is recorded as null (JSON has no NaN) and never "improves"
