@@ -43,12 +43,31 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue RUN from its last checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run of the same name")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    nproc: Annotated[Optional[int], typer.Option(help="data-parallel processes on this machine (torchrun)")] = None,
 ) -> None:
     """Train a network as a spec declares; writes runs/NAME/."""
+    import os
+
     from .training import train as train_stage
 
+    if nproc is not None and "WORLD_SIZE" not in os.environ:
+        from .training.distributed import launch
+
+        argv = _state["argv"]
+        keep, skip = [], False
+        for a in argv:
+            if skip:
+                skip = False
+            elif a == "--nproc":
+                skip = True
+            elif not a.startswith("--nproc="):
+                keep.append(a)
+        launch(keep, nproc)
+        return
     run = train_stage(source, overrides=set_, name=name, runs_dir=runs_dir, resume=resume, overwrite=overwrite,
                       progress="quiet" if quiet else "auto")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # the other ranks of a distributed job stay silent
     summary = run.read_json("train.json")
     best = summary["best"]
     shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_"))
@@ -415,6 +434,7 @@ def runs(runs_dir: RunsDir = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``netwright`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _state["argv"] = argv
     debug = "--debug" in argv
     try:
         app(args=argv, prog_name="netwright")  # standalone: usage errors exit 2 on their own

@@ -173,6 +173,7 @@ class TrainSpec(_Section):
     threads: Union[int, Literal["auto"]] = Field("auto", description="CPU threads; auto picks by model size")
     eval_batch_size: int = Field(1024, ge=1)
     adversarial: AdversarialSpec = AdversarialSpec()
+    dist_timeout: float = Field(60.0, gt=0, description="seconds before a dead or missing rank ends a distributed job")
     checkpoint_interval: float = Field(
         30.0, ge=0, description="seconds between resumable checkpoints (0: every epoch); always one at the end")
 

@@ -36,6 +36,7 @@ class SupervisedTask:
         self.autocast = autocast  # None: full precision, no context to enter on every step
         self.regularized = bool(train.l1 or train.l2)
         self.fairness = fairness
+        self.loss_scale = 1.0  # set by the trainer in distributed runs (a rank's share of the global batch)
         target = info.preprocess.get("target", {"mean": 0.0, "std": 1.0})
         self.y_mean, self.y_std = target["mean"], target["std"]
         self._penalized: list[nn.Parameter] = []
@@ -81,6 +82,8 @@ class SupervisedTask:
             loss, objective = self.fairness.loss(self, out, y, batch[2])
         if self.regularized:
             objective = objective + self.penalty()
+        if self.loss_scale != 1.0:
+            objective = objective * self.loss_scale
         objective.backward()
         if self.train_spec.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), self.train_spec.grad_clip)

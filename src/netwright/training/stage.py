@@ -17,6 +17,7 @@ from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
 from ..tasks import AdversarialTask, Judge, SupervisedTask
 from ..tasks.adversarial import judge_spec
+from .distributed import Dist, from_env, init, shutdown
 from .progress import Mode, TrainingProgress
 from .trainer import Trainer
 
@@ -36,8 +37,9 @@ def resolve_device(name: str) -> torch.device:
 PARALLEL_MACS, PARALLEL_MACS_PER_STEP = 100_000, 50_000
 
 
-def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.Tensor) -> int:
-    """``auto``: one thread for small or step-by-step models, otherwise every core (at most 8)."""
+def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.Tensor, share: int = 1) -> int:
+    """``auto``: one thread for small or step-by-step models, otherwise every core (at most 8),
+    divided among the ``share`` processes of a distributed job on this machine."""
     from ..models.gan import GAN
 
     if threads != "auto":
@@ -46,7 +48,7 @@ def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.T
     if macs < PARALLEL_MACS or macs / steps < PARALLEL_MACS_PER_STEP:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
+    return max(1, min(cores // share, 8))
 
 
 def resolve_speedups(train_spec: TrainSpec, device: torch.device, model: torch.nn.Module) -> tuple[bool, bool]:
@@ -96,10 +98,20 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     check_groups(data, resolved.fairness)
     fairness_term, extras = training_terms(resolved, data)
 
+    dist = from_env()
     device = resolve_device(resolved.train.device)
+    if dist.active:
+        if device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(device)
+        if MODELS.get(resolved.model.name).meta.get("task") == "adversarial":
+            raise NetwrightError("distributed training covers supervised models; train a GAN in one process")
+        init(dist, device, resolved.train.dist_timeout)
+        if not dist.main:
+            progress = "quiet"
     torch.manual_seed(resolved.seed)
     model = build_model(resolved.model.name, info, **resolved.model.params)
-    threads = resolve_threads(resolved.train.threads, model, data.train.x)
+    threads = resolve_threads(resolved.train.threads, model, data.train.x, share=dist.local_world)
     torch.set_num_threads(threads)
     bf16, channels_last = resolve_speedups(resolved.train, device, model)
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
@@ -109,9 +121,11 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     if not resume:
         explicit = name is not None or resolved.name is not None
         run_name = name or resolved.name or _default_name(spec, resolved)
-        run = Run.create(run_name, runs_dir, overwrite=overwrite, explicit=explicit)
-        run.write_spec(resolved.model_copy(update={"name": run.name}))
-        run.write_json("data.json", info.to_dict())
+        if dist.main:  # only rank 0 writes the run directory; the others learn where it is
+            run = Run.create(run_name, runs_dir, overwrite=overwrite, explicit=explicit)
+            run.write_spec(resolved.model_copy(update={"name": run.name}))
+            run.write_json("data.json", info.to_dict())
+        run = Run(share_path(run.path if dist.main else None, dist))
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
     if MODELS.get(resolved.model.name).meta.get("task") == "adversarial":
@@ -121,21 +135,33 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
 
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
-                          precision="bf16" if bf16 else "fp32", extras=extras)
+                          precision="bf16" if bf16 else "fp32", extras=extras, dist=dist)
         if resume:
             trainer.resume()
         else:
             prog.message(f"{resolved.model.name} on {info.name}: {count_parameters(model):,} parameters, "
                          f"{info.splits['train']}/{info.splits['val']}/{info.splits['test']} train/val/test, "
                          f"{device}{' bf16' if bf16 else ''}{' channels-last' if channels_last else ''}"
-                         f"{' compiled' if resolved.train.compile else ''}, {threads} thread{'s' * (threads > 1)} "
-                         f"-> {run.path}")
+                         f"{' compiled' if resolved.train.compile else ''}, {threads} thread{'s' * (threads > 1)}"
+                         f"{f' x {dist.world} processes' if dist.active else ''} -> {run.path}")
         trainer.fit()
-    if resolved.fairness.mitigation == "thresholds":
+    shutdown(dist)
+    if resolved.fairness.mitigation == "thresholds" and dist.main:
         from ..fairness.mitigate import save_thresholds
 
         save_thresholds(run, data, model.cpu().eval())
     return run
+
+
+def share_path(path: Path | None, dist: Dist) -> Path:
+    """Rank 0's run directory, told to every rank."""
+    if not dist.active:
+        return path
+    import torch.distributed as torch_dist
+
+    box = [str(path) if path is not None else None]
+    torch_dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
 
 
 def judge_for(run: Run, spec: Spec, info: Any, resume: bool, progress: Mode) -> Judge:

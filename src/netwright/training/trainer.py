@@ -19,6 +19,7 @@ from ..run import Run
 from ..spec import Spec
 from ..atomic import write_jsonl
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
+from .distributed import Dist, all_sum
 from .optim import build_scheduler
 from .progress import TrainingProgress
 
@@ -54,19 +55,31 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
                  device: torch.device, progress: TrainingProgress, channels_last: bool = False,
-                 precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None):
+                 precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None, dist: Dist | None = None):
+        self.dist = dist or Dist()
+        self.module = model  # the network itself: its weights are what checkpoints hold
+        if self.dist.active:  # gradients are averaged over the ranks in backward
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.model, self.task, self.data, self.spec, self.run = model, task, data, spec, run
         self.device, self.progress = device, progress
         self.settings = {"precision": precision, "channels_last": channels_last, "compiled": spec.train.compile}
         ts = spec.train
-        self.x, self.y = data.train.x.to(device), data.train.y.to(device)
+        if device.type == "cuda":  # one pinned, asynchronous copy of the training split to the GPU
+            self.x = data.train.x.pin_memory().to(device, non_blocking=True)
+            self.y = data.train.y.pin_memory().to(device, non_blocking=True)
+        else:
+            self.x, self.y = data.train.x, data.train.y
         if channels_last:  # batches gathered from a channels-last tensor stay channels-last
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         # per-example tensors a task needs beside inputs and targets (sample weights, group codes)
         self.extras = {k: v.to(device) for k, v in (extras or {}).items()}
         n = len(self.y)
-        # a trailing batch of one example is dropped for the epoch (batch norm cannot train on it)
-        self.n_used = n - 1 if n % ts.batch_size == 1 and n > 1 else n
+        # a trailing batch of one example (batch norm cannot train on it), or of fewer examples
+        # than there are ranks, is dropped for the epoch
+        tail = n % ts.batch_size
+        self.n_used = n - tail if (tail == 1 or 0 < tail < self.dist.world) and n > tail else n
         self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
         self.optimizers = task.optimizers(model)
         constant = ts.schedule.name == "constant" and not ts.schedule.warmup_epochs
@@ -108,7 +121,7 @@ class Trainer:
         if not (folder / "last.safetensors").is_file():
             raise NetwrightError(f"{self.run.path}: no checkpoint to resume from (checkpoints/last.safetensors); "
                                  "start a new run instead")
-        self.state, self.best = load_checkpoint(folder, self.model, self.optimizers, self.schedulers)
+        self.state, self.best = load_checkpoint(folder, self.module, self.optimizers, self.schedulers)
 
     # ------------------------------------------------------------------ loop
 
@@ -150,15 +163,20 @@ class Trainer:
         self.task.start_epoch(epoch, ts.epochs)
         total, bs, n = 0.0, ts.batch_size, self.n_used
         parts: dict[str, float] = {}
+        rank, world = self.dist.rank, self.dist.world
         for b in range(self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
+            n_global = len(idx)
+            if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
+                idx = idx[rank::world]  # so a share's loss is scaled to its weight in the global mean
+                self.task.loss_scale = len(idx) * world / n_global
             xb, yb = self.augment(self.x[idx], self.y[idx])
             batch = (xb, yb, {k: v[idx] for k, v in self.extras.items()}) if self.extras else (xb, yb)
             out = self.task.train_step(self.model, batch, self.optimizers)
             if isinstance(out, dict):  # one loss per network (a GAN)
                 values = {k: float(v) for k, v in out.items()}
                 for k, v in values.items():
-                    parts[k] = parts.get(k, 0.0) + v * min(bs, n - b * bs)
+                    parts[k] = parts.get(k, 0.0) + v * len(idx)
                 loss = sum(values.values())
             else:
                 loss = float(out)
@@ -169,15 +187,18 @@ class Trainer:
                                     f"{st['step'] + 1}); {kept}; lower train.optimizer.lr or set train.grad_clip")
             for s in self.schedulers:
                 s.step()
-            total += loss * min(bs, n - b * bs)
+            total += loss * len(idx)
             st["step"] += 1
             self.progress.step(epoch, st["step"], loss)
+        if self.dist.active:  # losses summed over every rank's examples
+            sums = all_sum([total, *parts.values()], self.dist)
+            total, parts = sums[0], dict(zip(parts, sums[1:]))
         record: dict[str, Any] = {"epoch": epoch, "step": st["step"],
                                   "lr": self.optimizers[0].param_groups[0]["lr"],
                                   "train_loss": total / self.n_used,
                                   **{f"train_{k}": v / self.n_used for k, v in parts.items()}}
         if self.data.val is not None:
-            outputs = collect_outputs(self.model, self.task, self.data.val, ts.eval_batch_size, self.device)
+            outputs = collect_outputs(self.module, self.task, self.data.val, ts.eval_batch_size, self.device)
             # a diverged validation metric is recorded as null (JSON has no NaN) and never "improves"
             record.update({f"val_{k}": v if math.isfinite(v) else None for k, v in self.task.metrics(outputs).items()})
         return record
@@ -197,7 +218,7 @@ class Trainer:
         if improved:
             st["best_value"], st["best_epoch"], st["bad_epochs"] = value, epoch, 0
             if ts.keep == "best":
-                self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
         else:
             st["bad_epochs"] += 1
         patience = ts.early_stopping.patience
@@ -206,12 +227,12 @@ class Trainer:
         now = time.monotonic()
         last = stop or epoch == ts.epochs  # _finish writes the final checkpoint
         checkpoint = not last and now >= self._next_checkpoint
-        if last or checkpoint or now >= self._next_log:
+        if self.dist.main and (last or checkpoint or now >= self._next_log):
             write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
             write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
             self._next_log = now + 1.0
-        if checkpoint:
-            save_checkpoint(self.run.file("checkpoints"), self.model, self.optimizers, self.schedulers,
+        if checkpoint and self.dist.main:
+            save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
             self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
         return stop
@@ -219,14 +240,15 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         st = self.state
         if self.spec.train.keep == "best" and self.best is not None:
-            self.model.load_state_dict(self.best)
+            self.module.load_state_dict(self.best)
         st["finished"] = True
-        save_weights(self.run.file("model.safetensors"), self.model.state_dict(),
-                     {"model": self.spec.model.name, "epoch": st["best_epoch"] if self.spec.train.keep == "best"
-                      else st["epoch"]})
-        save_checkpoint(self.run.file("checkpoints"), self.model, self.optimizers, self.schedulers, self.best, st)
         summary = self._summary()
-        self.run.write_json("train.json", summary)
+        if self.dist.main:
+            save_weights(self.run.file("model.safetensors"), self.module.state_dict(),
+                         {"model": self.spec.model.name,
+                          "epoch": st["best_epoch"] if self.spec.train.keep == "best" else st["epoch"]})
+            save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers, self.best, st)
+            self.run.write_json("train.json", summary)
         return summary
 
     def _summary(self) -> dict[str, Any]:
@@ -251,4 +273,5 @@ class Trainer:
             **self.settings,
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "processes": self.dist.world,
         }
