@@ -29,16 +29,26 @@ def test_every_builtin_dataset_loads_with_consistent_info(name):
     assert info.splits["test"] == len(ds.test)
     for split in (ds.train, ds.val, ds.test):
         assert tuple(split.x.shape[1:]) == info.input_shape
-        assert split.x.dtype == torch.float32 and torch.isfinite(split.x).all()
+        if info.modality == "tokens":  # token ids inside the vocabulary
+            assert split.x.dtype == torch.int64 and 0 <= int(split.x.min()) and int(split.x.max()) < len(info.vocab)
+        else:
+            assert split.x.dtype == torch.float32 and torch.isfinite(split.x).all()
         assert len(split.x) == len(split.y)
         for values in split.groups.values():
             assert len(values) == len(split.y)
+    if info.modality == "tokens":
+        assert len(info.fingerprint) == 16 and info.source and len(info.vocab) > 4
+        if info.task in ("language_model", "translation"):  # targets are token ids too
+            assert ds.train.y.dtype == torch.int64 and int(ds.train.y.max()) < len(info.vocab)
+            return
     if info.task == "classification":
         assert info.num_classes == len(info.class_names) >= 2
         assert int(ds.train.y.min()) >= 0 and int(ds.train.y.max()) < info.num_classes
         assert info.stratified
     else:
         assert ds.train.y.dtype == torch.float32 and "target" in info.preprocess
+    if info.modality == "tokens":
+        return
     # normalisation statistics come from the train split only: train is standardised exactly
     # (one-hot columns of categorical features stay 0/1)
     x = ds.train.x.double()

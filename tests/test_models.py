@@ -21,7 +21,9 @@ INFOS = {
 }
 
 
-SUPERVISED = [n for n in MODELS.names() if MODELS.get(n).meta.get("task") != "adversarial"]  # the GAN: test_gan.py
+# the GAN (test_gan.py) and the language presets (test_language.py) have their own contracts
+SUPERVISED = [n for n in MODELS.names() if MODELS.get(n).meta.get("task") not in ("adversarial", "language_model",
+                                                                                   "translation")]
 
 
 def example_batch(info: DataInfo, n: int = 4) -> torch.Tensor:

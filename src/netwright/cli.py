@@ -95,7 +95,13 @@ def evaluate(
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
         table.add_row(k, f"{v:.4f}")
+    if "baseline" in result:  # text classifiers
+        table.add_row("baseline accuracy", f"{result['baseline']['accuracy']:.4f}")
     out.print(table)
+    if "baseline" in result:
+        out.print(f"baseline: {result['baseline']['model']}, fitted on the same training split", markup=False)
+    if "sample" in result:
+        out.print(f"sample: {result['sample']}", markup=False)
     out.print(f"wrote {r.file('eval.json')}")
 
 
@@ -130,6 +136,26 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(flat)
     return buf.getvalue()
+
+
+@app.command()
+def generate(
+    run: Annotated[str, typer.Argument(help="a language-model or translation run")],
+    prompt: Annotated[str, typer.Option(help="text to continue (or to translate)")],
+    tokens: Annotated[int, typer.Option(help="tokens to generate")] = 200,
+    temperature: Annotated[float, typer.Option(help="0: greedy; higher: more varied")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="sample among the k likeliest tokens")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="sample within this probability mass")] = None,
+    beam: Annotated[int, typer.Option(help="beam width for translation (1: greedy)")] = 1,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    cache: Annotated[bool, typer.Option(help="key/value cache: one token's work per step")] = True,
+) -> None:
+    """Write text with a language model, or translate with an encoder-decoder."""
+    from .text.generate import generate as generate_stage
+
+    result = generate_stage(run, prompt, tokens=tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                            seed=seed, beam=beam, cache=cache)
+    out.print(result.get("translation") or result["prompt"] + result["text"], markup=False)
 
 
 @app.command()

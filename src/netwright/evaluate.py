@@ -27,6 +27,16 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
 
     if is_generative(run):
         return evaluate_generative(run, plots=plots)
+    if run.info.task in ("language_model", "translation"):
+        from .text.generate import evaluate_language, evaluate_translation
+
+        result = evaluate_language(run) if run.info.task == "language_model" else evaluate_translation(run)
+        run.write_json("eval.json", result)
+        if plots and run.metrics():
+            from .plots import curves_plot
+
+            curves_plot(run.metrics(), run.file("eval") / "curves.png")
+        return result
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
     spec = run.spec
@@ -39,6 +49,10 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     result: dict[str, Any] = {"split": split, "n": len(part), "task": info.task}
     if info.task == "classification":
         result.update(_classification(outputs["output"], outputs["target"], info.num_classes, info.class_names))
+        if "tokenizer" in info.preprocess:  # text: beside the same data's bag-of-words baseline
+            from .text.generate import bag_of_words_baseline
+
+            result["baseline"] = bag_of_words_baseline(run, split)
     else:
         result["metrics"] = task.metrics(outputs)
         pred = task.unscale(outputs["output"].squeeze(-1)).numpy()

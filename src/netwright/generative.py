@@ -23,10 +23,15 @@ def is_generative(run: Run) -> bool:
 
 
 def require_supervised(run: Run, stage: str) -> None:
-    """Stages that read predictions (predict, explain, compress, audit) do not apply to a GAN."""
+    """Stages that read predictions (predict, explain, compress, audit) apply to classifiers and
+    regressors, not to a GAN, a language model or a translation model."""
     if is_generative(run):
         raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a GAN: use "
                              f"'netwright sample {run.path}' or 'netwright evaluate {run.path}'")
+    task = run.info.task
+    if task in ("language_model", "translation"):
+        raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a "
+                             f"{task.replace('_', ' ')} model: use 'netwright generate {run.path} --prompt ...'")
 
 
 def _judge(run: Run):

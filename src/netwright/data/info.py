@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "language_model", "translation"]
 Modality = Literal["image", "sequence", "tabular", "tokens"]
 
 
@@ -40,7 +40,9 @@ class DataInfo:
 
     @property
     def num_outputs(self) -> int:
-        """Width of the model's output layer."""
+        """Width of the model's output layer (the vocabulary, for language models)."""
+        if self.task in ("language_model", "translation"):
+            return len(self.vocab)
         return self.num_classes if self.task == "classification" else 1
 
     def to_dict(self) -> dict[str, Any]:

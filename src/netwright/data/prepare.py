@@ -17,7 +17,7 @@ def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, n
     check_raw(raw, name)
     n = len(raw.y)
     idx = np.arange(n)
-    strat = raw.y if raw.task == "classification" else None
+    strat = raw.y if raw.task == "classification" else None  # sequences (language, translation): a random split
     stratified = strat is not None
 
     if raw.test is not None:
@@ -42,7 +42,7 @@ def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, n
 
     def make(x: np.ndarray, y: np.ndarray, groups: dict[str, np.ndarray]) -> Split:
         xt = torch.from_numpy(np.ascontiguousarray(normalize(pre, x)))
-        if raw.task == "classification":
+        if raw.task != "regression":
             yt = torch.from_numpy(y.astype(np.int64))
         else:
             t = pre["target"]
@@ -87,6 +87,10 @@ def check_raw(raw: RawData, name: str) -> None:
             raise DataError(f"{where}: {len(x)} inputs but {len(y)} targets; they must match one to one")
         check_finite(x, f"{where} inputs")
         check_finite(np.asarray(y, dtype=np.float64), f"{where} targets")
+        if raw.task in ("language_model", "translation"):
+            v = len(raw.vocab or [])
+            if int(np.min(y)) < 0 or int(np.max(y)) >= v or int(np.min(x)) < 0 or int(np.max(x)) >= v:
+                raise DataError(f"{where}: token ids must lie in 0..{v - 1}")
         if raw.task == "classification":
             k = len(raw.class_names or [])
             if not np.issubdtype(y.dtype, np.integer):

@@ -11,6 +11,17 @@ from .info import RawData
 from .registry import register_dataset
 
 
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's contents; a missing or binary file is a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+
+
 @register_dataset("text", modality="tokens", task="classification")
 def text(path: Path, seq_len: int = 32, stride: int = 1, max_samples: int | None = None) -> RawData:
     """A plain text file, character level: windows of ``seq_len`` characters, label = the next one.
@@ -21,13 +32,7 @@ def text(path: Path, seq_len: int = 32, stride: int = 1, max_samples: int | None
         stride: characters between the starts of consecutive windows.
         max_samples: keep at most this many windows (evenly spaced).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        body = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+    body = read_text_file(path)
     if seq_len < 1 or stride < 1:
         raise DataError("data.seq_len and data.stride must be at least 1")
     if len(body) <= seq_len:

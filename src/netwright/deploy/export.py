@@ -28,6 +28,8 @@ def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samp
     """
     data = run.load_data()
     split = data.test if data.test is not None else data.val or data.train
+    if run.info.task == "language_model":
+        samples = min(samples, 32)  # logits for every step and token: (samples, T, vocabulary)
     x = split.x[:samples]
     model = reference if reference is not None else run.load_model()
     with torch.no_grad():
@@ -47,11 +49,11 @@ def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samp
     else:
         result["criterion"] = f"max |diff| <= {FP32_TOLERANCE:g}"
         result["passed"] = diff <= FP32_TOLERANCE
-    if variable_length(model, run.info):  # a longer sequence runs too: the length axis is dynamic
-        longer = torch.cat([x[:4], x[:4]], dim=-1)
+    if variable_length(model, run.info):  # another length runs too: the length axis is dynamic
+        other = x[:4, : x.shape[-1] // 2] if run.info.task == "language_model" else torch.cat([x[:4], x[:4]], dim=-1)
         with torch.no_grad():
-            result["variable_length_diff"] = float(np.abs(run_session(onnx_session(onnx_path), longer.numpy())
-                                                          - model(longer).numpy()).max())
+            result["variable_length_diff"] = float(np.abs(run_session(onnx_session(onnx_path), other.numpy())
+                                                          - model(other).numpy()).max())
     return result
 
 
@@ -95,6 +97,9 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
         if variant is not None:
             raise NetwrightError("a GAN has no compressed variants; export it without --variant")
         return _export_generator(run, samples)
+    if run.info.task == "translation":
+        raise NetwrightError(f"{run.path} is a translation model: ONNX export covers classifiers, regressors, language "
+                             "models and GAN generators; translate with 'netwright generate'")
     folder = run.file("export") if variant is None else run.file("export") / variant
     target = folder / "model.onnx"
     quantized = False

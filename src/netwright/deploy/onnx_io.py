@@ -32,18 +32,26 @@ def example_input(info: DataInfo, n: int = 2) -> torch.Tensor:
 
 
 def variable_length(model: nn.Module, info: DataInfo) -> bool:
-    """Whether the model takes sequences of any length (a recurrent net that pools over steps)."""
+    """Whether the model takes sequences of any length: a recurrent net that pools over steps, or
+    a language model (any length up to its longest position)."""
+    from ..models.lm import CausalLM
     from ..models.rnn import RNN
 
+    if isinstance(model, CausalLM):
+        return True
     return isinstance(model, RNN) and model.pool != "flatten" and info.modality in ("sequence", "tokens")
 
 
 def export_onnx(model: nn.Module, info: DataInfo, path: str | Path, optimize: bool = False) -> Path:
     """Write ``model`` as one ONNX file with a dynamic batch axis (and sequence axis where
     the model allows any length); atomic. ``optimize``: apply the exporter's graph rewrites."""
+    from ..models.lm import CausalLM
+
     x = example_input(info)
     dims = {0: torch.export.Dim("batch", min=1)}
-    if variable_length(model, info):
+    if isinstance(model, CausalLM):  # ids (B, T) -> next-token logits at every step (B, T, V)
+        dims[1] = torch.export.Dim("length", min=2, max=model.max_len)
+    elif variable_length(model, info):
         dims[x.dim() - 1] = torch.export.Dim("length", min=2)
     return export_module(model, (x,), [INPUT], (dims,), path, optimize)
 

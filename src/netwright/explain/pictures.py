@@ -95,22 +95,41 @@ def sequence_shading(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list
     return save_figure(fig, path)
 
 
-def token_text(texts: list[str], attrs: dict[str, np.ndarray], titles: list[str], path: Path) -> Path:
-    """Each sample's characters, highlighted by attribution (one row per sample and method)."""
+def token_text(texts: list[list[str]], attrs: dict[str, np.ndarray], titles: list[str], path: Path,
+               line_chars: int = 90) -> Path:
+    """Each sample's tokens (characters, subwords or words), highlighted by attribution: red
+    pushes towards the prediction, blue against. One block per sample and method, wrapped at
+    ``line_chars`` characters."""
     methods = list(attrs)
-    rows = [(i, m) for i in range(len(texts)) for m in methods]
-    width = max(len(t) for t in texts)
-    fig, ax = plt.subplots(figsize=(max(6, 0.16 * width + 2.5), 0.32 * len(rows) + 0.5))
+    blocks = []  # (sample, method, [(line, column, token)])
+    for i, tokens in enumerate(texts):
+        placed, line, col = [], 0, 0
+        for tok in tokens:
+            w = max(len(tok), 1)
+            if col and col + w > line_chars:
+                line, col = line + 1, 0
+            placed.append((line, col, tok))
+            col += w
+        blocks += [(i, m, placed) for m in methods]
+    height = sum(1 + max((p[0] for p in b[2]), default=0) for b in blocks)
+    width = min(line_chars, max((sum(max(len(t), 1) for t in tokens) for tokens in texts), default=1))
+    height += 1.3 * len(texts)  # a title line and a gap per sample
+    fig, ax = plt.subplots(figsize=(max(6, 0.12 * width + 2.5), 0.3 * height + 0.5))
     ax.set_xlim(0, width + 14)
-    ax.set_ylim(len(rows), 0)
+    ax.set_ylim(height, 0)
     ax.axis("off")
     cmap = plt.get_cmap("bwr")
-    for r, (i, m) in enumerate(rows):
-        heat = _norm(attrs[m][i])
-        ax.text(0, r + 0.6, f"{m[:12]}", fontsize=7, family="monospace")
-        for k, ch in enumerate(texts[i]):
-            ax.add_patch(plt.Rectangle((13 + k, r + 0.1), 1, 0.8, color=cmap(0.5 + heat[k] / 2), lw=0))
-            ax.text(13.5 + k, r + 0.6, ch if ch.strip() else "·", ha="center", fontsize=7, family="monospace")
-        if m == methods[-1]:
-            ax.text(13 + width + 0.5, r + 0.6, titles[i], fontsize=6)
+    top = 0.0
+    for i, m, placed in blocks:
+        if m == methods[0]:  # the sample's title line
+            ax.text(13, top + 0.6, titles[i], fontsize=6)
+            top += 0.9
+        heat = _norm(np.asarray(attrs[m][i], dtype=np.float64)[: len(placed)])
+        ax.text(0, top + 0.6, m[:12], fontsize=6, family="monospace")
+        for k, (line, col, tok) in enumerate(placed):
+            w = max(len(tok), 1)
+            ax.add_patch(plt.Rectangle((13 + col, top + line + 0.1), w, 0.8, color=cmap(0.5 + heat[k] / 2), lw=0))
+            ax.text(13 + col + w / 2, top + line + 0.6, tok if tok.strip() else "·", ha="center",
+                    fontsize=6, family="monospace")
+        top += 1 + max((p[0] for p in placed), default=0) + (0.4 if m == methods[-1] else 0)
     return save_figure(fig, path)

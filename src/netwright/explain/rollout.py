@@ -19,10 +19,11 @@ def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     the attention for its weights (the layer itself discards them).
     """
     h = model.tokens(x)
+    mask = model.padding(x)
     maps = []
     for layer in model.encoder.layers:
         y = layer.norm1(h)
-        out, weights = layer.self_attn(y, y, y, need_weights=True, average_attn_weights=True)
+        out, weights = layer.self_attn(y, y, y, key_padding_mask=mask, need_weights=True, average_attn_weights=True)
         maps.append(weights)
         h = h + layer.dropout1(out)
         h = h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(h))))))

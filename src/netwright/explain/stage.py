@@ -201,7 +201,9 @@ def _draw(x: torch.Tensor, attrs: dict[str, np.ndarray], rows: list[dict], info,
         names = info.feature_names or [f"x{i}" for i in range(x.shape[1])]
         path = pictures.feature_bars(attrs, names, titles, folder / "features.png")
     else:
-        texts = ["".join(info.vocab[int(t)] for t in row) for row in x]
+        kind = info.preprocess.get("tokenizer", {}).get("kind")  # text from a tokenizer: id 0 pads the end
+        sep = " " if kind == "word" else ""
+        texts = [[info.vocab[int(t)] + sep for t in row if not (kind and int(t) == 0)] for row in x]
         path = pictures.token_text(texts, attrs, titles, folder / "tokens.png")
     return [f"explain/{path.name}"] + (["explain/global.png"] if info.modality == "tabular" and (folder / "global.png").exists() else [])
 

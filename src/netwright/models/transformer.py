@@ -49,6 +49,7 @@ class TransformerClassifier(nn.Module):
         super().__init__()
         self.modality = info.modality
         self.pool = pool
+        self.padded = info.modality == "tokens" and bool(info.preprocess.get("pad"))  # id 0 pads short texts
         shape = info.input_shape
         if info.modality == "image":
             c, h, w = shape
@@ -93,9 +94,27 @@ class TransformerClassifier(nn.Module):
         pos = self.pos if self.pos is not None else self.pos_fixed
         return t if pos is None else t + pos
 
+    def padding(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Key padding mask (B, N), True at padding tokens (text only), so attention and the mean
+        pool skip them; a text that is all padding keeps every token."""
+        if not self.padded:
+            return None
+        mask = x == 0
+        mask = mask & ~mask.all(1, keepdim=True)
+        if self.cls is not None:
+            mask = torch.cat([torch.zeros_like(mask[:, :1]), mask], dim=1)
+        return mask
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.encoder(self.tokens(x))  # (B, N, D)
-        feats = z[:, 0] if self.cls is not None else z.mean(dim=1)
+        mask = self.padding(x)
+        z = self.encoder(self.tokens(x), src_key_padding_mask=mask)  # (B, N, D)
+        if self.cls is not None:
+            feats = z[:, 0]
+        elif mask is None:
+            feats = z.mean(dim=1)
+        else:
+            keep = (~mask).unsqueeze(-1).to(z.dtype)
+            feats = (z * keep).sum(1) / keep.sum(1)
         return self.head(feats)  # (B, K)
 
 
@@ -116,7 +135,7 @@ def transformer(
     """Transformer encoder (pre-norm) classifier/regressor over tokens made from the input.
 
     Images become patches, sequences become steps (or patches of steps), tabular rows one token per
-    feature, text one token per character; a position code is added (not for tabular features).
+    feature, text one embedding per token (padding masked); a position code is added (not for tabular features).
 
     Args:
         d_model: token width.

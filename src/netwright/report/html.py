@@ -128,6 +128,16 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
         return _not_run("evaluate")
     out = f"<p>{e(ev['split'])} split, {ev['n']} examples.</p>"
     out += table(["metric", "value"], [[k, v] for k, v in ev["metrics"].items()])
+    if ev.get("baseline"):  # text classifiers
+        b = ev["baseline"]
+        out += f"<p>Baseline on the same split: {e(b['model'])}, fitted on {e(b['fitted_on'])}: accuracy " \
+               f"{b['accuracy']:.4f}.</p>"
+    if ev.get("sample"):  # language models
+        out += f"<p>Generated text (the prompt is the start of a test window):</p><pre>{e(ev['sample'])}</pre>"
+    if ev.get("examples"):  # translation
+        keys = list(ev["examples"][0])
+        out += "<details><summary>Translated test sentences</summary>" + table(
+            keys, [[x[k] for k in keys] for x in ev["examples"]]) + "</details>"
     if ev.get("per_class"):
         out += "<details><summary>Per class</summary>" + table(
             ["class", "precision", "recall", "F1", "support"],

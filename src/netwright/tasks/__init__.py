@@ -2,6 +2,7 @@
 
 from .adversarial import AdversarialTask, Judge
 from .base import Task
+from .language import LanguageModelTask, Seq2SeqTask
 from .supervised import SupervisedTask
 
-__all__ = ["AdversarialTask", "Judge", "SupervisedTask", "Task"]
+__all__ = ["AdversarialTask", "Judge", "LanguageModelTask", "Seq2SeqTask", "SupervisedTask", "Task"]

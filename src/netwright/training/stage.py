@@ -15,8 +15,9 @@ from ..models import MODELS, build_model, count_parameters
 from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import AdversarialTask, Judge, SupervisedTask
+from ..tasks import AdversarialTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
 from ..tasks.adversarial import judge_spec
+from ..text.generate import save_tokenizer
 from .distributed import Dist, from_env, init, shutdown
 from .progress import Mode, TrainingProgress
 from .trainer import Trainer
@@ -96,6 +97,10 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
+    if info.task in ("language_model", "translation") and MODELS.get(resolved.model.name).meta.get("task") != info.task:
+        preset = "transformer_lm" if info.task == "language_model" else "transformer_seq2seq"
+        raise NetwrightError(f"model.name: {resolved.model.name} does not do {info.task.replace('_', ' ')}; "
+                             f"'{info.name}' needs model.name: {preset}")
     fairness_term, extras = training_terms(resolved, data)
 
     dist = from_env()
@@ -125,11 +130,17 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
             run = Run.create(run_name, runs_dir, overwrite=overwrite, explicit=explicit)
             run.write_spec(resolved.model_copy(update={"name": run.name}))
             run.write_json("data.json", info.to_dict())
+            save_tokenizer(run)
         run = Run(share_path(run.path if dist.main else None, dist))
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
-    if MODELS.get(resolved.model.name).meta.get("task") == "adversarial":
+    kind = MODELS.get(resolved.model.name).meta.get("task")
+    if kind == "adversarial":
         task: Any = AdversarialTask(info, resolved.train, judge_for(run, resolved, info, resume, progress))
+    elif kind == "language_model":
+        task = LanguageModelTask(info, resolved.train, autocast=autocast)
+    elif kind == "translation":
+        task = Seq2SeqTask(info, resolved.train, autocast=autocast)
     else:
         task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 

@@ -1,0 +1,1 @@
+"""Language: tokenizers, text data sets, language models, translation."""
