@@ -189,6 +189,20 @@ def test_token_attributions_highlight_text_and_keep_completeness(sentiment):
     assert sentiment.has("explain/tokens.png")
 
 
+def test_predict_takes_raw_text_through_the_runs_tokenizer(sentiment, cli, tmp_path):
+    data, model = sentiment.load_data(), sentiment.load_model()
+    tok = from_dict(json.loads(sentiment.file("tokenizer.json").read_text()))
+    texts = [tok.decode(row) for row in data.test.x[:3].tolist()]  # test snippets as plain text again
+    with torch.no_grad():
+        expected = torch.softmax(model(data.test.x[:3]), 1)[:, 1].numpy()
+    got = [netwright.predict(sentiment, t)[0]["probabilities"]["fresh"] for t in texts]
+    assert np.allclose(got, expected, atol=1e-5)
+    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n\n")  # one text a line; blank lines skipped
+    r = cli("predict", sentiment.path, tmp_path / "reviews.txt", "--format", "csv")
+    assert r.code == 0 and len(r.out.strip().splitlines()) == 1 + 3
+    assert_one_line_error(cli("predict", sentiment.path, " "), "empty text")
+
+
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 def test_transformer_classifier_ignores_padding(pool):
     info = netwright.DataInfo(name="t", task="classification", modality="tokens", input_shape=(12,), num_classes=2,

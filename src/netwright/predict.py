@@ -17,7 +17,7 @@ import torch
 from .data.arrays import load_array_file
 from .data.images import IMAGE_SUFFIXES, open_image
 from .data.info import DataInfo
-from .data.preprocess import encode_array, encode_image, encode_table, encode_text, normalize
+from .data.preprocess import encode_array, encode_image, encode_table, encode_text, encode_texts, normalize
 from .data.tabular import read_csv
 from .errors import DataError
 from .run import Run
@@ -56,6 +56,8 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
         else:
             raise DataError(f"{path}: unsupported input file; give .csv, .npy, .npz, an image or .txt")
     if kind == "tokens":
+        if isinstance(inputs, str) and "tokenizer" in pre:  # labelled text: a file holds one text a line
+            return encode_texts(pre, [t for t in inputs.splitlines() if t.strip()] if is_path else [inputs], source)
         if isinstance(inputs, str):
             return encode_text(pre, inputs, source)
         ids = np.asarray(inputs)
@@ -63,8 +65,8 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
             ids = ids[None]
         if not np.issubdtype(ids.dtype, np.integer) or ids.shape[1:] != tuple(pre["shape"]):
             raise DataError(f"{source}: expected integer token ids of shape (N, {pre['shape'][0]})")
-        if ids.min() < 0 or ids.max() >= len(pre["vocab"]):
-            raise DataError(f"{source}: token ids must be in 0..{len(pre['vocab']) - 1}")
+        if ids.min() < 0 or ids.max() >= len(info.vocab):
+            raise DataError(f"{source}: token ids must be in 0..{len(info.vocab) - 1}")
         return ids.astype(np.int64)
     if isinstance(inputs, dict):
         if kind != "table":

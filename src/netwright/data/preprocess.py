@@ -126,6 +126,24 @@ def encode_image(pre: dict[str, Any], image: Any, source: str) -> np.ndarray:
     return (lo + arr / 255.0 * (hi - lo))[None].astype(np.float32)
 
 
+_TOKENIZERS: dict[str, Any] = {}  # by digest: a served model tokenises every request with the same one
+
+
+def encode_texts(pre: dict[str, Any], texts: list[str], source: str) -> np.ndarray:
+    """Texts -> token ids ``(N, L)`` with the run's own tokenizer, cut or padded to ``L``
+    (models trained on labelled text)."""
+    from ..text.data import pad
+    from ..text.tokenizer import from_dict
+
+    if not texts or not all(t.strip() for t in texts):
+        raise DataError(f"{source}: empty text; give some words to classify")
+    sha = pre["tokenizer_sha"]
+    if sha not in _TOKENIZERS:
+        _TOKENIZERS[sha] = from_dict(pre["tokenizer"])
+    tok, length = _TOKENIZERS[sha], pre["shape"][0]
+    return np.array([pad(tok.encode(t, strict=False), length) for t in texts], dtype=np.int64)
+
+
 def encode_text(pre: dict[str, Any], text: str, source: str) -> np.ndarray:
     """The last ``length`` characters of ``text`` as token ids ``(1, L)``."""
     vocab = {c: i for i, c in enumerate(pre["vocab"])}
