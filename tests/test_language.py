@@ -142,6 +142,15 @@ def spec_file(folder: Path, data: dict, model: dict) -> Path:
     return path
 
 
+def test_language_model_card_shows_the_sample_and_skips_stages_that_do_not_apply(lm):
+    netwright.evaluate(lm, plots=False)
+    card = netwright.report(lm)
+    assert {"explain", "audit", "compress"} <= set(card["not_applicable"])
+    assert not set(card["missing_stages"]) & set(card["not_applicable"])
+    page = lm.file("report.html").read_text()
+    assert "Generated text" in page and "The explain stage does not apply to this model" in page
+
+
 def test_empty_corpus_and_wrong_model_are_one_line_errors(cli, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")

@@ -37,6 +37,18 @@ def _stages(run: Run) -> dict[str, bool]:
     }
 
 
+def _not_applicable(run: Run) -> list[str]:
+    """Stages that read class or value predictions do not apply to a GAN or a language model; a
+    translation model is trained and evaluated only."""
+    from ..generative import is_generative
+
+    if run.info.task == "translation":
+        return [s for s in STAGES if s != "evaluate"]
+    if run.info.task == "language_model" or is_generative(run):
+        return ["explain", "audit", "mitigate", "compress", "monitor"]
+    return []
+
+
 def model_details(run: Run) -> dict[str, Any]:
     """Family, layers, parameters and forward FLOPs (``torch.utils.flop_counter``)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -143,12 +155,14 @@ def collect(run: Run) -> dict[str, Any]:
     history = run.metrics()
     details = model_details(run)
     stages = _stages(run)
+    skip = _not_applicable(run)
     card: dict[str, Any] = {
         "title": spec.card.title or f"{spec.model.name} on {info.name}",
         "run": run.name,
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "stages": stages,
-        "missing_stages": [s for s, ran in stages.items() if not ran],
+        "missing_stages": [s for s, ran in stages.items() if not ran and s not in skip],
+        "not_applicable": skip,
         "model_details": {**details, "spec": spec.to_dict()},
         "intended_use": {k: v for k, v in spec.card.model_dump().items() if v},
         "data": {"name": info.name, "source": info.source, "task": info.task, "modality": info.modality,

@@ -85,7 +85,9 @@ def render(card: dict[str, Any], pictures: dict[str, Path]) -> str:
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def _not_run(stage: str) -> str:
+def _not_run(stage: str, card: dict[str, Any]) -> str:
+    if stage in card.get("not_applicable", ()):
+        return f"<p class=muted>The {e(stage)} stage does not apply to this model ({e(card['data']['task'])}).</p>"
     return f"<p class=muted>The {e(stage)} stage has not run for this model: <code>{e(COMMANDS[stage])}</code>.</p>"
 
 
@@ -125,7 +127,7 @@ def _data(card: dict[str, Any], pics: dict[str, Path]) -> str:
 def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
     ev = card["metrics"]
     if not ev:
-        return _not_run("evaluate")
+        return _not_run("evaluate", card)
     out = f"<p>{e(ev['split'])} split, {ev['n']} examples.</p>"
     out += table(["metric", "value"], [[k, v] for k, v in ev["metrics"].items()])
     if ev.get("baseline"):  # text classifiers
@@ -150,7 +152,7 @@ def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:
     t = card["training"]
     s = t["summary"]
     if not s:
-        return _not_run("train")
+        return _not_run("train", card)
     out = dl({"epochs": s.get("epochs"), "monitored metric": s.get("monitor"), "best epoch": s.get("best_epoch"),
               "best value": s.get("best_value"), "stopped early": s.get("stopped_early"), "weights kept": s.get("kept"),
               "optimizer": card["model_details"]["spec"]["train"]["optimizer"]["name"],
@@ -163,7 +165,7 @@ def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:
 def _explanations(card: dict[str, Any], pics: dict[str, Path]) -> str:
     x = card["explanations"]
     if not x:
-        return _not_run("explain")
+        return _not_run("explain", card)
     out = f"<p>Methods: {e(', '.join(x['methods']))}; {len(x['samples'])} examples.</p>"
     if x.get("completeness"):
         c = x["completeness"]
@@ -187,7 +189,7 @@ def _explanations(card: dict[str, Any], pics: dict[str, Path]) -> str:
 def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
     f = card["fairness"]
     if not f:
-        return _not_run("audit")
+        return _not_run("audit", card)
     out = ""
     a = f.get("audit")
     if a:
@@ -202,7 +204,7 @@ def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
                           for k, v in grouping["gaps"].items()])
         out += img(pics.get("audit"), "rates by group")
     else:
-        out += _not_run("audit")
+        out += _not_run("audit", card)
     m = f.get("mitigation")
     if m:
         out += "<h3>Mitigation</h3>" + table(
@@ -211,7 +213,7 @@ def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
               f"{100 * r['parity_gap_reduction']:.0f}%", r["equalized_odds_difference"]] for r in m["rows"]])
         out += img(pics.get("tradeoff"), "accuracy / fairness trade-off")
     else:
-        out += _not_run("mitigate")
+        out += _not_run("mitigate", card)
     return out
 
 
@@ -228,7 +230,7 @@ def _compression(card: dict[str, Any], pics: dict[str, Path]) -> str:
         if c.get("search"):
             out += f"<p>Budget search ({c['search']['budget_points']:g} points): chose {e(c['search']['chosen'])}.</p>"
     else:
-        out += _not_run("compress")
+        out += _not_run("compress", card)
     if d:
         rows = [[name, v["samples"], v["max_abs_diff"], v.get("argmax_agreement"), v["criterion"],
                  '<span class="ok">passed</span>' if v["passed"] else '<span class="flag">failed</span>']
@@ -236,14 +238,14 @@ def _compression(card: dict[str, Any], pics: dict[str, Path]) -> str:
         out += "<h3>ONNX export, verified by ONNX Runtime</h3>" + table(
             ["model", "samples", "max |diff|", "argmax agreement", "criterion", "result"], rows)
     else:
-        out += _not_run("export")
+        out += _not_run("export", card)
     return out
 
 
 def _monitoring(card: dict[str, Any], pics: dict[str, Path]) -> str:
     ms = card["monitoring"]
     if not ms:
-        return _not_run("monitor")
+        return _not_run("monitor", card)
     out = ""
     for m in ms:
         out += f"<h3>{e(m['source'])}: {m['rows']} rows</h3>" + table(

@@ -32,3 +32,13 @@ class Task(Protocol):
 
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Metrics from the concatenated outputs of :meth:`eval_step`."""
+
+
+def backward_step(model: nn.Module, optimizer: torch.optim.Optimizer, objective: torch.Tensor, loss_scale: float,
+                  grad_clip: float | None) -> None:
+    """Backward (scaled by this process's share of the global batch), optional gradient-norm
+    clipping, optimizer step."""
+    (objective * loss_scale if loss_scale != 1.0 else objective).backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()

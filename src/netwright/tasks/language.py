@@ -12,6 +12,7 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..spec import TrainSpec
+from .base import backward_step
 from ..text.tokenizer import PAD
 
 
@@ -45,10 +46,7 @@ class _TokenTask:
                 logits, target = self.logits(model, batch[0], batch[1])
         loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=PAD,
                                label_smoothing=self.train_spec.label_smoothing)
-        (loss * self.loss_scale if self.loss_scale != 1.0 else loss).backward()
-        if self.train_spec.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), self.train_spec.grad_clip)
-        opt.step()
+        backward_step(model, opt, loss, self.loss_scale, self.train_spec.grad_clip)
         return loss.detach()
 
     @torch.no_grad()

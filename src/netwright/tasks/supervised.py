@@ -13,6 +13,7 @@ from torch import nn
 from ..data.info import DataInfo
 from ..metrics import classification_metrics, regression_metrics
 from ..spec import TrainSpec
+from .base import backward_step
 
 if TYPE_CHECKING:
     from ..fairness.mitigation import FairnessTerm
@@ -82,12 +83,7 @@ class SupervisedTask:
             loss, objective = self.fairness.loss(self, out, y, batch[2])
         if self.regularized:
             objective = objective + self.penalty()
-        if self.loss_scale != 1.0:
-            objective = objective * self.loss_scale
-        objective.backward()
-        if self.train_spec.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), self.train_spec.grad_clip)
-        opt.step()
+        backward_step(model, opt, objective, self.loss_scale, self.train_spec.grad_clip)
         return loss.detach()
 
     @torch.no_grad()
