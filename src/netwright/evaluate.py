@@ -52,7 +52,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
         if "tokenizer" in info.preprocess:  # text: beside the same data's bag-of-words baseline
             from .text.generate import bag_of_words_baseline
 
-            result["baseline"] = bag_of_words_baseline(run, split)
+            result["baseline"] = bag_of_words_baseline(run, data, split)
     else:
         result["metrics"] = task.metrics(outputs)
         pred = task.unscale(outputs["output"].squeeze(-1)).numpy()

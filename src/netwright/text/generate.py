@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..atomic import write_json
+from ..data.info import Dataset
 from ..errors import NetwrightError
 from ..run import Run
 from .tokenizer import PAD, digest, from_dict
@@ -93,10 +94,10 @@ def evaluate_language(run: Run, batch_size: int = 256) -> dict[str, Any]:
     unigram = float(-logp[test.y.numpy().ravel()].mean())
     metrics.update(unigram_loss=unigram, unigram_perplexity=math.exp(unigram))
     tok = load_tokenizer(run)
-    prompt = tok.decode(test.x[0, :16].tolist())  # the start of a test window: text the vocabulary covers
-    sample = generate(run, prompt, tokens=300, temperature=0.8, top_k=40)
+    # a sample continuing the start of a test window (text the vocabulary covers)
+    sample = model.generate(test.x[:1, :16], 300, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     return {"split": "test", "n": len(test), "task": "language_model", "metrics": metrics,
-            "tokenizer": tok.kind, "sample": sample["prompt"] + sample["text"]}
+            "tokenizer": tok.kind, "sample": tok.decode(sample[0].tolist())}
 
 
 def evaluate_translation(run: Run, samples: int = 300, beam: int = 4, batch_size: int = 128) -> dict[str, Any]:
@@ -127,13 +128,12 @@ def evaluate_translation(run: Run, samples: int = 300, beam: int = 4, batch_size
             "examples": examples}
 
 
-def bag_of_words_baseline(run: Run, split: str = "test") -> dict[str, Any]:
+def bag_of_words_baseline(run: Run, data: Dataset, split: str = "test") -> dict[str, Any]:
     """Logistic regression on word counts (scikit-learn), fitted on the run's training split of
-    the same tokenised text: the baseline a text classifier has to beat."""
+    the same tokenised text (``data``, the run's data): the baseline a text classifier has to beat."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    data = run.load_data()
     tok = load_tokenizer(run)
 
     def texts(part) -> list[str]:
