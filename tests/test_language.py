@@ -113,6 +113,7 @@ def test_generate_cli_and_its_bad_input(lm, cli):
     assert_one_line_error(cli("generate", lm.path, "--prompt", ""), "prompt is empty")
     assert_one_line_error(cli("generate", lm.path, "--prompt", "The", "--tokens", "0"), "--tokens 0")
     assert_one_line_error(cli("predict", lm.path, lm.path / "spec.yaml"), "netwright generate")
+    assert_one_line_error(cli("serve", lm.path), "serve applies to", "netwright generate")
 
 
 def test_a_tokenizer_file_that_does_not_match_the_model_is_refused(lm, cli, tmp_path):

@@ -23,7 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # tables get room when the output is not a terminal (rich would squeeze them to 80 columns)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-_state = {"debug": False}
+_state: dict[str, list[str]] = {}  # the command line, for commands that relaunch themselves
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a spec value: a.b=c (repeatable)")]
 RunsDir = Annotated[Optional[Path], typer.Option(help="folder holding runs [default: ./runs or $NETWRIGHT_RUNS]")]
@@ -31,7 +31,7 @@ RunsDir = Annotated[Optional[Path], typer.Option(help="folder holding runs [defa
 
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
-    _state["debug"] = debug
+    """--debug is read by main() itself, before any command runs."""
 
 
 @app.command()

@@ -34,7 +34,8 @@ def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samp
     model = reference if reference is not None else run.load_model()
     with torch.no_grad():
         expected = model(x).numpy()
-    got = run_session(onnx_session(onnx_path), x.numpy())
+    session = onnx_session(onnx_path)
+    got = run_session(session, x.numpy())
     if got.shape != expected.shape:
         raise NetwrightError(f"{onnx_path}: outputs of shape {got.shape}, PyTorch gives {expected.shape}; "
                              "this ONNX file is not this run's model")
@@ -52,7 +53,7 @@ def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samp
     if variable_length(model, run.info):  # another length runs too: the length axis is dynamic
         other = x[:4, : x.shape[-1] // 2] if run.info.task == "language_model" else torch.cat([x[:4], x[:4]], dim=-1)
         with torch.no_grad():
-            result["variable_length_diff"] = float(np.abs(run_session(onnx_session(onnx_path), other.numpy())
+            result["variable_length_diff"] = float(np.abs(run_session(session, other.numpy())
                                                           - model(other).numpy()).max())
     return result
 
@@ -104,7 +105,8 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
     target = folder / "model.onnx"
     quantized = False
     if variant is None:
-        export_onnx(run.load_model(), run.info, target)
+        reference = run.load_model()
+        export_onnx(reference, run.info, target)
     else:
         from ..compress.variants import load_variant
 
@@ -115,9 +117,8 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
             quantized = v.meta.get("quantized", False)
         else:
             export_onnx(v.module, run.info, target)
-    reference = None
-    if variant is not None and not quantized:
-        reference = load_variant(run, variant).module  # a pruned model is checked against itself
+        # a pruned model is checked against itself; an int8 model against the fp32 original
+        reference = None if quantized else v.module
     result = verify(run, target, quantized=quantized, samples=samples, reference=reference)
     result["variant"] = variant or "original"
     result["size_bytes"] = Path(target).stat().st_size

@@ -43,7 +43,9 @@ class Model:
 
     def __init__(self, run: Run, variant: str | None = None, engine: str = "auto", threads: int = 1):
         from ..compress.variants import load_variant
+        from ..generative import require_supervised
 
+        require_supervised(run, "serve")  # the server predicts classes or values
         self.run, self.info = run, run.info
         self.name = run.name if variant is None else f"{run.name}-{variant}"
         self.variant = variant or "original"

@@ -86,21 +86,13 @@ def _saliency(model, x, target, baseline, info):
     return Saliency(model).attribute(x, target=target, abs=True)
 
 
-def integrated_gradients(model, x, target, baseline, info, steps: int = 128, return_delta: bool = False):
+def integrated_gradients(model, x, target, baseline, info, steps: int = 128):
     from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
-    if info.modality == "tokens":
-        ig = LayerIntegratedGradients(model, embedding_layer(model))
-        attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps, return_convergence_delta=True)
-        attr = attr.sum(-1)
-    else:
-        attr, delta = IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps,
-                                                            return_convergence_delta=True)
-    return (attr, delta) if return_delta else attr
-
-
-def _integrated_gradients(model, x, target, baseline, info):
-    return integrated_gradients(model, x, target, baseline, info)
+    if info.modality == "tokens":  # on the embeddings, summed over their width: one number per token
+        return LayerIntegratedGradients(model, embedding_layer(model)).attribute(
+            x, baselines=baseline, target=target, n_steps=steps).sum(-1)
+    return IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps)
 
 
 def _smoothgrad(model, x, target, baseline, info):
@@ -164,7 +156,7 @@ def _attention_rollout(model, x, target, baseline, info):
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("saliency", "vanilla gradient |d output / d input| (Simonyan et al. 2014)", any_model, _saliency, False),
     Method("integrated_gradients", "path integral of gradients from a baseline (Sundararajan et al. 2017)",
-           any_model, _integrated_gradients),
+           any_model, integrated_gradients),
     Method("smoothgrad", "saliency averaged over noisy copies (Smilkov et al. 2017)", float_inputs, _smoothgrad, False),
     Method("gradcam", "class activation of the last convolution (Selvaraju et al. 2017)", conv_models, _gradcam, False),
     Method("occlusion", "output drop when a window is replaced by the baseline (Zeiler & Fergus 2014)",

@@ -67,7 +67,9 @@ def audit_predictions(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
     groupings = [[c] for c in sensitive] + ([sensitive] if len(sensitive) > 1 else [])
     result: dict[str, Any] = {"n": int(len(y_true)), "positive_rate": float(y_true.mean()),
                               "selection_rate": float(y_pred.mean()), "groupings": {}, "warnings": []}
-    draws = [rng.integers(0, len(y_true), len(y_true)) for _ in range(bootstrap)]
+    # bootstrap resamples as example weights, drawn once and shared by every grouping
+    weights = [np.bincount(rng.integers(0, len(y_true), len(y_true)), minlength=len(y_true)).astype(float)
+               for _ in range(bootstrap)]
     for cols in groupings:
         key = " & ".join(cols)
         g = group_labels(groups, cols)
@@ -89,7 +91,7 @@ def audit_predictions(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
                                   "false_positive_rate": false_positive_rate},
                          y_true=y_true, y_pred=y_pred, sensitive_features=pd.Series(g, name=key))
         table = mf.by_group
-        boot = [_rates(codes, k, y_true, y_pred, np.bincount(d, minlength=len(y_true)).astype(float)) for d in draws]
+        boot = [_rates(codes, k, y_true, y_pred, w) for w in weights]
         rows = []
         for i, name in enumerate(names):
             row = {"group": name, **{m: float(table.loc[name, m]) for m in table.columns}}
@@ -104,7 +106,8 @@ def audit_predictions(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
                     row[f"{m}_ci"] = _ci([b[m][i] for b in boot])
             rows.append(row)
         gaps = _gaps(_rates(codes, k, y_true, y_pred))
-        gap_rows = {name: {"value": v, "ci": _ci([_gaps(b)[name] for b in boot]) if boot else None}
+        boot_gaps = [_gaps(b) for b in boot]
+        gap_rows = {name: {"value": v, "ci": _ci([b[name] for b in boot_gaps]) if boot else None}
                     for name, v in gaps.items()}
         result["groupings"][key] = {"groups": rows, "gaps": gap_rows}
     result["sensitive"] = sensitive

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 from torch import nn
 
+from ..errors import NetwrightError
+
 PosInt = Annotated[int, Field(ge=1)]
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "silu"]
@@ -47,3 +49,9 @@ def mlp_layers(in_features: int, hidden: list[int], out_features: int, activatio
         width = h
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+def check_heads(d_model: int, heads: int) -> None:
+    """Attention heads must split the token width evenly."""
+    if d_model % heads:
+        raise NetwrightError(f"model.heads: {heads} does not divide model.d_model {d_model}")

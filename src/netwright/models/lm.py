@@ -15,7 +15,8 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..errors import NetwrightError
-from .common import ACTIVATIONS, Activation, Dropout, PosInt
+from ..text.tokenizer import BOS, EOS, PAD, UNK
+from .common import ACTIVATIONS, Activation, Dropout, PosInt, check_heads
 from .registry import register_model
 
 Cache = dict[str, torch.Tensor]
@@ -82,11 +83,6 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.norm2(x)))
 
 
-def _check(d_model: int, heads: int) -> None:
-    if d_model % heads:
-        raise NetwrightError(f"model.heads: {heads} does not divide model.d_model {d_model}")
-
-
 def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
                 generator: torch.Generator | None) -> torch.Tensor:
     """One token id per row of ``logits`` (B, V): greedy at temperature 0, else sampled from
@@ -99,8 +95,8 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None, top
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
-        cum = torch.softmax(sorted_logits, -1).cumsum(-1)
-        drop = cum - torch.softmax(sorted_logits, -1) > top_p  # keep the smallest set reaching top_p
+        p = torch.softmax(sorted_logits, -1)
+        drop = p.cumsum(-1) - p > top_p  # keep the smallest set reaching top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = torch.softmax(logits, -1)
@@ -171,7 +167,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(memory (B, S, D), key mask (B, 1, 1, S): False at padding)."""
-        mask = (src != 0)[:, None, None, :]
+        mask = (src != PAD)[:, None, None, :]
         h = self.drop(self.embed(src) + self.src_pos[:, : src.shape[1]])
         for block in self.encoder:
             h = block(h, mask=mask)
@@ -187,7 +183,7 @@ class Seq2Seq(nn.Module):
     def forward(self, src: torch.Tensor, tgt: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every target position (teacher forcing); ``tgt`` defaults to ``<bos>`` alone."""
         if tgt is None:
-            tgt = torch.ones(src.shape[0], 1, dtype=src.dtype, device=src.device)
+            tgt = torch.full((src.shape[0], 1), BOS, dtype=src.dtype, device=src.device)
         memory, mask = self.encode(src)
         return self.decode(tgt, memory, mask)
 
@@ -203,20 +199,20 @@ class Seq2Seq(nn.Module):
 
     def _greedy(self, memory: torch.Tensor, mask: torch.Tensor, max_len: int) -> list[list[int]]:
         b = memory.shape[0]
-        ids = torch.ones(b, 1, dtype=torch.long, device=memory.device)
+        ids = torch.full((b, 1), BOS, dtype=torch.long, device=memory.device)
         caches = [{} for _ in self.decoder]
         done = torch.zeros(b, dtype=torch.bool, device=memory.device)
         for t in range(max_len - 1):
             nxt = self.decode(ids[:, -1:], memory, mask, caches, t)[:, -1].argmax(-1)
-            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+            nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
             ids = torch.cat([ids, nxt[:, None]], 1)
-            done |= nxt == 2
+            done |= nxt == EOS
             if done.all():
                 break
         return [_strip(row.tolist()) for row in ids]
 
     def _beam(self, memory: torch.Tensor, mask: torch.Tensor, max_len: int, k: int, alpha: float) -> list[int]:
-        beams: list[tuple[float, list[int]]] = [(0.0, [1])]
+        beams: list[tuple[float, list[int]]] = [(0.0, [BOS])]
         finished: list[tuple[float, list[int]]] = []
         for _ in range(max_len - 1):
             seqs = torch.tensor([s for _, s in beams], device=memory.device)
@@ -228,7 +224,7 @@ class Seq2Seq(nn.Module):
             vocab = logp.shape[-1]
             for score, flat in zip(top.values.tolist(), top.indices.tolist()):
                 seq = [*seqs[flat // vocab].tolist(), flat % vocab]
-                (finished if flat % vocab == 2 else beams).append((score, seq))
+                (finished if flat % vocab == EOS else beams).append((score, seq))
             if not beams or len(finished) >= k:
                 break
         pool = finished or beams
@@ -239,9 +235,9 @@ class Seq2Seq(nn.Module):
 def _strip(ids: list[int]) -> list[int]:
     out = []
     for i in ids[1:]:
-        if i == 2:
+        if i == EOS:
             break
-        if i > 3:
+        if i > UNK:
             out.append(i)
     return out
 
@@ -269,7 +265,7 @@ def transformer_lm(
     if info.task != "language_model":
         raise NetwrightError(f"model transformer_lm: models language (data such as pydoc or corpus); "
                              f"'{info.name}' is {info.task} data")
-    _check(d_model, heads)
+    check_heads(d_model, heads)
     return CausalLM(len(info.vocab), info.input_shape[0], d_model, heads, layers, ff_dim, dropout, activation)
 
 
@@ -298,7 +294,7 @@ def transformer_seq2seq(
     if info.task != "translation":
         raise NetwrightError(f"model transformer_seq2seq: translates sentence pairs (data such as bible_en_es or "
                              f"parallel_text); '{info.name}' is {info.task} data")
-    _check(d_model, heads)
+    check_heads(d_model, heads)
     return Seq2Seq(len(info.vocab), info.input_shape[0], d_model, heads, enc_layers, dec_layers, ff_dim, dropout,
                    activation)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..errors import NetwrightError
-from .common import ACTIVATIONS, Activation, Dropout, PosInt, mlp_layers
+from .common import ACTIVATIONS, Activation, Dropout, PosInt, check_heads, mlp_layers
 from .registry import register_model
 
 
@@ -149,7 +149,6 @@ def transformer(
         patch_size: image/sequence patch size; default: the smallest giving at most 16 image / 64 sequence tokens.
         hidden: widths of hidden layers in the head.
     """
-    if d_model % heads:
-        raise NetwrightError(f"model.heads: {heads} does not divide model.d_model {d_model}")
+    check_heads(d_model, heads)
     return TransformerClassifier(info, d_model, heads, layers, ff_dim, dropout, activation, positional, pool,
                                  patch_size, hidden)

@@ -17,7 +17,7 @@ from ..atomic import write_json
 from ..data.info import Dataset
 from ..errors import NetwrightError
 from ..run import Run
-from .tokenizer import PAD, digest, from_dict
+from .tokenizer import digest, from_dict
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -115,8 +115,8 @@ def evaluate_translation(run: Run, samples: int = 300, beam: int = 4, batch_size
     metrics = task.metrics(collect_outputs(model, task, test, batch_size, torch.device("cpu")))
     tok = load_tokenizer(run)
     src = test.x[:samples]
-    sources = [tok.decode([i for i in row if i != PAD]) for row in src.tolist()]
-    refs = [tok.decode([i for i in row if i > 3]) for row in test.y[:samples].tolist()]
+    sources = [tok.decode(row) for row in src.tolist()]
+    refs = [tok.decode(row) for row in test.y[:samples].tolist()]
     greedy = [tok.decode(ids) for i in range(0, len(src), batch_size) for ids in model.translate(src[i:i + batch_size])]
     beamed = [tok.decode(ids) for ids in model.translate(src, beam=beam)]
     for name, hyp in (("greedy", greedy), (f"beam{beam}", beamed), ("copy_source", sources)):
@@ -137,7 +137,7 @@ def bag_of_words_baseline(run: Run, data: Dataset, split: str = "test") -> dict[
     tok = load_tokenizer(run)
 
     def texts(part) -> list[str]:
-        return [tok.decode([i for i in row if i > 3]) for row in part.x.tolist()]
+        return [tok.decode(row) for row in part.x.tolist()]
 
     words = CountVectorizer()
     fitted = LogisticRegression(max_iter=2000).fit(words.fit_transform(texts(data.train)), data.train.y.numpy())
