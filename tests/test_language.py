@@ -176,9 +176,37 @@ def test_rotten_tomatoes_loads_the_labelled_snippets():
 def sentiment(tmp_path_factory):
     spec = {"data": {"name": "rotten_tomatoes", "vocab_size": 1000, "max_len": 32},
             "model": {"name": "rnn", "cell": "gru", "hidden_size": 32, "bidirectional": True, "pool": "max",
-                      "embed_dim": 32},
+                      "embed_dim": 32, "ngrams": 2, "ngram_buckets": 4096},  # the wide n-gram path goes through every stage
             "train": {"epochs": 2, "batch_size": 64, "threads": 1, "optimizer": {"name": "adamw", "lr": 0.003}}}
     return netwright.train(spec, name="rt", runs_dir=tmp_path_factory.mktemp("runs"), progress="quiet")
+
+
+def test_ngram_bag_scores_each_n_gram_once_wherever_it_is_and_ignores_padding():
+    from netwright.models.common import NgramBag
+
+    torch.manual_seed(0)
+    bag = NgramBag(vocab_size=50, n=3, buckets=997, outputs=2)
+    torch.nn.init.normal_(bag.weight)
+    a = torch.tensor([[5, 6, 7, 9, 5, 6, PAD, PAD]])
+    b = torch.tensor([[9, 5, 6, PAD, PAD, PAD, PAD, PAD]])
+    c = torch.tensor([[5, 6, 7, PAD, PAD, PAD, PAD, PAD]])
+    w = bag.weight
+    expected_b = w[9] + w[5] + w[6] + w[50 + (9 * NgramBag.PRIME + 5) % 997] + w[50 + (5 * NgramBag.PRIME + 6) % 997] \
+        + w[50 + ((9 * NgramBag.PRIME + 5) * NgramBag.PRIME + 6) % 997]
+    assert torch.allclose(bag(b)[0], expected_b)
+    # a = (5 6 7) + (9 5 6) + the n-grams that span the join: 7 9, 6 7 9, 7 9 5
+    join = w[50 + (7 * NgramBag.PRIME + 9) % 997] + w[50 + ((6 * NgramBag.PRIME + 7) * NgramBag.PRIME + 9) % 997] \
+        + w[50 + ((7 * NgramBag.PRIME + 9) * NgramBag.PRIME + 5) % 997]
+    assert torch.allclose(bag(a), bag(b) + bag(c) + join, atol=1e-5)
+    assert torch.equal(bag(torch.zeros(2, 8, dtype=torch.long)), torch.zeros(2, 2))  # all padding scores nothing
+    target = torch.tensor([1])
+    assert torch.allclose(bag.token_shares(a, target).sum(), bag(a)[0, 1], atol=1e-5)
+    assert bag.token_shares(a, target)[0, 6:].abs().max() == 0
+
+
+def test_ngrams_on_data_that_is_not_text_is_a_one_line_error(cli, tmp_path):
+    r = cli("train", spec_file(tmp_path, {"name": "digits"}, {"name": "rnn", "ngrams": 2}), "--quiet")
+    assert_one_line_error(r, "model.ngrams adds a bag of token n-grams; this data is image")
 
 
 def test_text_classifier_is_scored_beside_a_bag_of_words_baseline(sentiment):

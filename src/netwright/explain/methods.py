@@ -90,8 +90,10 @@ def integrated_gradients(model, x, target, baseline, info, steps: int = 128):
     from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
     if info.modality == "tokens":  # on the embeddings, summed over their width: one number per token
-        return LayerIntegratedGradients(model, embedding_layer(model)).attribute(
+        attr = LayerIntegratedGradients(model, embedding_layer(model)).attribute(
             x, baselines=baseline, target=target, n_steps=steps).sum(-1)
+        wide = getattr(model, "wide", None)  # a linear n-gram path: its exact share per token
+        return attr if wide is None else attr + wide.token_shares(x, target).to(attr.dtype)
     return IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps)
 
 

@@ -8,14 +8,14 @@ import torch
 from torch import nn
 
 from ..data.info import DataInfo
-from .common import Activation, Dropout, Norm, PosInt, make_norm, mlp_layers
+from .common import Activation, Buckets, Dropout, Ngrams, Norm, PosInt, make_norm, mlp_layers, wide_path
 from .registry import register_model
 
 
 class RNN(nn.Module):
     def __init__(self, info: DataInfo, cell: str, hidden_size: int, num_layers: int, bidirectional: bool,
                  nonlinearity: str, pool: str, hidden: list[int], activation: str, dropout: float, norm: str,
-                 embed_dim: int):
+                 embed_dim: int, ngrams: int = 0, ngram_buckets: int = 1):
         super().__init__()
         self.modality = info.modality
         self.pool = pool
@@ -40,6 +40,7 @@ class RNN(nn.Module):
         self.norm = make_norm(norm, width)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.head = mlp_layers(width, hidden, info.num_outputs, activation, dropout)
+        self.wide = wide_path(info, ngrams, ngram_buckets)
 
     def as_steps(self, x: torch.Tensor) -> torch.Tensor:
         """Model input -> (B, T, F)."""
@@ -62,7 +63,8 @@ class RNN(nn.Module):
             feats = out.flatten(1)  # (B, T * D * H): every step's output
         else:
             feats = out.amax(dim=1)
-        return self.head(self.dropout(self.norm(feats)))  # (B, K)
+        out = self.head(self.dropout(self.norm(feats)))  # (B, K)
+        return out if self.wide is None else out + self.wide(x)
 
 
 @register_model("rnn", family="recurrent")
@@ -79,6 +81,8 @@ def rnn(
     dropout: Dropout = 0.0,
     norm: Norm = "none",
     embed_dim: PosInt = 16,
+    ngrams: Ngrams = 0,
+    ngram_buckets: Buckets = 262_144,
 ) -> nn.Module:
     """Recurrent network over the input as a sequence (image rows, sequence steps, tabular features, tokens).
 
@@ -95,6 +99,9 @@ def rnn(
         dropout: between recurrent layers and in the head.
         norm: none, batch or layer normalisation of the pooled state.
         embed_dim: embedding width for token inputs.
+        ngrams: text only: add a wide linear path over the text's token n-grams up to this n
+            (fastText-style bag of n-grams, summed with the recurrent path's output); 0: none.
+        ngram_buckets: hashed rows shared by the n-grams longer than one token.
     """
     return RNN(info, cell, hidden_size, num_layers, bidirectional, nonlinearity, pool, hidden, activation,
-               dropout, norm, embed_dim)
+               dropout, norm, embed_dim, ngrams, ngram_buckets)

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..errors import NetwrightError
-from .common import ACTIVATIONS, Activation, Dropout, PosInt, check_heads, mlp_layers
+from .common import ACTIVATIONS, Activation, Buckets, Dropout, Ngrams, PosInt, check_heads, mlp_layers, wide_path
 from .registry import register_model
 
 
@@ -45,7 +45,8 @@ def auto_patch(extent: tuple[int, ...], max_tokens: int) -> int:
 
 class TransformerClassifier(nn.Module):
     def __init__(self, info: DataInfo, d_model: int, heads: int, layers: int, ff_dim: int, dropout: float,
-                 activation: str, positional: str, pool: str, patch_size: int | None, hidden: list[int]):
+                 activation: str, positional: str, pool: str, patch_size: int | None, hidden: list[int],
+                 ngrams: int = 0, ngram_buckets: int = 1):
         super().__init__()
         self.modality = info.modality
         self.pool = pool
@@ -83,6 +84,7 @@ class TransformerClassifier(nn.Module):
         layer = nn.TransformerEncoderLayer(d_model, heads, ff_dim, dropout, act, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.head = mlp_layers(d_model, hidden, info.num_outputs, activation, dropout)
+        self.wide = wide_path(info, ngrams, ngram_buckets)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Model input -> (B, N, D) token embeddings with positions."""
@@ -115,7 +117,8 @@ class TransformerClassifier(nn.Module):
         else:
             keep = (~mask).unsqueeze(-1).to(z.dtype)
             feats = (z * keep).sum(1) / keep.sum(1)
-        return self.head(feats)  # (B, K)
+        out = self.head(feats)  # (B, K)
+        return out if self.wide is None else out + self.wide(x)
 
 
 @register_model("transformer", family="transformer")
@@ -131,6 +134,8 @@ def transformer(
     pool: Literal["cls", "mean"] = "cls",
     patch_size: PosInt | None = None,
     hidden: list[PosInt] = [],
+    ngrams: Ngrams = 0,
+    ngram_buckets: Buckets = 262_144,
 ) -> nn.Module:
     """Transformer encoder (pre-norm) classifier/regressor over tokens made from the input.
 
@@ -148,7 +153,10 @@ def transformer(
         pool: read the output from a [CLS] token or the mean over tokens.
         patch_size: image/sequence patch size; default: the smallest giving at most 16 image / 64 sequence tokens.
         hidden: widths of hidden layers in the head.
+        ngrams: text only: add a wide linear path over the text's token n-grams up to this n
+            (fastText-style bag of n-grams, summed with the encoder's output); 0: none.
+        ngram_buckets: hashed rows shared by the n-grams longer than one token.
     """
     check_heads(d_model, heads)
     return TransformerClassifier(info, d_model, heads, layers, ff_dim, dropout, activation, positional, pool,
-                                 patch_size, hidden)
+                                 patch_size, hidden, ngrams, ngram_buckets)
