@@ -53,6 +53,10 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
             from .text.generate import bag_of_words_baseline
 
             result["baseline"] = bag_of_words_baseline(run, data, split)
+        elif "graph" in info.preprocess:  # nodes of a graph: beside a classifier of their connections
+            from .data.graphs import adjacency_baseline
+
+            result["baseline"] = adjacency_baseline(data, split)
     else:
         result["metrics"] = task.metrics(outputs)
         pred = task.unscale(outputs["output"].squeeze(-1)).numpy()

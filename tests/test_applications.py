@@ -1,0 +1,128 @@
+"""The application examples: Fashion-MNIST (IDX files), graph networks on the karate club and
+the Drosophila connectome. Each trains a tiny version and checks it against chance and its baseline."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import netwright
+from netwright import DataError, DataInfo, build_model, load_dataset, load_spec
+from netwright.data.fashion import FASHION_DIR, read_idx
+from conftest import assert_one_line_error
+
+HAVE_FASHION = (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file()
+needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="apt-get install dataset-fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    head = struct.pack(">BBBB", 0, 0, 8, array.ndim) + b"".join(struct.pack(">I", s) for s in array.shape)
+    body = head + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(body) if compress else body)
+
+
+def spec_file(folder: Path, data: dict, model: dict, **train) -> Path:
+    import yaml
+
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump({"data": data, "model": model,
+                                    "train": {"epochs": 1, "threads": 1, **train}}))
+    return path
+
+
+# ---------------------------------------------------------------------- Fashion-MNIST
+
+
+def test_idx_files_are_read_gzipped_or_not_and_a_missing_folder_says_where_to_get_them(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (12, 28, 28)), rng.integers(0, 10, 12)
+    for stem, arr, gz in (("train-images-idx3-ubyte", images, True), ("train-labels-idx1-ubyte", labels, False),
+                          ("t10k-images-idx3-ubyte", images[:6], True), ("t10k-labels-idx1-ubyte", labels[:6], True)):
+        write_idx(tmp_path / (stem + (".gz" if gz else "")), arr, gz)
+    assert np.array_equal(read_idx(tmp_path / "train-images-idx3-ubyte.gz"), images)
+    ds = load_dataset(load_spec({"data": {"name": "fashion_mnist", "path": str(tmp_path), "val": 0.25,
+                                          "normalize": False},
+                                 "model": {"name": "cnn"}}).data)
+    assert ds.info.splits == {"train": 9, "val": 3, "test": 6} and ds.info.class_names[9] == "Ankle boot"
+    assert torch.equal(ds.test.x[:, 0].to(torch.uint8), torch.from_numpy(images[:6].astype(np.uint8)))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09\x01"))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    r = cli("train", spec_file(tmp_path, {"name": "fashion_mnist", "path": str(tmp_path / "nowhere")},
+                               {"name": "cnn"}), "--quiet")
+    assert_one_line_error(r, "apt-get install dataset-fashion-mnist")
+
+
+@needs_fashion
+def test_a_small_cnn_learns_fashion_mnist_far_above_chance(tmp_path):
+    spec = {"data": {"name": "fashion_mnist", "subset": 3000, "val": 0.1},
+            "model": {"name": "cnn", "channels": [8, 16], "hidden": [32]},
+            "train": {"epochs": 2, "batch_size": 64, "threads": 1, "optimizer": {"name": "adamw", "lr": 0.003}}}
+    run = netwright.train(spec, name="fashion", runs_dir=tmp_path, progress="quiet")
+    result = netwright.evaluate(run, plots=False)
+    assert result["n"] == 500
+    assert result["metrics"]["accuracy"] > 0.6  # chance: 10%
+
+
+# ---------------------------------------------------------------------- graphs
+
+
+def test_gcn_labels_the_karate_club_from_two_leaders_better_than_their_connections_alone(tmp_path):
+    spec = load_spec(Path(__file__).parents[1] / "examples" / "karate_gcn.yaml")
+    spec.train.threads = 1
+    run = netwright.train(spec, name="karate", runs_dir=tmp_path, progress="quiet")
+    data = run.load_data()
+    assert data.info.splits == {"train": 2, "val": 0, "test": 32}
+    result = netwright.evaluate(run, plots=False)
+    assert result["metrics"]["accuracy"] >= 0.85  # 16 / 16 members: chance is 50%
+    assert result["metrics"]["accuracy"] > result["baseline"]["accuracy"]
+    assert netwright.export(run)["passed"]
+    (tmp_path / "nodes.csv").write_text("node\n0\n33\n")
+    preds = netwright.predict(run, tmp_path / "nodes.csv")
+    assert [p["label"] for p in preds] == ["Mr. Hi", "Officer"]  # the two leaders keep their clubs
+
+
+def test_drosophila_cell_types_from_the_wiring_beat_chance_and_stand_beside_the_baseline(tmp_path):
+    spec = load_spec(Path(__file__).parents[1] / "examples" / "drosophila_gcn.yaml")
+    spec.train.threads, spec.train.epochs = 1, 150
+    run = netwright.train(spec, name="fly", runs_dir=tmp_path, progress="quiet")
+    info = run.load_data().info
+    assert sum(info.splits.values()) == 209 and len(info.class_names) == 4
+    result = netwright.evaluate(run, plots=False)
+    assert result["metrics"]["accuracy"] > 0.8  # the majority class (Kenyon cells) is 48%
+    assert result["baseline"]["accuracy"] > 0.8 and result["metrics"]["accuracy"] >= result["baseline"]["accuracy"] - 0.1
+
+
+def test_graph_aggregations_follow_the_edges():
+    from netwright.data.graphs import node_data
+    from netwright.data import prepare
+
+    # a directed path 0 -> 1 -> 2: node 1 hears node 0 on its way in and node 2 on its way out
+    raw = node_data(["a", "b", "c"], [(0, 1, 1.0), (1, 2, 1.0)], ["x", "y", "x"], ["x", "y"], "path", directed=True)
+    info = prepare(raw, "path", 0.0, 0.0, 0, True).info
+    sage = build_model("gcn", info, aggregate="sage", hidden=[])
+    assert sage.props.shape == (3, 3, 3)
+    assert torch.equal(sage.props[1], torch.tensor([[0., 1, 0], [0, 0, 1], [0, 0, 0]]))  # mean over edges out
+    assert torch.equal(sage.props[2], torch.tensor([[0., 0, 0], [1, 0, 0], [0, 1, 0]]))  # mean over edges in
+    gcn = build_model("gcn", info, hidden=[4])
+    a = gcn.props[0]
+    assert torch.allclose(a, a.T) and a[0, 2] == 0 and a[0, 1] > 0  # undirected, normalised, self loops
+    x = torch.eye(3)
+    assert torch.allclose(gcn.eval()(x), gcn.node_outputs())  # a one-hot row picks its node's output
+
+
+def test_gcn_on_data_without_a_graph_and_bad_members_are_one_line_errors(tmp_path, cli):
+    info = DataInfo(name="iris", task="classification", modality="tabular", input_shape=(4,), num_classes=3,
+                    class_names=list("abc"))
+    with pytest.raises(netwright.NetwrightError, match="model gcn needs node data with a graph"):
+        build_model("gcn", info)
+    r = cli("train", spec_file(tmp_path, {"name": "iris"}, {"name": "gcn"}), "--quiet")
+    assert_one_line_error(r, "model gcn needs node data with a graph")
+    r = cli("train", spec_file(tmp_path, {"name": "karate_club", "labelled": [0, 99], "val": 0}, {"name": "gcn"}),
+            "--quiet")
+    assert_one_line_error(r, "data.labelled")
