@@ -1,10 +1,13 @@
 """The application examples: Fashion-MNIST (IDX files), graph networks on the karate club and
-the Drosophila connectome. Each trains a tiny version and checks it against chance and its baseline."""
+the Drosophila connectome, spoken digits. Each trains a tiny version and checks it against
+chance and its baseline."""
 
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +129,49 @@ def test_gcn_on_data_without_a_graph_and_bad_members_are_one_line_errors(tmp_pat
     r = cli("train", spec_file(tmp_path, {"name": "karate_club", "labelled": [0, 99], "val": 0}, {"name": "gcn"}),
             "--quiet")
     assert_one_line_error(r, "data.labelled")
+
+
+# ---------------------------------------------------------------------- speech
+
+HAVE_TTS = all(shutil.which(p) for p in ("espeak-ng", "flite"))
+needs_tts = pytest.mark.skipif(not HAVE_TTS, reason="apt-get install espeak-ng flite")
+TINY_SPEECH = {"name": "spoken_digits", "accents": ["en-us", "en-gb"], "variants": ["m1", "m3", "f2", "f4"],
+               "flite": ["slt", "awb"], "speeds": [0.9, 1.2], "pitches": [0.5], "test_voices": 0.34, "val": 0.15}
+
+
+def test_log_mel_puts_a_tone_in_the_band_of_its_frequency():
+    from netwright.data.speech import RATE, log_mel, mel_filters
+
+    filters = mel_filters(201, 40, RATE)
+    assert (filters.max(1) > 0.5).all() and filters.max() <= 1.0  # 40 triangles, none empty at 40 Hz bins
+    t = np.arange(RATE) / RATE
+    for hz in (300.0, 1000.0, 4000.0):
+        mel = log_mel(np.sin(2 * np.pi * hz * t).astype(np.float32))
+        assert mel.shape == (40, 101)
+        band = int(mel[:, 10:90].mean(1).argmax())
+        centre = int(np.argmin(np.abs(np.argmax(filters, axis=1) * (RATE / 2) / 200 - hz)))
+        assert abs(band - centre) <= 1
+
+
+@needs_tts
+def test_spoken_digits_test_voices_are_unseen_and_a_small_cnn_recognises_them(tmp_path, cli):
+    spec = {"data": TINY_SPEECH, "model": {"name": "cnn", "channels": [8, 16], "hidden": [32]},
+            "train": {"epochs": 25, "batch_size": 16, "threads": 1, "optimizer": {"name": "adamw", "lr": 0.003}}}
+    run = netwright.train(spec, name="speech", runs_dir=tmp_path, progress="quiet")
+    data = run.load_data()
+    train_voices = {v.split("+")[-1] for v in data.train.groups["voice"]} | {v.split("+")[-1] for v in data.val.groups["voice"]}
+    test_voices = {v.split("+")[-1] for v in data.test.groups["voice"]}
+    assert test_voices and not train_voices & test_voices  # voices held out in every accent
+    result = netwright.evaluate(run, plots=False)
+    assert result["metrics"]["accuracy"] > 0.5  # chance: 10%
+    wav = tmp_path / "seven.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us+m3", "-w", str(wav), "seven"], check=True)
+    assert netwright.predict(run, wav)[0]["probabilities"]["seven"] > 0.1
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    assert_one_line_error(cli("predict", run.path, tmp_path / "bad.wav"), "not a readable 16-bit PCM WAV file")
+
+
+def test_missing_synthesisers_say_which_package_to_install(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor flite can be found
+    r = cli("train", spec_file(tmp_path, TINY_SPEECH, {"name": "cnn"}), "--quiet")
+    assert_one_line_error(r, "apt-get install espeak-ng flite")

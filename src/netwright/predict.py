@@ -18,6 +18,7 @@ from .data.arrays import load_array_file
 from .data.images import IMAGE_SUFFIXES, open_image
 from .data.info import DataInfo
 from .data.preprocess import encode_array, encode_image, encode_table, encode_text, encode_texts, normalize
+from .data.speech import encode_wav
 from .data.tabular import read_csv
 from .errors import DataError
 from .run import Run
@@ -26,7 +27,7 @@ from .run import Run
 def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndarray:
     """Raw inputs -> normalised model inputs ``(N, *input_shape)``.
 
-    ``inputs`` is a file path (``.csv``, ``.npy``, ``.npz``, an image, ``.txt``), a column
+    ``inputs`` is a file path (``.csv``, ``.npy``, ``.npz``, an image, ``.wav``, ``.txt``), a column
     table ``{name: values}`` (tabular data), a string (text data) or an array.
     """
     pre = info.preprocess
@@ -51,10 +52,14 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
             if kind != "image":
                 raise DataError(f"{path}: an image, but this model takes {info.modality} inputs")
             return normalize(pre, encode_image(pre, open_image(path), source))
+        elif suffix == ".wav":
+            if "audio" not in pre:
+                raise DataError(f"{path}: a sound file, but this model was not trained on sound")
+            return normalize(pre, encode_wav(pre["audio"], path))
         elif suffix == ".txt" or kind == "tokens":
             inputs = path.read_text(encoding="utf-8", errors="replace")
         else:
-            raise DataError(f"{path}: unsupported input file; give .csv, .npy, .npz, an image or .txt")
+            raise DataError(f"{path}: unsupported input file; give .csv, .npy, .npz, an image, .wav or .txt")
     if kind == "tokens":
         if isinstance(inputs, str) and "tokenizer" in pre:  # labelled text: a file holds one text a line
             return encode_texts(pre, [t for t in inputs.splitlines() if t.strip()] if is_path else [inputs], source)
