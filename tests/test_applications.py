@@ -175,3 +175,44 @@ def test_missing_synthesisers_say_which_package_to_install(tmp_path, cli, monkey
     monkeypatch.setenv("PATH", str(tmp_path))  # neither espeak-ng nor flite can be found
     r = cli("train", spec_file(tmp_path, TINY_SPEECH, {"name": "cnn"}), "--quiet")
     assert_one_line_error(r, "apt-get install espeak-ng flite")
+
+
+# ---------------------------------------------------------------------- recommendation
+
+
+def test_hit_rate_is_one_for_an_oracle_and_a_tenth_for_chance():
+    from netwright.data import prepare
+    from netwright.data.ratings import ratings_data
+    from netwright.recommend import hit_rate
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 3000), rng.integers(0, 400, 3000)
+    raw = ratings_data([str(u) for u in users], [str(i) for i in items], rng.integers(1, 6, 3000).astype(float), "r")
+    data = prepare(raw, "r", 0.1, 0.1, 0, True)
+    test = {(int(u), int(i)) for u, i in data.test.x.numpy()}
+    oracle = lambda x: torch.tensor([float((int(u), int(i)) in test) for u, i in x.numpy()])  # noqa: E731
+    assert hit_rate(oracle, data, "test") == 1.0
+    chance = hit_rate(lambda x: torch.rand(len(x), generator=torch.Generator().manual_seed(1)), data, "test")
+    assert 0.07 < chance < 0.13
+
+
+def test_ncf_on_movielens_beats_the_mean_and_stands_beside_matrix_factorisation(tmp_path, cli):
+    spec = load_spec(Path(__file__).parents[1] / "examples" / "movielens_ncf.yaml")
+    spec.train.threads, spec.train.epochs = 1, 3
+    run = netwright.train(spec, name="ml", runs_dir=tmp_path, progress="quiet")
+    info = run.load_data().info
+    assert [c["kind"] for c in info.preprocess["columns"]] == ["id", "id"] and info.input_shape == (2,)
+    result = netwright.evaluate(run, plots=False)
+    m, base = result["metrics"], result["baseline"]
+    assert m["rmse"] < 1.0 and base["rmse"] < 1.0  # predicting the mean rating: about 1.13
+    assert m["hr_at_10"] > 0.15 and base["hr_at_10"] > 0.15  # ranking at random: 0.10
+    (tmp_path / "pairs.csv").write_text("user_id,item_id\n1,50\n")
+    assert 1.0 < netwright.predict(run, tmp_path / "pairs.csv")[0]["prediction"] < 6.0
+    (tmp_path / "pairs.csv").write_text("user_id,item_id\n1,99999\n")
+    assert_one_line_error(cli("predict", run.path, tmp_path / "pairs.csv"), "'99999', a category not seen")
+    assert netwright.export(run)["passed"]
+
+
+def test_ncf_needs_ratings_data(tmp_path, cli):
+    r = cli("train", spec_file(tmp_path, {"name": "iris"}, {"name": "ncf"}), "--quiet")
+    assert_one_line_error(r, "model ncf needs ratings data")

@@ -95,8 +95,9 @@ def evaluate(
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
         table.add_row(k, f"{v:.4f}")
-    if "baseline" in result:  # text classifiers
-        table.add_row("baseline accuracy", f"{result['baseline']['accuracy']:.4f}")
+    for key, value in result.get("baseline", {}).items():  # text, graph and ratings data: the baseline's scores
+        if isinstance(value, float):
+            table.add_row(f"baseline {key}", f"{value:.4f}")
     out.print(table)
     if "baseline" in result:
         out.print(f"baseline: {result['baseline']['model']}, fitted on the same training split", markup=False)

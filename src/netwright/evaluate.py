@@ -59,6 +59,12 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
             result["baseline"] = adjacency_baseline(data, split)
     else:
         result["metrics"] = task.metrics(outputs)
+        if "ratings" in info.preprocess:  # recommendation: beside matrix factorisation, and hit rate at 10
+            from .recommend import recommendation_report
+
+            report = recommendation_report(model, data, split)
+            result["metrics"]["hr_at_10"] = report.pop("hr_at_10")
+            result.update(report)
         pred = task.unscale(outputs["output"].squeeze(-1)).numpy()
         true = task.unscale(outputs["target"]).numpy()
     run.write_json("eval.json", result)

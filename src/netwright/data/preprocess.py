@@ -33,25 +33,31 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
         values = table[name]
         if col["kind"] == "numeric":
             blocks.append(parse_numeric(values, name, source)[:, None])
+            continue
+        cats = col["categories"]
+        index = {c: i for i, c in enumerate(cats)}
+        codes = np.zeros(n, dtype=np.int64)
+        for row, v in enumerate(values):
+            key = str(v).strip()
+            if key not in index:
+                known = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
+                raise DataError(f"{source}: column '{name}' row {row + 1} holds '{key}', a category not seen "
+                                f"in training; known: {known}")
+            codes[row] = index[key]
+        if col["kind"] == "id":  # one column of category indices (users, items: too many for one-hot)
+            blocks.append(codes[:, None].astype(np.float32))
         else:
-            cats = col["categories"]
-            index = {c: i for i, c in enumerate(cats)}
             onehot = np.zeros((n, len(cats)), dtype=np.float32)
-            for row, v in enumerate(values):
-                key = str(v).strip()
-                if key not in index:
-                    raise DataError(f"{source}: column '{name}' row {row + 1} holds '{key}', a category not seen "
-                                    f"in training; known: {', '.join(cats[:20])}")
-                onehot[row, index[key]] = 1.0
+            onehot[np.arange(n), codes] = 1.0
             blocks.append(onehot)
     return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
 
 
 def table_feature_names(columns: list[dict[str, Any]]) -> list[str]:
-    """Model input feature names: numeric columns as is, one-hot columns as ``col=value``."""
+    """Model input feature names: numeric and id columns as is, one-hot columns as ``col=value``."""
     names = []
     for col in columns:
-        if col["kind"] == "numeric":
+        if col["kind"] in ("numeric", "id"):
             names.append(col["name"])
         else:
             names += [f"{col['name']}={c}" for c in col["categories"]]
@@ -187,8 +193,13 @@ def normalize(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
+def column_width(col: dict[str, Any]) -> int:
+    """Model input columns of one table column: 1, or one per category when one-hot encoded."""
+    return len(col["categories"]) if col["kind"] == "categorical" else 1
+
+
 def numeric_mask(pre: dict[str, Any]) -> np.ndarray:
     mask = []
     for col in pre["columns"]:
-        mask += [True] if col["kind"] == "numeric" else [False] * len(col["categories"])
+        mask += [True] if col["kind"] == "numeric" else [False] * column_width(col)
     return np.array(mask, dtype=bool)

@@ -56,9 +56,17 @@ def any_model(model: nn.Module, info: DataInfo) -> str | None:
     return None
 
 
+def differentiable_inputs(model: nn.Module, info: DataInfo) -> str | None:
+    """Gradients need inputs the output varies with smoothly: not id columns (users, items)."""
+    ids = [c["name"] for c in info.preprocess.get("columns", []) if c["kind"] == "id"]
+    return f"its inputs {', '.join(ids)} are ids, not quantities; use occlusion, feature_ablation or permutation" \
+        if ids else None
+
+
 def float_inputs(model: nn.Module, info: DataInfo) -> str | None:
-    return "it needs continuous inputs; use integrated_gradients, saliency or occlusion for text" \
-        if info.modality == "tokens" else None
+    if info.modality == "tokens":
+        return "it needs continuous inputs; use integrated_gradients, saliency or occlusion for text"
+    return differentiable_inputs(model, info)
 
 
 def conv_models(model: nn.Module, info: DataInfo) -> str | None:
@@ -156,9 +164,10 @@ def _attention_rollout(model, x, target, baseline, info):
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("saliency", "vanilla gradient |d output / d input| (Simonyan et al. 2014)", any_model, _saliency, False),
+    Method("saliency", "vanilla gradient |d output / d input| (Simonyan et al. 2014)", differentiable_inputs,
+           _saliency, False),
     Method("integrated_gradients", "path integral of gradients from a baseline (Sundararajan et al. 2017)",
-           any_model, integrated_gradients),
+           differentiable_inputs, integrated_gradients),
     Method("smoothgrad", "saliency averaged over noisy copies (Smilkov et al. 2017)", float_inputs, _smoothgrad, False),
     Method("gradcam", "class activation of the last convolution (Selvaraju et al. 2017)", conv_models, _gradcam, False),
     Method("occlusion", "output drop when a window is replaced by the baseline (Zeiler & Fergus 2014)",

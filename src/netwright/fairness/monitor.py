@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.stats import chi2_contingency, ks_2samp
 
-from ..data.preprocess import encode_table, normalize
+from ..data.preprocess import column_width, encode_table, normalize
 from ..data.tabular import read_csv
 from ..errors import NetwrightError
 from ..run import Run
@@ -38,7 +38,7 @@ def holm(pvalues: list[float], alpha: float) -> list[bool]:
 def _blocks(columns: list[dict[str, Any]]) -> list[tuple[dict[str, Any], slice]]:
     out, start = [], 0
     for col in columns:
-        width = 1 if col["kind"] == "numeric" else len(col["categories"])
+        width = column_width(col)
         out.append((col, slice(start, start + width)))
         start += width
     return out
@@ -54,7 +54,11 @@ def drift_tests(reference: np.ndarray, new: np.ndarray, columns: list[dict[str, 
             rows.append({"feature": col["name"], "test": "ks", "statistic": float(res.statistic),
                          "p_value": float(res.pvalue)})
         else:
-            counts = np.stack([reference[:, sl].sum(0), new[:, sl].sum(0)])
+            if col["kind"] == "id":  # category indices -> counts per category
+                k = len(col["categories"])
+                counts = np.stack([np.bincount(a[:, sl.start].astype(np.int64), minlength=k) for a in (reference, new)])
+            else:
+                counts = np.stack([reference[:, sl].sum(0), new[:, sl].sum(0)])
             counts = counts[:, counts.sum(0) > 0]
             if counts.shape[1] < 2:
                 rows.append({"feature": col["name"], "test": "chi2", "statistic": 0.0, "p_value": 1.0})

@@ -130,10 +130,10 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
         return _not_run("evaluate", card)
     out = f"<p>{e(ev['split'])} split, {ev['n']} examples.</p>"
     out += table(["metric", "value"], [[k, v] for k, v in ev["metrics"].items()])
-    if ev.get("baseline"):  # text classifiers
+    if ev.get("baseline"):  # text, graph and ratings data
         b = ev["baseline"]
-        out += f"<p>Baseline on the same split: {e(b['model'])}, fitted on {e(b['fitted_on'])}: accuracy " \
-               f"{b['accuracy']:.4f}.</p>"
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in b.items() if isinstance(v, float))
+        out += f"<p>Baseline on the same split: {e(b['model'])}, fitted on {e(b['fitted_on'])}: {e(scores)}.</p>"
     if ev.get("sample"):  # language models
         out += f"<p>Generated text (the prompt is the start of a test window):</p><pre>{e(ev['sample'])}</pre>"
     if ev.get("examples"):  # translation
