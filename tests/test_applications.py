@@ -216,3 +216,45 @@ def test_ncf_on_movielens_beats_the_mean_and_stands_beside_matrix_factorisation(
 def test_ncf_needs_ratings_data(tmp_path, cli):
     r = cli("train", spec_file(tmp_path, {"name": "iris"}, {"name": "ncf"}), "--quiet")
     assert_one_line_error(r, "model ncf needs ratings data")
+
+
+# ---------------------------------------------------------------------- control
+
+
+def test_returns_to_go_discount_the_rewards_of_each_episode_alone():
+    from netwright.tasks.control import ControlTask
+
+    task = ControlTask.__new__(ControlTask)
+    task.gamma = 0.9
+    rewards = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # episode 2 ends after its first step
+    mask = torch.tensor([[True, True], [True, False], [True, False]])
+    g = task.returns_to_go(rewards, mask)
+    assert torch.allclose(g[:, 0], torch.tensor([1 + 0.9 + 0.81, 1 + 0.9, 1.0]))
+    assert torch.allclose(g[:, 1], torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_a_policy_learns_to_balance_the_pole_better_than_random_actions(tmp_path, cli):
+    spec = {"data": {"name": "gym", "env": "CartPole-v1", "episodes": 400, "test_episodes": 20, "val": 0.04,
+                     "test": 0},
+            "model": {"name": "policy", "hidden": [32]},
+            "train": {"epochs": 1, "batch_size": 16, "threads": 1, "optimizer": {"name": "adam", "lr": 0.02}}}
+    run = netwright.train(spec, name="pole", runs_dir=tmp_path, progress="quiet")
+    result = netwright.evaluate(run, plots=False)
+    assert result["n"] == 20 and len(result["returns"]) == 20
+    assert result["baseline"]["return"] < 40  # random actions drop the pole after about 22 steps
+    assert result["metrics"]["return"] > 2 * result["baseline"]["return"]
+    (tmp_path / "obs.csv").write_text("cart_position,cart_velocity,pole_angle,pole_angular_velocity\n0,0,0.2,1.0\n")
+    assert netwright.predict(run, tmp_path / "obs.csv")[0]["label"] in ("push left", "push right")
+    assert netwright.export(run)["passed"]
+    assert_one_line_error(cli("compress", run.path), "is a control policy")
+
+
+def test_an_environment_gymnasium_does_not_know_is_one_line(tmp_path, cli):
+    r = cli("train", spec_file(tmp_path, {"name": "gym", "env": "CartPol-v9"}, {"name": "policy"}), "--quiet")
+    assert_one_line_error(r, "data.env: Environment `CartPol` doesn't exist")
+    r = cli("train", spec_file(tmp_path, {"name": "gym", "env": "Pendulum-v1"}, {"name": "policy"}), "--quiet")
+    assert_one_line_error(r, "discrete actions")
+    r = cli("train", spec_file(tmp_path, {"name": "iris"}, {"name": "policy"}), "--quiet")
+    assert_one_line_error(r, "model policy learns from episodes of an environment")
+    r = cli("train", spec_file(tmp_path, {"name": "gym"}, {"name": "mlp"}), "--quiet")
+    assert_one_line_error(r, "needs model.name: policy")

@@ -48,6 +48,10 @@ def test_every_builtin_dataset_loads_with_consistent_info(name):
         if info.task in ("language_model", "translation"):  # targets are token ids too
             assert ds.train.y.dtype == torch.int64 and int(ds.train.y.max()) < len(info.vocab)
             return
+    if info.task == "control":  # targets are episode seeds; test episodes are never trained on
+        assert ds.train.y.dtype == torch.int64 and not set(ds.train.y.tolist()) & set(ds.test.y.tolist())
+        assert info.num_classes == len(info.class_names) >= 2 and "mean" not in info.preprocess
+        return
     if info.task == "classification":
         assert info.num_classes == len(info.class_names) >= 2
         assert int(ds.train.y.min()) >= 0 and int(ds.train.y.max()) < info.num_classes

@@ -21,10 +21,11 @@ INFOS = {
 }
 
 
-# the GAN (test_gan.py), the language presets (test_language.py), the graph networks and the
-# recommender, which need a graph or ratings (test_applications.py), have their own contracts
+# the GAN (test_gan.py), the language presets (test_language.py), and the graph networks, the
+# recommender and the policy, which need a graph, ratings or an environment (test_applications.py),
+# have their own contracts
 SUPERVISED = [n for n in MODELS.names() if MODELS.get(n).meta.get("task") not in ("adversarial", "language_model",
-                                                                                   "translation")
+                                                                                   "translation", "control")
               and MODELS.get(n).meta.get("data") not in ("graph", "ratings")]
 
 

@@ -100,7 +100,9 @@ def evaluate(
             table.add_row(f"baseline {key}", f"{value:.4f}")
     out.print(table)
     if "baseline" in result:
-        out.print(f"baseline: {result['baseline']['model']}, fitted on the same training split", markup=False)
+        b = result["baseline"]
+        fitted = ", fitted on the same training split" if b.get("fitted_on") == "train" else ""
+        out.print(f"baseline: {b['model']}{fitted}", markup=False)
     if "sample" in result:
         out.print(f"sample: {result['sample']}", markup=False)
     out.print(f"wrote {r.file('eval.json')}")

@@ -39,6 +39,19 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
         return result
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
+    if run.info.task == "control":  # a policy: play the split's episodes
+        from .tasks.control import evaluate_control
+
+        part = run.load_data().split(split)
+        solved = run.info.preprocess["env"].get("solved")
+        result = {"split": split, "n": len(part), "task": "control",
+                  **evaluate_control(run.load_model(), run.info, part.y, solved)}
+        run.write_json("eval.json", result)
+        if plots and run.metrics():
+            from .plots import curves_plot
+
+            curves_plot(run.metrics(), run.file("eval") / "curves.png")
+        return result
     spec = run.spec
     data = run.load_data()
     part = data.split(split)

@@ -29,6 +29,9 @@ def require_supervised(run: Run, stage: str) -> None:
         raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a GAN: use "
                              f"'netwright sample {run.path}' or 'netwright evaluate {run.path}'")
     task = run.info.task
+    if task == "control" and stage in ("audit", "compress"):
+        raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a control policy: "
+                             f"evaluate it with 'netwright evaluate {run.path}' (it plays the test episodes)")
     if task in ("language_model", "translation"):
         raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a "
                              f"{task.replace('_', ' ')} model: use 'netwright generate {run.path} --prompt ...'")

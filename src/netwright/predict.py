@@ -114,7 +114,7 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -
     model = run.load_model()
     with torch.no_grad():
         out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).double()
-    if info.task == "classification":
+    if info.picks_class:  # a classifier, or a policy choosing among actions
         probs = torch.softmax(out, dim=1)
         names = info.class_names
         return [

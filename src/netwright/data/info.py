@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-Task = Literal["classification", "regression", "language_model", "translation"]
+Task = Literal["classification", "regression", "language_model", "translation", "control"]
 Modality = Literal["image", "sequence", "tabular", "tokens"]
 
 
@@ -43,7 +43,13 @@ class DataInfo:
         """Width of the model's output layer (the vocabulary, for language models)."""
         if self.task in ("language_model", "translation"):
             return len(self.vocab)
-        return self.num_classes if self.task == "classification" else 1
+        return self.num_classes if self.picks_class else 1
+
+    @property
+    def picks_class(self) -> bool:
+        """Whether the model's outputs are logits over ``class_names``: a classifier, or a policy
+        over discrete actions."""
+        return self.task in ("classification", "control")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

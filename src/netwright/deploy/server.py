@@ -94,7 +94,7 @@ class Model:
 
     def decode(self, out: np.ndarray) -> list[dict[str, Any]]:
         info = self.info
-        if info.task == "classification":
+        if info.picks_class:
             z = out.astype(np.float64)
             p = np.exp(z - z.max(1, keepdims=True))
             p /= p.sum(1, keepdims=True)
@@ -242,7 +242,7 @@ def explanation(model: Model, x: np.ndarray, method: str) -> dict[str, Any]:
         raise BadRequest(422, str(e)) from None
     t = torch.from_numpy(x[:1])
     with torch.no_grad():
-        target = torch_model(t).argmax(1) if model.info.task == "classification" else torch.zeros(1, dtype=torch.long)
+        target = torch_model(t).argmax(1) if model.info.picks_class else torch.zeros(1, dtype=torch.long)
     attr = METHODS[method].attribute(torch_model, t, target, baseline_for(model.info, t), model.info).detach().double()
     a = attr[0].numpy()
     out: dict[str, Any] = {"method": method, "target": int(target[0]), "shape": list(a.shape),

@@ -92,7 +92,7 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
     x, y, idx = select(run, samples, indices, inputs, split)
     names = methods or applicable(model, info)
     chosen = [check_method(m, model, info) for m in names]
-    classification = info.task == "classification"
+    classification = info.picks_class
 
     with torch.no_grad():
         out = model(x).double()
@@ -116,7 +116,7 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
                        target=info.class_names[int(tgt[i])])
         else:
             row["prediction"] = float(out[i, 0]) * info.preprocess["target"]["std"] + info.preprocess["target"]["mean"]
-        if y is not None:
+        if y is not None and info.task != "control":  # a policy's examples hold episode seeds, not labels
             row["label"] = info.class_names[int(y[i])] if classification else float(y[i])
         result["samples"].append(row)
 
@@ -176,7 +176,7 @@ def _global(run: Run, model, chosen, info) -> dict[str, dict[str, float]]:
     x = part.x[:GLOBAL_SAMPLES]
     with torch.no_grad():
         out = model(x)
-    tgt = out.argmax(1) if info.task == "classification" else torch.zeros(len(x), dtype=torch.long)
+    tgt = out.argmax(1) if info.picks_class else torch.zeros(len(x), dtype=torch.long)
     base = baseline_for(info, x)
     names = info.feature_names or [f"x{i}" for i in range(x.shape[1])]
     return {m.name: dict(zip(names, m.attribute(model, x, tgt, base, info).detach().abs().mean(0).tolist()))

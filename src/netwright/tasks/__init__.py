@@ -2,7 +2,8 @@
 
 from .adversarial import AdversarialTask, Judge
 from .base import Task
+from .control import ControlTask
 from .language import LanguageModelTask, Seq2SeqTask
 from .supervised import SupervisedTask
 
-__all__ = ["AdversarialTask", "Judge", "LanguageModelTask", "Seq2SeqTask", "SupervisedTask", "Task"]
+__all__ = ["AdversarialTask", "ControlTask", "Judge", "LanguageModelTask", "Seq2SeqTask", "SupervisedTask", "Task"]

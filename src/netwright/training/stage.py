@@ -15,7 +15,7 @@ from ..models import MODELS, build_model, count_parameters
 from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import AdversarialTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
+from ..tasks import AdversarialTask, ControlTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
 from ..tasks.adversarial import judge_spec
 from ..text.generate import save_tokenizer
 from .distributed import Dist, from_env, init, shutdown
@@ -97,8 +97,8 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
-    if info.task in ("language_model", "translation") and MODELS.get(resolved.model.name).meta.get("task") != info.task:
-        preset = "transformer_lm" if info.task == "language_model" else "transformer_seq2seq"
+    if info.task in ("language_model", "translation", "control") and MODELS.get(resolved.model.name).meta.get("task") != info.task:
+        preset = {"language_model": "transformer_lm", "translation": "transformer_seq2seq", "control": "policy"}[info.task]
         raise NetwrightError(f"model.name: {resolved.model.name} does not do {info.task.replace('_', ' ')}; "
                              f"'{info.name}' needs model.name: {preset}")
     fairness_term, extras = training_terms(resolved, data)
@@ -141,6 +141,8 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         task = LanguageModelTask(info, resolved.train, autocast=autocast)
     elif kind == "translation":
         task = Seq2SeqTask(info, resolved.train, autocast=autocast)
+    elif kind == "control":
+        task = ControlTask(info, resolved.train)
     else:
         task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 

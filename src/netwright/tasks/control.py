@@ -1,0 +1,134 @@
+"""Reinforcement learning of a policy through the shared trainer: a batch of examples is a batch
+of episode seeds; a training step plays those episodes with the policy sampling its actions and
+takes one REINFORCE step (Williams 1992) with the batch's mean return-to-go at each time step as
+the baseline; evaluation plays them greedily and reports the returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.control import make_env
+from ..data.info import DataInfo
+from ..spec import TrainSpec
+from .base import backward_step
+
+
+class Episodes:
+    """Plays a batch of episodes in lockstep (one policy forward per time step for all of them)."""
+
+    def __init__(self, env_id: str):
+        self.env_id = env_id
+        self.envs: list[Any] = []
+
+    def play(self, model: nn.Module, seeds: torch.Tensor, greedy: bool, generator: torch.Generator | None = None):
+        """-> (log-probabilities (T, B) of the actions taken, rewards (T, B), alive mask (T, B))."""
+        n = len(seeds)
+        while len(self.envs) < n:
+            self.envs.append(make_env(self.env_id))
+        obs = [self.envs[i].reset(seed=int(s))[0] for i, s in enumerate(seeds.tolist())]
+        alive = np.ones(n, dtype=bool)
+        logps, rewards, masks = [], [], []
+        device = next(model.parameters()).device
+        while alive.any():
+            x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+            logits = model(x)
+            if greedy:
+                actions = logits.argmax(1)
+            else:
+                actions = torch.multinomial(torch.softmax(logits.float(), 1), 1, generator=generator)[:, 0]
+                logps.append(torch.log_softmax(logits.float(), 1).gather(1, actions[:, None])[:, 0])
+            r = np.zeros(n, dtype=np.float32)
+            masks.append(torch.from_numpy(alive.copy()))
+            for i in np.flatnonzero(alive):
+                o, reward, terminated, truncated, _ = self.envs[i].step(int(actions[i]))
+                obs[i], r[i] = o, reward
+                if terminated or truncated:
+                    alive[i] = False
+            rewards.append(torch.from_numpy(r))
+        return (torch.stack(logps) if logps else None), torch.stack(rewards), torch.stack(masks)
+
+
+class ControlTask:
+    """Policy-gradient training on a gymnasium environment's episodes."""
+
+    def __init__(self, info: DataInfo, train: TrainSpec, gamma: float = 0.99):
+        self.info, self.train_spec, self.gamma = info, train, gamma
+        self.default_monitor = "val_return"
+        self.metric_names = ["return", "return_min", "length"]
+        self.loss_scale = 1.0
+        self.episodes = Episodes(info.preprocess["env"]["id"])
+        self.generator = torch.Generator()
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        from ..training.trainer import derive_seed
+
+        self.generator.manual_seed(derive_seed(epoch, 3))  # the actions sampled in this epoch
+
+    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        from ..training.optim import build_optimizer
+
+        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
+
+    def returns_to_go(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Discounted sum of the rewards from each step on, (T, B)."""
+        out = torch.zeros_like(rewards)
+        running = torch.zeros(rewards.shape[1])
+        for t in range(len(rewards) - 1, -1, -1):
+            running = rewards[t] + self.gamma * running * mask[t]
+            out[t] = running
+        return out
+
+    def train_step(self, model: nn.Module, batch: tuple[Any, ...], optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
+        (opt,) = optimizers
+        seeds = batch[1].cpu()
+        opt.zero_grad(set_to_none=True)
+        logp, rewards, mask = self.episodes.play(model, seeds, greedy=False, generator=self.generator)
+        g = self.returns_to_go(rewards, mask)
+        m = mask.float()
+        # baseline: the mean return-to-go of the episodes still running at that step; then scaled
+        base = (g * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
+        adv = (g - base) * m
+        adv = adv / adv[mask].std().clamp(min=1e-6) if mask.sum() > 1 else adv
+        objective = -(logp * adv.to(logp.device)).sum() / m.sum()
+        backward_step(model, opt, objective, self.loss_scale, self.train_spec.grad_clip)
+        return objective.detach()
+
+    @torch.no_grad()
+    def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        _, rewards, mask = self.episodes.play(model, batch[1].cpu(), greedy=True)
+        return {"return": rewards.sum(0), "length": mask.sum(0).float()}
+
+    def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        r = outputs["return"].double()
+        return {"return": float(r.mean()), "return_min": float(r.min()), "length": float(outputs["length"].mean())}
+
+
+class RandomPolicy(nn.Module):
+    """Uniformly random actions: the baseline a policy has to beat."""
+
+    def __init__(self, actions: int, seed: int = 0):
+        super().__init__()
+        self.actions, self.generator = actions, torch.Generator().manual_seed(seed)
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the module a device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.rand(len(x), self.actions, generator=self.generator)
+
+
+def evaluate_control(model: nn.Module, info: DataInfo, seeds: torch.Tensor, solved: float | None) -> dict[str, Any]:
+    """Greedy returns of ``model`` and of random actions on the episodes of ``seeds``."""
+    episodes = Episodes(info.preprocess["env"]["id"])
+    with torch.no_grad():
+        _, rewards, mask = episodes.play(model.eval(), seeds, greedy=True)
+        _, random_rewards, _ = episodes.play(RandomPolicy(info.num_outputs), seeds, greedy=True)
+    r, rr = rewards.sum(0).double(), random_rewards.sum(0).double()
+    metrics = {"return": float(r.mean()), "return_std": float(r.std()) if len(r) > 1 else 0.0,
+               "return_min": float(r.min()), "length": float(mask.sum(0).float().mean())}
+    if solved is not None:
+        metrics["solved_share"] = float((r >= solved).double().mean())
+    return {"metrics": metrics, "returns": r.tolist(),
+            "baseline": {"model": "uniformly random actions", "fitted_on": "nothing", "return": float(rr.mean())}}
