@@ -258,3 +258,43 @@ def test_an_environment_gymnasium_does_not_know_is_one_line(tmp_path, cli):
     assert_one_line_error(r, "model policy learns from episodes of an environment")
     r = cli("train", spec_file(tmp_path, {"name": "gym"}, {"name": "mlp"}), "--quiet")
     assert_one_line_error(r, "needs model.name: policy")
+
+
+# ---------------------------------------------------------------------- lifelong learning
+
+
+def test_forgetting_and_average_accuracy_follow_their_definitions():
+    from netwright.training.continual import summarise
+
+    matrix = [[0.9, None, None], [0.5, 0.8, None], [0.2, 0.6, 0.7]]
+    s = summarise(matrix, [[0, 1], [2, 3], [4, 5]], [str(i) for i in range(6)], "naive", [])
+    assert s["average_accuracy"] == pytest.approx((0.2 + 0.6 + 0.7) / 3)
+    assert s["forgetting"] == pytest.approx([0.9 - 0.2, 0.8 - 0.6])
+
+
+@needs_fashion
+def test_replay_forgets_less_than_naive_fine_tuning(tmp_path):
+    base = {"data": {"name": "fashion_mnist", "subset": 3000, "val": 0.1},
+            "model": {"name": "cnn", "channels": [8, 16], "hidden": []},
+            "continual": {"tasks": [["T-shirt/top", "Trouser"], ["Pullover", "Dress"], ["Sandal", "Bag"]],
+                          "replay_per_task": 100},
+            "train": {"epochs": 2, "batch_size": 64, "threads": 1, "optimizer": {"name": "adam", "lr": 0.003}}}
+    results = {}
+    for method in ("naive", "replay"):
+        spec = {**base, "continual": {**base["continual"], "method": method}}
+        run = netwright.train(spec, name=method, runs_dir=tmp_path, progress="quiet")
+        results[method] = run.read_json("continual.json")
+        assert run.has("model.safetensors") and netwright.evaluate(run, plots=False)["n"] == 500
+    naive, replay = results["naive"], results["replay"]
+    assert len(naive["accuracy_matrix"]) == 3 and naive["accuracy_matrix"][0][0] > 0.8  # task 1 learnt
+    assert naive["average_forgetting"] > 0.5  # class-incremental fine-tuning forgets its first tasks
+    # the direction of the full example (which halves forgetting: README gallery) at a tiny scale
+    assert replay["average_forgetting"] < naive["average_forgetting"] - 0.2
+    assert replay["average_accuracy"] > naive["average_accuracy"] + 0.1
+
+
+def test_continual_tasks_must_name_known_classes_once(tmp_path, cli):
+    spec = {"name": "digits"}
+    r = cli("train", spec_file(tmp_path, spec, {"name": "mlp"}), "--set", "continual.tasks=[[\"0\",\"1\"],[\"1\",\"x\"]]",
+            "--quiet")
+    assert_one_line_error(r, "continual.tasks[1]: ['x'] not among the classes")

@@ -208,6 +208,18 @@ class FairnessSpec(_Section):
     drift_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise false-alarm rate of drift tests")
 
 
+class ContinualSpec(_Section):
+    """``continual:`` - learn the classes in a sequence of tasks, one after the other (lifelong
+    learning), each for ``train.epochs``, and measure what earlier tasks lose."""
+
+    tasks: list[list[str]] = Field([], description="class names per task, in order; default: consecutive pairs")
+    method: Literal["naive", "ewc", "replay"] = Field(
+        "naive", description="naive fine-tuning, elastic weight consolidation, or replay of stored examples")
+    ewc_lambda: float = Field(1000.0, ge=0, description="EWC: weight of the Fisher-weighted pull to earlier weights")
+    fisher_samples: int = Field(1000, ge=1, description="EWC: training examples the Fisher information is estimated on")
+    replay_per_task: int = Field(200, ge=1, description="replay: examples of each finished task kept and mixed in")
+
+
 class CardSpec(_Section):
     """``card:`` - what the model card says about purpose and use (free text)."""
 
@@ -231,6 +243,7 @@ class Spec(_Section):
     model: ModelSpec
     train: TrainSpec = TrainSpec()
     fairness: FairnessSpec = FairnessSpec()
+    continual: ContinualSpec | None = None
     card: CardSpec = CardSpec()
 
     def to_dict(self) -> dict[str, Any]:

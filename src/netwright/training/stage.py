@@ -146,6 +146,21 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     else:
         task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 
+    if resolved.continual is not None:
+        if resume or dist.active or kind is not None:
+            raise NetwrightError("continual learning runs in one process, from the start, for a classifier; "
+                                 "drop --resume / --nproc, or the continual: section")
+        from .continual import train_continual
+
+        with TrainingProgress(progress) as prog:
+            prog.message(f"{resolved.model.name} on {info.name}: {count_parameters(model):,} parameters, "
+                         f"continual learning ({resolved.continual.method}) -> {run.path}")
+            result = train_continual(model, data, resolved, run, device, prog, lambda t, part: Trainer(
+                model, t, part, resolved, run, device, prog, channels_last=channels_last,
+                precision="bf16" if bf16 else "fp32"))
+        run.write_json("continual.json", result)
+        return run
+
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
                           precision="bf16" if bf16 else "fp32", extras=extras, dist=dist)
