@@ -298,3 +298,53 @@ def test_continual_tasks_must_name_known_classes_once(tmp_path, cli):
     r = cli("train", spec_file(tmp_path, spec, {"name": "mlp"}), "--set", "continual.tasks=[[\"0\",\"1\"],[\"1\",\"x\"]]",
             "--quiet")
     assert_one_line_error(r, "continual.tasks[1]: ['x'] not among the classes")
+
+
+# ---------------------------------------------------------------------- self-supervised learning
+
+
+def test_nt_xent_equals_a_direct_computation():
+    from netwright.tasks.contrastive import nt_xent
+
+    z = torch.nn.functional.normalize(torch.randn(6, 5, generator=torch.Generator().manual_seed(0)), dim=1)
+    got = nt_xent(z, 0.5)
+    for i in range(6):
+        partner = (i + 3) % 6
+        others = [j for j in range(6) if j != i]
+        expected = -(z[i] @ z[partner] / 0.5) + torch.logsumexp(torch.stack([z[i] @ z[j] / 0.5 for j in others]), 0)
+        assert torch.allclose(got[i], expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    spec = {"data": {"name": "digits"}, "model": {"name": "contrastive", "channels": [8, 16], "projection": [32, 16]},
+            "train": {"epochs": 3, "batch_size": 128, "threads": 1, "optimizer": {"name": "adamw", "lr": 0.003}}}
+    return netwright.train(spec, name="enc", runs_dir=tmp_path_factory.mktemp("ssl"), progress="quiet")
+
+
+def test_a_contrastive_encoder_separates_classes_it_never_saw_labels_of(encoder, cli):
+    result = netwright.evaluate(encoder, plots=False)
+    assert result["metrics"]["knn_accuracy"] > 0.5  # 10 digits: chance is 10%
+    assert_one_line_error(cli("predict", encoder.path, "x.npy"), "self-supervised encoder")
+
+
+def test_a_probe_starts_from_the_encoder_and_keeps_its_frozen_part_fixed(encoder, tmp_path):
+    spec = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [8, 16], "hidden": []},
+            "train": {"epochs": 3, "batch_size": 64, "threads": 1, "init_from": str(encoder.path),
+                      "freeze": ["features"], "optimizer": {"name": "adamw", "lr": 0.01}}}
+    probe = netwright.train(spec, name="probe", runs_dir=tmp_path, progress="quiet")
+    enc, model = encoder.load_model().state_dict(), probe.load_model().state_dict()
+    shared = [k for k in model if k.startswith("features.")]
+    assert shared and all(torch.equal(model[k], enc[k]) for k in shared)  # weights and batch-norm statistics
+    assert netwright.evaluate(probe, plots=False)["metrics"]["accuracy"] > 0.5
+
+
+def test_init_from_and_freeze_explain_what_does_not_fit(encoder, tmp_path, cli):
+    r = cli("train", spec_file(tmp_path, {"name": "digits"}, {"name": "cnn"}), "--set",
+            f"train.init_from={tmp_path / 'nowhere'}", "--quiet")
+    assert_one_line_error(r, "train.init_from:")
+    r = cli("train", spec_file(tmp_path, {"name": "iris"}, {"name": "mlp"}), "--set",
+            f"train.init_from={encoder.path}", "--quiet")
+    assert_one_line_error(r, "no tensor of")
+    r = cli("train", spec_file(tmp_path, {"name": "digits"}, {"name": "cnn"}), "--set", "train.freeze=[body]", "--quiet")
+    assert_one_line_error(r, "train.freeze: this model has no part 'body'")

@@ -22,10 +22,10 @@ INFOS = {
 
 
 # the GAN (test_gan.py), the language presets (test_language.py), and the graph networks, the
-# recommender and the policy, which need a graph, ratings or an environment (test_applications.py),
-# have their own contracts
+# recommender, the policy and the contrastive encoder, which need a graph, ratings, an environment
+# or images to augment (test_applications.py), have their own contracts
 SUPERVISED = [n for n in MODELS.names() if MODELS.get(n).meta.get("task") not in ("adversarial", "language_model",
-                                                                                   "translation", "control")
+                                                                                   "translation", "control", "contrastive")
               and MODELS.get(n).meta.get("data") not in ("graph", "ratings")]
 
 

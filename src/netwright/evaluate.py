@@ -23,7 +23,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     RMSE, R² in the target's units.
     """
     run = run if isinstance(run, Run) else Run.open(run)
-    from .generative import evaluate_generative, is_generative
+    from .generative import evaluate_generative, is_contrastive, is_generative
 
     if is_generative(run):
         return evaluate_generative(run, plots=plots)
@@ -39,6 +39,18 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
         return result
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
+    if is_contrastive(run):  # a self-supervised encoder: its loss, and how a k-NN vote reads its features
+        from .tasks.contrastive import evaluate_contrastive
+
+        result = {"split": split, "n": 0, "task": "self-supervised",
+                  **evaluate_contrastive(run.load_model(), run.load_data(), split)}
+        result["n"] = run.info.splits[split]
+        run.write_json("eval.json", result)
+        if plots and run.metrics():
+            from .plots import curves_plot
+
+            curves_plot(run.metrics(), run.file("eval") / "curves.png")
+        return result
     if run.info.task == "control":  # a policy: play the split's episodes
         from .tasks.control import evaluate_control
 

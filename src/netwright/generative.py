@@ -22,12 +22,21 @@ def is_generative(run: Run) -> bool:
     return MODELS.get(run.spec.model.name).meta.get("task") == "adversarial"
 
 
+def is_contrastive(run: Run) -> bool:
+    from .models import MODELS
+
+    return MODELS.get(run.spec.model.name).meta.get("task") == "contrastive"
+
+
 def require_supervised(run: Run, stage: str) -> None:
     """Stages that read predictions (predict, explain, compress, audit) apply to classifiers and
     regressors, not to a GAN, a language model or a translation model."""
     if is_generative(run):
         raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a GAN: use "
                              f"'netwright sample {run.path}' or 'netwright evaluate {run.path}'")
+    if is_contrastive(run):
+        raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a self-supervised encoder: train "
+                             f"a classifier on it (train.init_from: {run.path}, train.freeze: [features])")
     task = run.info.task
     if task == "control" and stage in ("audit", "compress"):
         raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a control policy: "

@@ -170,6 +170,9 @@ class TrainSpec(_Section):
     channels_last: Union[bool, Literal["auto"]] = Field(
         "auto", description="channels-last memory format for 2-D convolutions; auto: on")
     compile: bool = Field(False, description="torch.compile the model (pays off on long runs)")
+    init_from: str | None = Field(None, description="a run directory whose weights start this model where names "
+                                                    "and shapes match (transfer, fine-tuning, probing)")
+    freeze: list[str] = Field([], description="parameter name prefixes kept fixed (e.g. features: a linear probe)")
     threads: Union[int, Literal["auto"]] = Field("auto", description="CPU threads; auto picks by model size")
     eval_batch_size: int = Field(1024, ge=1)
     adversarial: AdversarialSpec = AdversarialSpec()

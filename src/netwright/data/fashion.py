@@ -56,18 +56,26 @@ def fashion_arrays(path: Path | None = None) -> dict[str, tuple[np.ndarray, np.n
 
 
 @register_dataset("fashion_mnist", modality="image", task="classification")
-def fashion_mnist(path: Path | None = None, subset: int | None = None) -> RawData:
+def fashion_mnist(path: Path | None = None, subset: int | None = None, labelled: int | None = None) -> RawData:
     """Fashion-MNIST: 70,000 28x28 grey-scale clothing images in 10 classes (60,000 train, the
     published 10,000 test). Read from ``path`` (default: where Debian's dataset-fashion-mnist puts it).
 
     Args:
         path: folder with train/t10k images and labels in IDX format (.gz or not).
         subset: keep only the first ``subset`` training and ``subset // 6`` test images (quick trials).
+        labelled: keep only this many training images, the first ``labelled / 10`` of each class
+            (learning from few labels: 600 is 1%), and the whole test set.
     """
     arrays = fashion_arrays(path)
     (x, y), (xt, yt) = arrays["train"], arrays["test"]
     if subset is not None:
         x, y, xt, yt = x[:subset], y[:subset], xt[: max(1, subset // 6)], yt[: max(1, subset // 6)]
+    if labelled is not None:
+        per = labelled // len(FASHION_CLASSES)
+        if per < 1:
+            raise DataError(f"data.labelled: {labelled} is fewer than one image per class; give at least 10")
+        keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:per] for c in range(len(FASHION_CLASSES))]))
+        x, y = x[keep], y[keep]
     as_float = lambda a: a.astype(np.float32)[:, None]  # noqa: E731  (N, 1, 28, 28), pixel values 0..255
     return RawData(
         x=as_float(x), y=y.astype(np.int64), task="classification", modality="image",

@@ -15,12 +15,13 @@ from ..models import MODELS, build_model, count_parameters
 from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import AdversarialTask, ControlTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
+from ..tasks import AdversarialTask, ContrastiveTask, ControlTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
 from ..tasks.adversarial import judge_spec
 from ..text.generate import save_tokenizer
 from .distributed import Dist, from_env, init, shutdown
 from .progress import Mode, TrainingProgress
 from .trainer import Trainer
+from .transfer import freeze, init_from
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +117,13 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
             progress = "quiet"
     torch.manual_seed(resolved.seed)
     model = build_model(resolved.model.name, info, **resolved.model.params)
+    notes = []
+    if resolved.train.init_from and not resume:
+        copied, total = init_from(model, resolved.train.init_from)
+        notes.append(f"{copied} of {total} tensors from {resolved.train.init_from}")
+    frozen = freeze(model, resolved.train.freeze)
+    if frozen:
+        notes.append(f"frozen: {', '.join(resolved.train.freeze)}")
     threads = resolve_threads(resolved.train.threads, model, data.train.x, share=dist.local_world)
     torch.set_num_threads(threads)
     bf16, channels_last = resolve_speedups(resolved.train, device, model)
@@ -143,6 +151,8 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         task = Seq2SeqTask(info, resolved.train, autocast=autocast)
     elif kind == "control":
         task = ControlTask(info, resolved.train)
+    elif kind == "contrastive":
+        task = ContrastiveTask(info, resolved.train)
     else:
         task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 
@@ -163,7 +173,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
 
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
-                          precision="bf16" if bf16 else "fp32", extras=extras, dist=dist)
+                          precision="bf16" if bf16 else "fp32", extras=extras, dist=dist, frozen=frozen)
         if resume:
             trainer.resume()
         else:
@@ -171,7 +181,8 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
                          f"{info.splits['train']}/{info.splits['val']}/{info.splits['test']} train/val/test, "
                          f"{device}{' bf16' if bf16 else ''}{' channels-last' if channels_last else ''}"
                          f"{' compiled' if resolved.train.compile else ''}, {threads} thread{'s' * (threads > 1)}"
-                         f"{f' x {dist.world} processes' if dist.active else ''} -> {run.path}")
+                         f"{f' x {dist.world} processes' if dist.active else ''}"
+                         f"{''.join(f'; {n}' for n in notes)} -> {run.path}")
         trainer.fit()
     shutdown(dist)
     if resolved.fairness.mitigation == "thresholds" and dist.main:

@@ -55,8 +55,10 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
                  device: torch.device, progress: TrainingProgress, channels_last: bool = False,
-                 precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None, dist: Dist | None = None):
+                 precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None, dist: Dist | None = None,
+                 frozen: list[nn.Module] | None = None):
         self.dist = dist or Dist()
+        self.frozen = frozen or []  # kept in eval mode while the rest trains
         self.module = model  # the network itself: its weights are what checkpoints hold
         if self.dist.active:  # gradients are averaged over the ranks in backward
             from torch.nn.parallel import DistributedDataParallel
@@ -160,6 +162,8 @@ class Trainer:
         if self.augment.enabled:
             self.augment.reseed(derive_seed(seed, epoch, 2))
         self.model.train()
+        for m in self.frozen:
+            m.eval()
         self.task.start_epoch(epoch, ts.epochs)
         total, bs, n = 0.0, ts.batch_size, self.n_used
         parts: dict[str, float] = {}
