@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import netwright
 from netwright import DataError, DataInfo, build_model, load_dataset, load_spec
@@ -348,3 +349,70 @@ def test_init_from_and_freeze_explain_what_does_not_fit(encoder, tmp_path, cli):
     assert_one_line_error(r, "no tensor of")
     r = cli("train", spec_file(tmp_path, {"name": "digits"}, {"name": "cnn"}), "--set", "train.freeze=[body]", "--quiet")
     assert_one_line_error(r, "train.freeze: this model has no part 'body'")
+
+
+# ---------------------------------------------------------------------- object detection
+
+
+def test_average_precision_matches_a_hand_computed_case():
+    from netwright.tasks.detection import average_precision
+
+    y = torch.tensor([[[0, 0, 0, 10, 10], [0, 20, 20, 30, 30], [-1, -1, -1, -1, -1]]])
+    det = [{"boxes": torch.tensor([[0., 0, 10, 10], [40, 40, 50, 50], [21, 21, 30, 30]]),
+            "scores": torch.tensor([0.9, 0.8, 0.7]), "classes": torch.tensor([0, 0, 0])}]
+    mean, per_class = average_precision(det, y, num_classes=2)
+    # precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1: area 1/2 * 1 + 1/2 * 2/3
+    assert per_class[0] == pytest.approx(0.5 + 0.5 * 2 / 3) and per_class[1] is None and mean == per_class[0]
+    det[0]["classes"] = torch.tensor([1, 1, 1])  # right places, wrong class
+    assert average_precision(det, y, 2)[0] == 0.0
+    assert average_precision(det, y, 2, class_agnostic=True)[0] == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_decoding_the_encoded_targets_gives_back_the_boxes():
+    from netwright.data.scenes import compose
+    from netwright.tasks.detection import average_precision, decode, targets
+
+    rng = np.random.default_rng(0)
+    x, y = compose(rng.integers(0, 256, (50, 28, 28)).astype(np.uint8), rng.integers(0, 10, 50), 20, seed=3)
+    y = torch.from_numpy(y)
+    assert (y[..., 1:][y[..., 0] >= 0] >= 0).all() and (y[..., 1:] <= 64).all()
+    for i, j in (y[..., 0] >= 0).nonzero().tolist():  # every garment lies inside its box
+        _, x1, y1, x2, y2 = y[i, j].tolist()
+        assert x[i, 0, y1:y2, x1:x2].sum() > 0
+    obj, cls, box = targets(y, 10, (8, 8), 8.0, 24.0)
+    out = torch.full((20, 15, 8, 8), -20.0)
+    out[:, 0][obj] = 20.0
+    out[:, 1:11].permute(0, 2, 3, 1)[obj] = F.one_hot(cls[obj], 10).float() * 40 - 20
+    out[:, 11:13] = torch.logit(box[:, :2].clamp(1e-6, 1 - 1e-6))
+    out[:, 13:] = box[:, 2:]
+    dets = decode(out, 8.0, 24.0)
+    assert average_precision(dets, y, 10)[0] == pytest.approx(1.0)
+    got = torch.cat([d["boxes"] for d in dets])
+    assert len(got) == int((y[..., 0] >= 0).sum())
+
+
+@needs_fashion
+def test_a_small_detector_finds_garments_in_scenes(tmp_path, cli):
+    spec = {"data": {"name": "fashion_scenes", "scenes": 800, "test_scenes": 100, "val": 0.1},
+            "model": {"name": "detector", "channels": [16, 32, 32]},
+            "train": {"epochs": 3, "batch_size": 32, "threads": 1, "optimizer": {"name": "adamw", "lr": 0.003}}}
+    run = netwright.train(spec, name="detect", runs_dir=tmp_path, progress="quiet")
+    result = netwright.evaluate(run, plots=False)
+    m = result["metrics"]
+    assert m["map50"] > 0.15 and m["ap50_class_agnostic"] >= m["map50"]  # an untrained detector scores ~0
+    assert result["objects"] > 100
+    assert netwright.export(run)["passed"]
+    assert_one_line_error(cli("explain", run.path), "is an object detector")
+    from PIL import Image
+    from netwright.data.scenes import compose
+    from netwright.data.fashion import fashion_arrays
+
+    scene, _ = compose(*fashion_arrays()["test"], 1, seed=5)
+    Image.fromarray(scene[0, 0].astype(np.uint8)).save(tmp_path / "scene.png")
+    found = netwright.predict(run, tmp_path / "scene.png")[0]["objects"]
+    assert all(len(o["box"]) == 4 and o["score"] >= 0.3 and o["label"] in run.info.class_names for o in found)
+
+
+def test_detector_needs_detection_data(tmp_path, cli):
+    r = cli("train", spec_file(tmp_path, {"name": "digits"}, {"name": "detector"}), "--quiet")
+    assert_one_line_error(r, "model detector finds boxes in images")

@@ -21,12 +21,10 @@ INFOS = {
 }
 
 
-# the GAN (test_gan.py), the language presets (test_language.py), and the graph networks, the
-# recommender, the policy and the contrastive encoder, which need a graph, ratings, an environment
-# or images to augment (test_applications.py), have their own contracts
-SUPERVISED = [n for n in MODELS.names() if MODELS.get(n).meta.get("task") not in ("adversarial", "language_model",
-                                                                                   "translation", "control", "contrastive")
-              and MODELS.get(n).meta.get("data") not in ("graph", "ratings")]
+# models for one kind of task or data (the GAN, the language presets, the graph network, the
+# recommender, the policy, the contrastive encoder, the detector) have their own contracts in
+# test_gan.py, test_language.py and test_applications.py
+SUPERVISED = [n for n in MODELS.names() if not {"task", "data"} & set(MODELS.get(n).meta)]
 
 
 def example_batch(info: DataInfo, n: int = 4) -> torch.Tensor:

@@ -51,6 +51,18 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
 
             curves_plot(run.metrics(), run.file("eval") / "curves.png")
         return result
+    if run.info.task == "detection":  # boxes: mean average precision at IoU 0.5
+        from .tasks.detection import evaluate_detection
+
+        data = run.load_data()
+        result = {"split": split, "n": len(data.split(split)), "task": "detection",
+                  **evaluate_detection(run.load_model(), data, split)}
+        run.write_json("eval.json", result)
+        if plots and run.metrics():
+            from .plots import curves_plot
+
+            curves_plot(run.metrics(), run.file("eval") / "curves.png")
+        return result
     if run.info.task == "control":  # a policy: play the split's episodes
         from .tasks.control import evaluate_control
 

@@ -38,6 +38,9 @@ def require_supervised(run: Run, stage: str) -> None:
         raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a self-supervised encoder: train "
                              f"a classifier on it (train.init_from: {run.path}, train.freeze: [features])")
     task = run.info.task
+    if task == "detection":
+        raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is an object detector: "
+                             f"'netwright predict {run.path} scene.png' finds boxes, 'netwright evaluate' scores them")
     if task == "control" and stage in ("audit", "compress"):
         raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a control policy: "
                              f"evaluate it with 'netwright evaluate {run.path}' (it plays the test episodes)")

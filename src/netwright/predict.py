@@ -101,13 +101,25 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -
     """Predictions for raw inputs, one dict per example.
 
     Classification: ``label``, ``class`` (index) and ``probabilities`` per class name.
-    Regression: ``prediction`` in the target's units.
+    Regression: ``prediction`` in the target's units. Detection: ``objects``, each with its
+    ``label``, ``score`` and ``box`` (x1, y1, x2, y2 in pixels).
     """
     run = run if isinstance(run, Run) else Run.open(run)
     from .generative import require_supervised
 
-    require_supervised(run, "predict")
+    if run.info.task != "detection":
+        require_supervised(run, "predict")
     info = run.info
+    if info.task == "detection":
+        from .tasks.detection import decode
+
+        model = run.load_model()
+        with torch.no_grad():
+            x = torch.from_numpy(encode_inputs(info, inputs))
+            found = decode(model(x), model.stride, model.box_size, threshold=0.3)
+        return [{"objects": [{"label": info.class_names[int(c)], "score": round(float(sc), 4),
+                              "box": [round(float(v), 1) for v in b]}
+                             for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]} for d in found]
     x = torch.from_numpy(encode_inputs(info, inputs))
     if len(x) == 0:
         raise DataError("no inputs to predict")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-Task = Literal["classification", "regression", "language_model", "translation", "control"]
+Task = Literal["classification", "regression", "language_model", "translation", "control", "detection"]
 Modality = Literal["image", "sequence", "tabular", "tokens"]
 
 

@@ -46,6 +46,8 @@ def _not_applicable(run: Run) -> list[str]:
         return [s for s in STAGES if s != "evaluate"]
     if run.info.task == "language_model" or is_generative(run) or is_contrastive(run):
         return ["explain", "audit", "mitigate", "compress", "monitor"]
+    if run.info.task == "detection":
+        return ["explain", "audit", "mitigate", "compress", "monitor"]
     if run.info.task == "control":  # a policy: no groups to audit, no accuracy to keep when shrinking
         return ["audit", "mitigate", "compress", "monitor"]
     return []

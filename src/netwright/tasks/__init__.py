@@ -4,7 +4,8 @@ from .adversarial import AdversarialTask, Judge
 from .base import Task
 from .contrastive import ContrastiveTask
 from .control import ControlTask
+from .detection import DetectionTask
 from .language import LanguageModelTask, Seq2SeqTask
 from .supervised import SupervisedTask
 
-__all__ = ["AdversarialTask", "ContrastiveTask", "ControlTask", "Judge", "LanguageModelTask", "Seq2SeqTask", "SupervisedTask", "Task"]
+__all__ = ["AdversarialTask", "ContrastiveTask", "ControlTask", "DetectionTask", "Judge", "LanguageModelTask", "Seq2SeqTask", "SupervisedTask", "Task"]

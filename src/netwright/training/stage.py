@@ -15,7 +15,7 @@ from ..models import MODELS, build_model, count_parameters
 from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import AdversarialTask, ContrastiveTask, ControlTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
+from ..tasks import AdversarialTask, ContrastiveTask, ControlTask, DetectionTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
 from ..tasks.adversarial import judge_spec
 from ..text.generate import save_tokenizer
 from .distributed import Dist, from_env, init, shutdown
@@ -98,8 +98,10 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
-    if info.task in ("language_model", "translation", "control") and MODELS.get(resolved.model.name).meta.get("task") != info.task:
-        preset = {"language_model": "transformer_lm", "translation": "transformer_seq2seq", "control": "policy"}[info.task]
+    if info.task in ("language_model", "translation", "control", "detection") \
+            and MODELS.get(resolved.model.name).meta.get("task") != info.task:
+        preset = {"language_model": "transformer_lm", "translation": "transformer_seq2seq", "control": "policy",
+                  "detection": "detector"}[info.task]
         raise NetwrightError(f"model.name: {resolved.model.name} does not do {info.task.replace('_', ' ')}; "
                              f"'{info.name}' needs model.name: {preset}")
     fairness_term, extras = training_terms(resolved, data)
@@ -153,6 +155,8 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         task = ControlTask(info, resolved.train)
     elif kind == "contrastive":
         task = ContrastiveTask(info, resolved.train)
+    elif kind == "detection":
+        task = DetectionTask(info, resolved.train)
     else:
         task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 
