@@ -30,52 +30,27 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     if run.info.task in ("language_model", "translation"):
         from .text.generate import evaluate_language, evaluate_translation
 
-        result = evaluate_language(run) if run.info.task == "language_model" else evaluate_translation(run)
-        run.write_json("eval.json", result)
-        if plots and run.metrics():
-            from .plots import curves_plot
-
-            curves_plot(run.metrics(), run.file("eval") / "curves.png")
-        return result
+        return _written(run, evaluate_language(run) if run.info.task == "language_model" else evaluate_translation(run),
+                        plots)
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
+    head = {"split": split, "n": run.info.splits[split]}
     if is_contrastive(run):  # a self-supervised encoder: its loss, and how a k-NN vote reads its features
         from .tasks.contrastive import evaluate_contrastive
 
-        result = {"split": split, "n": 0, "task": "self-supervised",
-                  **evaluate_contrastive(run.load_model(), run.load_data(), split)}
-        result["n"] = run.info.splits[split]
-        run.write_json("eval.json", result)
-        if plots and run.metrics():
-            from .plots import curves_plot
-
-            curves_plot(run.metrics(), run.file("eval") / "curves.png")
-        return result
+        return _written(run, {**head, "task": "self-supervised",
+                              **evaluate_contrastive(run.load_model(), run.load_data(), split)}, plots)
     if run.info.task == "detection":  # boxes: mean average precision at IoU 0.5
         from .tasks.detection import evaluate_detection
 
-        data = run.load_data()
-        result = {"split": split, "n": len(data.split(split)), "task": "detection",
-                  **evaluate_detection(run.load_model(), data, split)}
-        run.write_json("eval.json", result)
-        if plots and run.metrics():
-            from .plots import curves_plot
-
-            curves_plot(run.metrics(), run.file("eval") / "curves.png")
-        return result
+        return _written(run, {**head, "task": "detection",
+                              **evaluate_detection(run.load_model(), run.load_data(), split)}, plots)
     if run.info.task == "control":  # a policy: play the split's episodes
         from .tasks.control import evaluate_control
 
-        part = run.load_data().split(split)
         solved = run.info.preprocess["env"].get("solved")
-        result = {"split": split, "n": len(part), "task": "control",
-                  **evaluate_control(run.load_model(), run.info, part.y, solved)}
-        run.write_json("eval.json", result)
-        if plots and run.metrics():
-            from .plots import curves_plot
-
-            curves_plot(run.metrics(), run.file("eval") / "curves.png")
-        return result
+        return _written(run, {**head, "task": "control", **evaluate_control(
+            run.load_model(), run.info, run.load_data().split(split).y, solved)}, plots)
     spec = run.spec
     data = run.load_data()
     part = data.split(split)
@@ -146,3 +121,13 @@ def _classification(logits: torch.Tensor, target: torch.Tensor, k: int, names: l
         ],
         "reliability": table,
     }
+
+
+def _written(run: Run, result: dict[str, Any], plots: bool) -> dict[str, Any]:
+    """Write ``eval.json`` (and the training curves) for the models scored by their own measure."""
+    run.write_json("eval.json", result)
+    if plots and run.metrics():
+        from .plots import curves_plot
+
+        curves_plot(run.metrics(), run.file("eval") / "curves.png")
+    return result

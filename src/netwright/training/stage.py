@@ -15,7 +15,8 @@ from ..models import MODELS, build_model, count_parameters
 from ..models.cost import forward_cost
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import AdversarialTask, ContrastiveTask, ControlTask, DetectionTask, Judge, LanguageModelTask, Seq2SeqTask, SupervisedTask
+from ..tasks import (AdversarialTask, ContrastiveTask, ControlTask, DetectionTask, Judge, LanguageModelTask,
+                     Seq2SeqTask, SupervisedTask)
 from ..tasks.adversarial import judge_spec
 from ..text.generate import save_tokenizer
 from .distributed import Dist, from_env, init, shutdown
@@ -171,7 +172,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
                          f"continual learning ({resolved.continual.method}) -> {run.path}")
             result = train_continual(model, data, resolved, run, device, prog, lambda t, part: Trainer(
                 model, t, part, resolved, run, device, prog, channels_last=channels_last,
-                precision="bf16" if bf16 else "fp32"))
+                precision="bf16" if bf16 else "fp32", frozen=frozen))
         run.write_json("continual.json", result)
         return run
 
