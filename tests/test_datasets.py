@@ -48,6 +48,11 @@ def test_every_builtin_dataset_loads_with_consistent_info(name):
         if info.task in ("language_model", "translation"):  # targets are token ids too
             assert ds.train.y.dtype == torch.int64 and int(ds.train.y.max()) < len(info.vocab)
             return
+    if info.task == "detection":  # targets are (class, x1, y1, x2, y2) boxes, padded with -1
+        boxes = ds.train.y[ds.train.y[..., 0] >= 0]
+        assert int(boxes[:, 0].max()) < info.num_classes and (boxes[:, 1:3] < boxes[:, 3:]).all()
+        assert int(boxes[:, 1:].min()) >= 0 and int(boxes[:, 3:].max()) <= min(info.input_shape[1:])
+        return
     if info.task == "control":  # targets are episode seeds; test episodes are never trained on
         assert ds.train.y.dtype == torch.int64 and not set(ds.train.y.tolist()) & set(ds.test.y.tolist())
         assert info.num_classes == len(info.class_names) >= 2 and "mean" not in info.preprocess
