@@ -14,7 +14,7 @@ from ..spec import TrainSpec
 from .base import backward_step
 
 
-def views(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def views(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     """A random view of each image: crop-and-resize (scale 0.6-1), rotation (+-11 degrees),
     horizontal flip, shift (+-10%), brightness and contrast jitter; one affine warp per image."""
     n = len(x)
@@ -49,25 +49,23 @@ class ContrastiveTask:
         self.default_monitor = "val_loss"
         self.metric_names = ["loss"]
         self.loss_scale = 1.0
-        self.generator = torch.Generator()
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        from ..training.trainer import derive_seed
-
-        self.generator.manual_seed(derive_seed(epoch, 4))  # this epoch's views
+        """Nothing to change: training views come from the global generator, which the trainer
+        seeds for every epoch from the run's seed."""
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         from ..training.optim import build_optimizer
 
         return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
 
-    def loss(self, model: nn.Module, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def loss(self, model: nn.Module, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         return nt_xent(model(torch.cat([views(x, g), views(x, g)])), self.temperature)
 
     def train_step(self, model: nn.Module, batch: tuple[Any, ...], optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
         (opt,) = optimizers
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(model, batch[0], self.generator).mean()
+        loss = self.loss(model, batch[0], None).mean()
         backward_step(model, opt, loss, self.loss_scale, self.train_spec.grad_clip)
         return loss.detach()
 

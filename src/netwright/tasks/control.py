@@ -24,7 +24,7 @@ class Episodes:
         self.env_id = env_id
         self.envs: list[Any] = []
 
-    def play(self, model: nn.Module, seeds: torch.Tensor, greedy: bool, generator: torch.Generator | None = None):
+    def play(self, model: nn.Module, seeds: torch.Tensor, greedy: bool):
         """-> (log-probabilities (T, B) of the actions taken, rewards (T, B), alive mask (T, B))."""
         n = len(seeds)
         while len(self.envs) < n:
@@ -39,7 +39,7 @@ class Episodes:
             if greedy:
                 actions = logits.argmax(1)
             else:
-                actions = torch.multinomial(torch.softmax(logits.float(), 1), 1, generator=generator)[:, 0]
+                actions = torch.multinomial(torch.softmax(logits.float(), 1), 1)[:, 0]
                 logps.append(torch.log_softmax(logits.float(), 1).gather(1, actions[:, None])[:, 0])
             r = np.zeros(n, dtype=np.float32)
             masks.append(torch.from_numpy(alive.copy()))
@@ -61,12 +61,10 @@ class ControlTask:
         self.metric_names = ["return", "return_min", "length"]
         self.loss_scale = 1.0
         self.episodes = Episodes(info.preprocess["env"]["id"])
-        self.generator = torch.Generator()
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        from ..training.trainer import derive_seed
-
-        self.generator.manual_seed(derive_seed(epoch, 3))  # the actions sampled in this epoch
+        """Nothing to change: actions are sampled from the global generator, which the trainer
+        seeds for every epoch from the run's seed."""
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         from ..training.optim import build_optimizer
@@ -86,7 +84,7 @@ class ControlTask:
         (opt,) = optimizers
         seeds = batch[1].cpu()
         opt.zero_grad(set_to_none=True)
-        logp, rewards, mask = self.episodes.play(model, seeds, greedy=False, generator=self.generator)
+        logp, rewards, mask = self.episodes.play(model, seeds, greedy=False)
         g = self.returns_to_go(rewards, mask)
         m = mask.float()
         # baseline: the mean return-to-go of the episodes still running at that step; then scaled

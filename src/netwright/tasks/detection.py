@@ -65,9 +65,8 @@ def decode(out: torch.Tensor, stride: float, box_size: float, threshold: float =
                 if len(idx) == 1:
                     break
                 idx = idx[1:][box_iou(bx[idx[:1]], bx[idx[1:]])[0] < iou]
-        chosen_t = torch.tensor(chosen, dtype=torch.long)
-        order = s[chosen_t].argsort(descending=True)[:top] if chosen else chosen_t
-        pick = chosen_t[order] if chosen else chosen_t
+        pick = torch.tensor(chosen, dtype=torch.long)
+        pick = pick[s[pick].argsort(descending=True)[:top]]
         results.append({"boxes": bx[pick], "scores": s[pick], "classes": c[pick]})
     return results
 

@@ -10,7 +10,7 @@ training examples mixed into every later task's training data (experience replay
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def fisher_diagonal(model: nn.Module, split: Split, samples: int, device: torch.
     for i in idx.tolist():
         model.zero_grad(set_to_none=True)
         logits = model(split.x[i:i + 1].to(device))
-        label = torch.multinomial(torch.softmax(logits.detach(), 1), 1, generator=None)[:, 0]
+        label = torch.multinomial(torch.softmax(logits.detach(), 1), 1)[:, 0]
         F.cross_entropy(logits, label).backward()
         for n, p in model.named_parameters():
             if p.grad is not None and n in fisher:
@@ -93,9 +93,10 @@ def fisher_diagonal(model: nn.Module, split: Split, samples: int, device: torch.
     return {n: f / len(idx) for n, f in fisher.items()}
 
 
-def train_continual(model: nn.Module, data: Dataset, spec: Any, run: Any, device: torch.device, progress: Any,
-                    make_trainer) -> dict[str, Any]:
-    """Learn the tasks in order; returns (and the caller writes) the accuracy matrix and summary."""
+def train_continual(model: nn.Module, data: Dataset, spec: Any, device: torch.device, progress: Any,
+                    make_trainer: Callable[[Any, Dataset], Any]) -> dict[str, Any]:
+    """Learn the tasks in order, each with a trainer from ``make_trainer(task, data of the task)``;
+    returns (and the caller writes) the accuracy matrix and summary."""
     c = spec.continual
     info = data.info
     if info.task != "classification":

@@ -170,7 +170,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         with TrainingProgress(progress) as prog:
             prog.message(f"{resolved.model.name} on {info.name}: {count_parameters(model):,} parameters, "
                          f"continual learning ({resolved.continual.method}) -> {run.path}")
-            result = train_continual(model, data, resolved, run, device, prog, lambda t, part: Trainer(
+            result = train_continual(model, data, resolved, device, prog, lambda t, part: Trainer(
                 model, t, part, resolved, run, device, prog, channels_last=channels_last,
                 precision="bf16" if bf16 else "fp32", frozen=frozen))
         run.write_json("continual.json", result)
