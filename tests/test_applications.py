@@ -287,6 +287,9 @@ def test_replay_forgets_less_than_naive_fine_tuning(tmp_path):
         results[method] = run.read_json("continual.json")
         assert run.has("model.safetensors") and netwright.evaluate(run, plots=False)["n"] == 500
     naive, replay = results["naive"], results["replay"]
+    card = netwright.report(run)  # the replay run: its card shows every task's accuracy after each one
+    html = run.file("report.html").read_text()
+    assert card["continual"]["accuracy_matrix"] == replay["accuracy_matrix"] and "Continual learning (replay)" in html
     assert len(naive["accuracy_matrix"]) == 3 and naive["accuracy_matrix"][0][0] > 0.8  # task 1 learnt
     assert naive["average_forgetting"] > 0.5  # class-incremental fine-tuning forgets its first tasks
     # the direction of the full example (which halves forgetting: README gallery) at a tiny scale
@@ -400,8 +403,10 @@ def test_a_small_detector_finds_garments_in_scenes(tmp_path, cli):
     result = netwright.evaluate(run, plots=False)
     m = result["metrics"]
     assert m["map50"] > 0.15 and m["ap50_class_agnostic"] >= m["map50"]  # an untrained detector scores ~0
-    assert result["objects"] > 100
+    assert result["objects"] > 100 and len(result["detections"]) == 3
     assert netwright.export(run)["passed"]
+    netwright.report(run)
+    assert "AP at IoU 0.5 per class" in run.file("report.html").read_text()
     assert_one_line_error(cli("explain", run.path), "is an object detector")
     from PIL import Image
     from netwright.data.scenes import compose

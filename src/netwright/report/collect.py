@@ -174,6 +174,7 @@ def collect(run: Run) -> dict[str, Any]:
                  "fingerprint": info.fingerprint, "classes": info.class_names, "features": info.feature_names,
                  "sensitive": info.sensitive, "target": info.target_name},
         "training": {"summary": summary, "history": history, "overfitting": overfitting(history, summary)},
+        "continual": _json(run, "continual.json"),
         "metrics": _json(run, "eval.json"),
         "explanations": _json(run, "explain/explain.json"),
         "fairness": ({"audit": _json(run, "audit.json"), "mitigation": _json(run, "fairness/mitigate.json")}

@@ -140,6 +140,9 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
         keys = list(ev["examples"][0])
         out += "<details><summary>Translated test sentences</summary>" + table(
             keys, [[x[k] for k in keys] for x in ev["examples"]]) + "</details>"
+    if ev.get("per_class_ap50"):  # detection
+        out += "<details><summary>AP at IoU 0.5 per class</summary>" + table(
+            ["class", "AP@0.5"], [[k, "" if v is None else v] for k, v in ev["per_class_ap50"].items()]) + "</details>"
     if ev.get("per_class"):
         out += "<details><summary>Per class</summary>" + table(
             ["class", "precision", "recall", "F1", "support"],
@@ -159,6 +162,12 @@ def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:
               "schedule": card["model_details"]["spec"]["train"]["schedule"]["name"]})
     o = t["overfitting"]
     out += f'<p class="{"flag" if o["flag"] else "ok"}">{e(o["detail"])}</p>'
+    c = card.get("continual")
+    if c:  # lifelong learning: every task's accuracy after each one
+        out += (f"<p>Continual learning ({e(c['method'])}), {len(c['tasks'])} tasks in order: average accuracy "
+                f"{c['average_accuracy']:.4f}, average forgetting {c['average_forgetting']:.4f}.</p>")
+        out += table(["after task"] + [" / ".join(t) for t in c["tasks"]],
+                     [[k + 1] + ["" if v is None else v for v in row] for k, row in enumerate(c["accuracy_matrix"])])
     return out + img(pics.get("curves"), "learning curves")
 
 

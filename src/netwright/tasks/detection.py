@@ -172,5 +172,5 @@ def evaluate_detection(model: nn.Module, data: Any, split: str) -> dict[str, Any
     objects = int((part.y[..., 0] >= 0).sum())
     return {"metrics": {"map50": map50, "ap50_class_agnostic": agnostic},
             "per_class_ap50": dict(zip(info.class_names, per_class)), "objects": objects,
-            "examples": [{"boxes": d["boxes"].round().tolist(), "classes": [info.class_names[c] for c in d["classes"]],
+            "detections": [{"boxes": d["boxes"].round().tolist(), "classes": [info.class_names[c] for c in d["classes"]],
                           "scores": [round(float(s), 3) for s in d["scores"]]} for d in dets[:3]]}
