@@ -79,3 +79,12 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.err
     for f in fragments:
         assert f in line, (f, line)
+
+
+def spec_file(folder: Path, data: dict, model: dict) -> Path:
+    """A one-epoch, one-thread spec file for CLI tests of bad input."""
+    import json
+
+    path = folder / "spec.json"
+    path.write_text(json.dumps({"data": data, "model": model, "train": {"epochs": 1, "threads": 1}}))
+    return path

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import netwright
 from netwright import DataError, DataInfo, build_model, load_dataset, load_spec
 from netwright.data.fashion import FASHION_DIR, read_idx
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, spec_file
 
 HAVE_FASHION = (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file()
 needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="apt-get install dataset-fashion-mnist")
@@ -28,15 +28,6 @@ def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
     head = struct.pack(">BBBB", 0, 0, 8, array.ndim) + b"".join(struct.pack(">I", s) for s in array.shape)
     body = head + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(body) if compress else body)
-
-
-def spec_file(folder: Path, data: dict, model: dict, **train) -> Path:
-    import yaml
-
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump({"data": data, "model": model,
-                                    "train": {"epochs": 1, "threads": 1, **train}}))
-    return path
 
 
 # ---------------------------------------------------------------------- Fashion-MNIST
@@ -184,7 +175,7 @@ def test_missing_synthesisers_say_which_package_to_install(tmp_path, cli, monkey
 def test_hit_rate_is_one_for_an_oracle_and_a_tenth_for_chance():
     from netwright.data import prepare
     from netwright.data.ratings import ratings_data
-    from netwright.recommend import hit_rate
+    from netwright.recommend import hit_rate, ranking_candidates
 
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 50, 3000), rng.integers(0, 400, 3000)
@@ -192,8 +183,9 @@ def test_hit_rate_is_one_for_an_oracle_and_a_tenth_for_chance():
     data = prepare(raw, "r", 0.1, 0.1, 0, True)
     test = {(int(u), int(i)) for u, i in data.test.x.numpy()}
     oracle = lambda x: torch.tensor([float((int(u), int(i)) in test) for u, i in x.numpy()])  # noqa: E731
-    assert hit_rate(oracle, data, "test") == 1.0
-    chance = hit_rate(lambda x: torch.rand(len(x), generator=torch.Generator().manual_seed(1)), data, "test")
+    candidates = ranking_candidates(data, "test")
+    assert hit_rate(oracle, candidates) == 1.0
+    chance = hit_rate(lambda x: torch.rand(len(x), generator=torch.Generator().manual_seed(1)), candidates)
     assert 0.07 < chance < 0.13
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from netwright import DataError, load_dataset, load_spec
 from netwright.text.data import SWORD, read_ztext
 from netwright.text.generate import generate
 from netwright.text.tokenizer import BOS, EOS, PAD, UNK, BpeTokenizer, CharTokenizer, WordTokenizer, from_dict
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, spec_file
 
 HAVE_SWORD = (SWORD / "engKJV2006eb").is_dir() and (SWORD / "spaRV1909eb").is_dir()
 needs_sword = pytest.mark.skipif(not HAVE_SWORD, reason="apt-get install sword-text-kjv sword-text-sparv")
@@ -135,12 +134,6 @@ def test_language_model_exports_to_onnx_with_any_batch_and_length(lm):
     result = netwright.export(lm)
     assert result["passed"] and result["max_abs_diff"] <= 1e-4
     assert result["variable_length_diff"] <= 1e-4  # a shorter window runs through the same file
-
-
-def spec_file(folder: Path, data: dict, model: dict) -> Path:
-    path = folder / "spec.json"
-    path.write_text(json.dumps({"data": data, "model": model, "train": {"epochs": 1, "threads": 1}}))
-    return path
 
 
 def test_language_model_card_shows_the_sample_and_skips_stages_that_do_not_apply(lm):

@@ -23,7 +23,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     RMSE, R² in the target's units.
     """
     run = run if isinstance(run, Run) else Run.open(run)
-    from .generative import evaluate_generative, is_contrastive, is_generative
+    from .generative import evaluate_generative, is_generative, model_task
 
     if is_generative(run):
         return evaluate_generative(run, plots=plots)
@@ -35,7 +35,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
     head = {"split": split, "n": run.info.splits[split]}
-    if is_contrastive(run):  # a self-supervised encoder: its loss, and how a k-NN vote reads its features
+    if model_task(run) == "contrastive":  # a self-supervised encoder: its loss, and how a k-NN vote reads its features
         from .tasks.contrastive import evaluate_contrastive
 
         return _written(run, {**head, "task": "self-supervised",

@@ -16,16 +16,16 @@ from .run import Run
 EVAL_SAMPLES = 1000
 
 
+def model_task(run: Run) -> str | None:
+    """The task a run's model is registered for (adversarial, contrastive, control, ...), or None
+    for the families that fit any supervised data."""
+    from .models import MODELS
+
+    return MODELS.get(run.spec.model.name).meta.get("task")
+
+
 def is_generative(run: Run) -> bool:
-    from .models import MODELS
-
-    return MODELS.get(run.spec.model.name).meta.get("task") == "adversarial"
-
-
-def is_contrastive(run: Run) -> bool:
-    from .models import MODELS
-
-    return MODELS.get(run.spec.model.name).meta.get("task") == "contrastive"
+    return model_task(run) == "adversarial"
 
 
 def require_supervised(run: Run, stage: str) -> None:
@@ -34,7 +34,7 @@ def require_supervised(run: Run, stage: str) -> None:
     if is_generative(run):
         raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a GAN: use "
                              f"'netwright sample {run.path}' or 'netwright evaluate {run.path}'")
-    if is_contrastive(run):
+    if model_task(run) == "contrastive":
         raise NetwrightError(f"{stage} applies to supervised models; {run.path} is a self-supervised encoder: train "
                              f"a classifier on it (train.init_from: {run.path}, train.freeze: [features])")
     task = run.info.task

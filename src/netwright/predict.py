@@ -107,25 +107,23 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -
     run = run if isinstance(run, Run) else Run.open(run)
     from .generative import require_supervised
 
-    if run.info.task != "detection":
-        require_supervised(run, "predict")
     info = run.info
-    if info.task == "detection":
-        from .tasks.detection import decode
-
-        model = run.load_model()
-        with torch.no_grad():
-            x = torch.from_numpy(encode_inputs(info, inputs))
-            found = decode(model(x), model.stride, model.box_size, threshold=0.3)
-        return [{"objects": [{"label": info.class_names[int(c)], "score": round(float(sc), 4),
-                              "box": [round(float(v), 1) for v in b]}
-                             for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]} for d in found]
+    if info.task != "detection":  # a detector's outputs are decoded into boxes below
+        require_supervised(run, "predict")
     x = torch.from_numpy(encode_inputs(info, inputs))
     if len(x) == 0:
         raise DataError("no inputs to predict")
     model = run.load_model()
     with torch.no_grad():
-        out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).double()
+        out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    if info.task == "detection":
+        from .tasks.detection import decode
+
+        return [{"objects": [{"label": info.class_names[int(c)], "score": round(float(sc), 4),
+                              "box": [round(float(v), 1) for v in b]}
+                             for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]}
+                for d in decode(out, model.stride, model.box_size, threshold=0.3)]
+    out = out.double()
     if info.picks_class:  # a classifier, or a policy choosing among actions
         probs = torch.softmax(out, dim=1)
         names = info.class_names

@@ -59,10 +59,10 @@ def fit_matrix_factorisation(data: Dataset, factors: int = 50, reg: float = 0.05
     return mf.eval()
 
 
-def hit_rate(score: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str, k: int = 10,
-             negatives: int = 99, seed: int = 0) -> float:
-    """Share of the split's (user, item) interactions whose item the scores rank in the top ``k``
-    among itself and ``negatives`` items that user rated nowhere in the data (sampled once, seeded)."""
+def ranking_candidates(data: Dataset, split: str, negatives: int = 99, seed: int = 0) -> torch.Tensor:
+    """For each of the split's (user, item) interactions, that item and ``negatives`` items the
+    user rated nowhere in the data (sampled once, seeded): (n, negatives + 1, 2) id pairs, the
+    true item first."""
     users, items = id_columns(data.info)
     rated = np.zeros((users, items), dtype=bool)
     for part in filter(None, (data.train, data.val, data.test)):
@@ -75,9 +75,16 @@ def hit_rate(score: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split
         pool = np.flatnonzero(~rated[u])
         candidates[row, 0] = i
         candidates[row, 1:] = rng.choice(pool, size=negatives, replace=len(pool) < negatives)
-    x = torch.from_numpy(np.stack([np.repeat(pairs[:, 0], negatives + 1), candidates.ravel()], 1).astype(np.float32))
+    users_col = np.broadcast_to(pairs[:, :1], candidates.shape)
+    return torch.from_numpy(np.stack([users_col, candidates], -1).astype(np.float32))
+
+
+def hit_rate(score: Callable[[torch.Tensor], torch.Tensor], candidates: torch.Tensor, k: int = 10) -> float:
+    """Share of the interactions whose true item the scores rank in the top ``k`` of its
+    candidates (``ranking_candidates``)."""
+    x = candidates.reshape(-1, 2)
     with torch.no_grad():
-        s = torch.cat([score(chunk).reshape(-1) for chunk in x.split(65536)]).reshape(len(pairs), -1)
+        s = torch.cat([score(chunk).reshape(-1) for chunk in x.split(65536)]).reshape(candidates.shape[:2])
     rank = (s[:, 1:] > s[:, :1]).sum(1)  # items scored above the true one
     return float((rank < k).double().mean())
 
@@ -90,9 +97,10 @@ def recommendation_report(model: nn.Module, data: Dataset, split: str) -> dict[s
     with torch.no_grad():
         rmse = float(((mf(part.x) - part.y) ** 2).mean().sqrt()) * std
     model = model.eval()
+    candidates = ranking_candidates(data, split)
     return {
         "baseline": {"model": "biased matrix factorisation (50 factors, L2 0.05)",
-                     "fitted_on": "train", "rmse": rmse, "hr_at_10": hit_rate(mf, data, split)},
-        "hr_at_10": hit_rate(lambda x: model(x)[:, 0], data, split),
+                     "fitted_on": "train", "rmse": rmse, "hr_at_10": hit_rate(mf, candidates)},
+        "hr_at_10": hit_rate(lambda x: model(x)[:, 0], candidates),
         "hr_definition": "each test rating's item ranked among 99 items its user rated nowhere; random = 0.10",
     }

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -139,22 +140,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NETWRIGHT_CACHE", Path.home() / ".cache" / "netwright"))
 
 
-def _mnist1d_arrays(num_samples: int, seed: int) -> dict[str, np.ndarray]:
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.num_samples, args.seed = num_samples, seed
-    key = hashlib.sha256(json.dumps(sorted((k, str(v)) for k, v in vars(args).items())).encode()).hexdigest()[:12]
-    path = cache_dir() / f"mnist1d-{key}.npz"
-    names = ("x", "y", "x_test", "y_test")
+def cached_arrays(name: str, key: object, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays that a generator makes, cached as ``<cache_dir>/<name>-<hash of key>.npz`` (no pickle);
+    a damaged cache entry is made again."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    path = cache_dir() / f"{name}-{digest}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in names}
+                return {k: f[k] for k in f.files}
         except Exception:
-            path.unlink(missing_ok=True)  # a damaged cache entry is regenerated
-    data = make_dataset(args)
-    arrays = {k: np.asarray(data[k]) for k in names}
+            path.unlink(missing_ok=True)
+    arrays = make()
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -162,3 +159,16 @@ def _mnist1d_arrays(num_samples: int, seed: int) -> dict[str, np.ndarray]:
 
     write_with(path, save)
     return arrays
+
+
+def _mnist1d_arrays(num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+
+    def make() -> dict[str, np.ndarray]:
+        data = make_dataset(args)
+        return {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test")}
+
+    return cached_arrays("mnist1d", sorted((k, str(v)) for k, v in vars(args).items()), make)

@@ -63,6 +63,7 @@ def gym_episodes(env: str = "CartPole-v1", episodes: int = 2000, test_episodes: 
     return RawData(
         x=x, y=seeds, test=(xt, test_seeds, {}), task="control", modality="tabular",
         preprocess={"kind": "table", "columns": [{"name": f, "kind": "numeric"} for f in features],
+                    "normalize": False,  # the policy reads observations as the environment gives them
                     "env": {"id": env, "max_steps": limit, "solved": e.spec.reward_threshold if e.spec else None}},
         class_names=actions, feature_names=features, target_name="episode seed",
         source=f"gymnasium {env}: {episodes} training episodes (seeds 0..{episodes - 1}), {test_episodes} test "

@@ -168,7 +168,7 @@ def encode_text(pre: dict[str, Any], text: str, source: str) -> np.ndarray:
 def fit_normalization(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any]:
     """Mean and std per channel (images, sequences) or per numeric feature (tables)."""
     pre = dict(pre)
-    if pre["kind"] == "tokens" or "env" in pre:  # token ids; observations a policy reads as the environment gives them
+    if pre["kind"] == "tokens" or pre.get("normalize") is False:  # token ids; inputs a loader keeps as they are
         return pre
     if pre["kind"] == "table":
         numeric = numeric_mask(pre)

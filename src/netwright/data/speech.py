@@ -4,9 +4,7 @@ made of voices that training never hears."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import shutil
 import subprocess
 import wave
@@ -14,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_with
 from ..errors import DataError
 from .info import RawData
 from .registry import register_dataset
@@ -146,34 +143,22 @@ def spoken_digits(accents: list[str] = ACCENTS, variants: list[str] = VARIANTS, 
 
 
 def _cached(who: list[tuple[str, str, str]], speeds: list[float], pitches: list[float]) -> dict[str, np.ndarray]:
-    from .builtin import cache_dir
+    from .builtin import cached_arrays
 
-    key = hashlib.sha256(json.dumps([who, speeds, pitches, RATE]).encode()).hexdigest()[:12]
-    path = cache_dir() / f"spoken-digits-{key}.npz"
-    if path.is_file():
+    def make() -> dict[str, np.ndarray]:
+        xs, ys, ss = [], [], []
         try:
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in ("x", "y", "speaker")}
-        except Exception:
-            path.unlink(missing_ok=True)  # a damaged cache entry is generated again
-    xs, ys, ss = [], [], []
-    try:
-        for s, (engine, voice, _) in enumerate(who):
-            for d, word in enumerate(DIGITS):
-                for speed in speeds:
-                    for pitch in pitches:
-                        xs.append(log_mel(synthesise(engine, voice, word, speed, pitch))[None].astype(np.float16))
-                        ys.append(d)
-                        ss.append(s)
-    except subprocess.CalledProcessError as e:
-        raise DataError(f"{e.cmd[0]} failed for voice '{e.cmd[2]}': {e.stderr.decode(errors='replace').strip()[:200]}; "
-                        "check the voice names (espeak-ng --voices=en, flite -lv)") from None
-    arrays = {"x": np.stack(xs), "y": np.array(ys, dtype=np.int64), "speaker": np.array(ss, dtype=np.int64)}
+            for s, (engine, voice, _) in enumerate(who):
+                for d, word in enumerate(DIGITS):
+                    for speed in speeds:
+                        for pitch in pitches:
+                            xs.append(log_mel(synthesise(engine, voice, word, speed, pitch))[None].astype(np.float16))
+                            ys.append(d)
+                            ss.append(s)
+        except subprocess.CalledProcessError as e:
+            raise DataError(f"{e.cmd[0]} failed for voice '{e.cmd[2]}': "
+                            f"{e.stderr.decode(errors='replace').strip()[:200]}; "
+                            "check the voice names (espeak-ng --voices=en, flite -lv)") from None
+        return {"x": np.stack(xs), "y": np.array(ys, dtype=np.int64), "speaker": np.array(ss, dtype=np.int64)}
 
-    def save(tmp):
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_with(path, save)
-    return arrays
+    return cached_arrays("spoken-digits", [who, speeds, pitches, RATE], make)

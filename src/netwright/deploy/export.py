@@ -42,9 +42,9 @@ def verify(run: Run, onnx_path: str | os.PathLike, quantized: bool = False, samp
     diff = float(np.abs(got - expected).max())
     result: dict[str, Any] = {"onnx": str(onnx_path), "samples": len(x), "max_abs_diff": diff,
                               "quantized": quantized}
-    from ..generative import is_contrastive
+    from ..generative import model_task
 
-    if run.info.picks_class and not is_contrastive(run):  # (an encoder's outputs are embeddings, not classes)
+    if run.info.picks_class and model_task(run) != "contrastive":  # (an encoder's outputs are embeddings, not classes)
         result["argmax_agreement"] = float((got.argmax(1) == expected.argmax(1)).mean())
     if quantized:
         result["criterion"] = f"argmax agreement >= {INT8_AGREEMENT}"

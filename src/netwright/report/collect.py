@@ -40,13 +40,11 @@ def _stages(run: Run) -> dict[str, bool]:
 def _not_applicable(run: Run) -> list[str]:
     """Stages that read class or value predictions do not apply to a GAN or a language model; a
     translation model is trained and evaluated only; a policy is not audited or compressed."""
-    from ..generative import is_contrastive, is_generative
+    from ..generative import model_task
 
     if run.info.task == "translation":
         return [s for s in STAGES if s != "evaluate"]
-    if run.info.task == "language_model" or is_generative(run) or is_contrastive(run):
-        return ["explain", "audit", "mitigate", "compress", "monitor"]
-    if run.info.task == "detection":
+    if run.info.task in ("language_model", "detection") or model_task(run) in ("adversarial", "contrastive"):
         return ["explain", "audit", "mitigate", "compress", "monitor"]
     if run.info.task == "control":  # a policy: no groups to audit, no accuracy to keep when shrinking
         return ["audit", "mitigate", "compress", "monitor"]

@@ -42,3 +42,33 @@ def backward_step(model: nn.Module, optimizer: torch.optim.Optimizer, objective:
     if grad_clip is not None:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+
+
+class OneNetworkTask:
+    """A task that trains one network with one optimizer: a step computes ``objective(model,
+    batch)``, then backward, clipping and the optimizer step. Subclasses give the objective."""
+
+    default_monitor = "val_loss"
+
+    def __init__(self, info: Any, train: Any):
+        self.info, self.train_spec = info, train
+        self.loss_scale = 1.0  # set by the trainer in distributed runs (a rank's share of the global batch)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Nothing changes between epochs."""
+
+    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
+        from ..training.optim import build_optimizer  # training/ imports tasks/: import here, no cycle
+
+        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
+
+    def objective(self, model: nn.Module, batch: tuple[Any, ...]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, batch: tuple[Any, ...],
+                   optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
+        (opt,) = optimizers
+        opt.zero_grad(set_to_none=True)
+        loss = self.objective(model, batch)
+        backward_step(model, opt, loss, self.loss_scale, self.train_spec.grad_clip)
+        return loss.detach()

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..spec import TrainSpec
-from .base import backward_step
+from .base import OneNetworkTask
 
 
 def views(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
@@ -41,33 +41,22 @@ def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.cross_entropy(sim, partner, reduction="none")
 
 
-class ContrastiveTask:
-    """SimCLR pre-training through the shared trainer (the labels of the data are not used)."""
+class ContrastiveTask(OneNetworkTask):
+    """SimCLR pre-training through the shared trainer (the labels of the data are not used).
+    Training views come from the global generator, which the trainer seeds for every epoch from
+    the run's seed; validation views are the same at every evaluation."""
 
-    def __init__(self, info: DataInfo, train: TrainSpec, temperature: float = 0.2):
-        self.info, self.train_spec, self.temperature = info, train, temperature
-        self.default_monitor = "val_loss"
-        self.metric_names = ["loss"]
-        self.loss_scale = 1.0
+    metric_names = ["loss"]
 
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Nothing to change: training views come from the global generator, which the trainer
-        seeds for every epoch from the run's seed."""
-
-    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        from ..training.optim import build_optimizer
-
-        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
+    def __init__(self, info: DataInfo, train: TrainSpec | None, temperature: float = 0.2):
+        super().__init__(info, train)
+        self.temperature = temperature
 
     def loss(self, model: nn.Module, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         return nt_xent(model(torch.cat([views(x, g), views(x, g)])), self.temperature)
 
-    def train_step(self, model: nn.Module, batch: tuple[Any, ...], optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
-        (opt,) = optimizers
-        opt.zero_grad(set_to_none=True)
-        loss = self.loss(model, batch[0], None).mean()
-        backward_step(model, opt, loss, self.loss_scale, self.train_spec.grad_clip)
-        return loss.detach()
+    def objective(self, model: nn.Module, batch: tuple[Any, ...]) -> torch.Tensor:
+        return self.loss(model, batch[0], None).mean()
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:

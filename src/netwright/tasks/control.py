@@ -14,7 +14,7 @@ from torch import nn
 from ..data.control import make_env
 from ..data.info import DataInfo
 from ..spec import TrainSpec
-from .base import backward_step
+from .base import OneNetworkTask
 
 
 class Episodes:
@@ -32,7 +32,7 @@ class Episodes:
         obs = [self.envs[i].reset(seed=int(s))[0] for i, s in enumerate(seeds.tolist())]
         alive = np.ones(n, dtype=bool)
         logps, rewards, masks = [], [], []
-        device = next(model.parameters()).device
+        device = next(model.parameters(), torch.empty(0)).device  # (random actions have no parameters)
         while alive.any():
             x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
             logits = model(x)
@@ -52,24 +52,17 @@ class Episodes:
         return (torch.stack(logps) if logps else None), torch.stack(rewards), torch.stack(masks)
 
 
-class ControlTask:
-    """Policy-gradient training on a gymnasium environment's episodes."""
+class ControlTask(OneNetworkTask):
+    """Policy-gradient training on a gymnasium environment's episodes. Actions are sampled from
+    the global generator, which the trainer seeds for every epoch from the run's seed."""
+
+    default_monitor = "val_return"
+    metric_names = ["return", "return_min", "length"]
 
     def __init__(self, info: DataInfo, train: TrainSpec, gamma: float = 0.99):
-        self.info, self.train_spec, self.gamma = info, train, gamma
-        self.default_monitor = "val_return"
-        self.metric_names = ["return", "return_min", "length"]
-        self.loss_scale = 1.0
+        super().__init__(info, train)
+        self.gamma = gamma
         self.episodes = Episodes(info.preprocess["env"]["id"])
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Nothing to change: actions are sampled from the global generator, which the trainer
-        seeds for every epoch from the run's seed."""
-
-    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        from ..training.optim import build_optimizer
-
-        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
 
     def returns_to_go(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Discounted sum of the rewards from each step on, (T, B)."""
@@ -80,20 +73,15 @@ class ControlTask:
             out[t] = running
         return out
 
-    def train_step(self, model: nn.Module, batch: tuple[Any, ...], optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
-        (opt,) = optimizers
-        seeds = batch[1].cpu()
-        opt.zero_grad(set_to_none=True)
-        logp, rewards, mask = self.episodes.play(model, seeds, greedy=False)
+    def objective(self, model: nn.Module, batch: tuple[Any, ...]) -> torch.Tensor:
+        logp, rewards, mask = self.episodes.play(model, batch[1].cpu(), greedy=False)
         g = self.returns_to_go(rewards, mask)
         m = mask.float()
         # baseline: the mean return-to-go of the episodes still running at that step; then scaled
         base = (g * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
         adv = (g - base) * m
         adv = adv / adv[mask].std().clamp(min=1e-6) if mask.sum() > 1 else adv
-        objective = -(logp * adv.to(logp.device)).sum() / m.sum()
-        backward_step(model, opt, objective, self.loss_scale, self.train_spec.grad_clip)
-        return objective.detach()
+        return -(logp * adv.to(logp.device)).sum() / m.sum()
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
@@ -111,7 +99,6 @@ class RandomPolicy(nn.Module):
     def __init__(self, actions: int, seed: int = 0):
         super().__init__()
         self.actions, self.generator = actions, torch.Generator().manual_seed(seed)
-        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the module a device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.rand(len(x), self.actions, generator=self.generator)

@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.info import DataInfo
-from ..spec import TrainSpec
-from .base import backward_step
+from .base import OneNetworkTask
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -108,25 +106,17 @@ def average_precision(detections: list[dict[str, torch.Tensor]], y: torch.Tensor
     return (float(np.mean(present)) if present else 0.0), aps
 
 
-class DetectionTask:
+class DetectionTask(OneNetworkTask):
     """Objectness (binary cross-entropy over every cell, positives weighted up), class
     cross-entropy and an L1 box loss on the cells that hold an object's centre."""
 
-    def __init__(self, info: DataInfo, train: TrainSpec):
-        self.info, self.train_spec = info, train
-        self.default_monitor = "val_map50"
-        self.metric_names = ["loss", "map50"]
-        self.loss_scale = 1.0
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Nothing changes between epochs."""
+    default_monitor = "val_map50"
+    metric_names = ["loss", "map50"]
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        from ..training.optim import build_optimizer
-
         net = getattr(model, "module", model)  # (inside DistributedDataParallel)
         self.stride, self.box_size = net.stride, net.box_size
-        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
+        return super().optimizers(model)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k = self.info.num_classes
@@ -141,12 +131,8 @@ class DetectionTask:
         l_box = F.smooth_l1_loss(pred, box.permute(0, 2, 3, 1)[obj], beta=0.1)
         return l_obj + l_cls + 2 * l_box
 
-    def train_step(self, model: nn.Module, batch: tuple[Any, ...], optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
-        (opt,) = optimizers
-        opt.zero_grad(set_to_none=True)
-        loss = self.loss(model(batch[0]), batch[1])
-        backward_step(model, opt, loss, self.loss_scale, self.train_spec.grad_clip)
-        return loss.detach()
+    def objective(self, model: nn.Module, batch: tuple[Any, ...]) -> torch.Tensor:
+        return self.loss(model(batch[0]), batch[1])
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:

@@ -12,42 +12,28 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..spec import TrainSpec
-from .base import backward_step
+from .base import OneNetworkTask
 from ..text.tokenizer import PAD
 
 
-class _TokenTask:
-    default_monitor = "val_loss"
+class _TokenTask(OneNetworkTask):
     metric_names = ["loss", "perplexity", "accuracy"]
 
     def __init__(self, info: DataInfo, train: TrainSpec, autocast: Any = None):
-        self.info, self.train_spec, self.autocast = info, train, autocast
-        self.loss_scale = 1.0
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Nothing changes between epochs."""
-
-    def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        from ..training.optim import build_optimizer  # training/ imports tasks/: import here, no cycle
-
-        return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
+        super().__init__(info, train)
+        self.autocast = autocast
 
     def logits(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def train_step(self, model: nn.Module, batch: tuple[Any, ...],
-                   optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
-        (opt,) = optimizers
-        opt.zero_grad(set_to_none=True)
+    def objective(self, model: nn.Module, batch: tuple[Any, ...]) -> torch.Tensor:
         if self.autocast is None:
             logits, target = self.logits(model, batch[0], batch[1])
         else:
             with self.autocast():
                 logits, target = self.logits(model, batch[0], batch[1])
-        loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=PAD,
+        return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=PAD,
                                label_smoothing=self.train_spec.label_smoothing)
-        backward_step(model, opt, loss, self.loss_scale, self.train_spec.grad_clip)
-        return loss.detach()
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
