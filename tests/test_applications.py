@@ -290,10 +290,13 @@ def test_replay_forgets_less_than_naive_fine_tuning(tmp_path):
 
 
 def test_continual_tasks_must_name_known_classes_once(tmp_path, cli):
-    spec = {"name": "digits"}
-    r = cli("train", spec_file(tmp_path, spec, {"name": "mlp"}), "--set", "continual.tasks=[[\"0\",\"1\"],[\"1\",\"x\"]]",
+    spec = spec_file(tmp_path, {"name": "digits"}, {"name": "mlp"})
+    assert cli("train", spec, "--name", "kept", "--quiet").code == 0
+    before = (tmp_path / "runs" / "kept" / "model.safetensors").read_bytes()
+    r = cli("train", spec, "--name", "kept", "--overwrite", "--set", "continual.tasks=[[\"0\",\"1\"],[\"1\",\"x\"]]",
             "--quiet")
     assert_one_line_error(r, "continual.tasks[1]: ['x'] not among the classes")
+    assert (tmp_path / "runs" / "kept" / "model.safetensors").read_bytes() == before  # the earlier run is untouched
 
 
 # ---------------------------------------------------------------------- self-supervised learning

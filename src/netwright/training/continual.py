@@ -93,17 +93,23 @@ def fisher_diagonal(model: nn.Module, split: Split, samples: int, device: torch.
     return {n: f / len(idx) for n, f in fisher.items()}
 
 
+def check_continual(spec: Any, data: Dataset) -> list[list[int]]:
+    """The tasks' class indices, or a one-line error (checked before a run directory is written)."""
+    info = data.info
+    if info.task != "classification":
+        raise NetwrightError(f"continual learning here splits classes into tasks; '{info.name}' is {info.task} data")
+    if data.test is None:
+        raise NetwrightError("continual learning measures every task on the test split; set data.test above 0")
+    return task_classes(spec.continual, info.class_names)
+
+
 def train_continual(model: nn.Module, data: Dataset, spec: Any, device: torch.device, progress: Any,
                     make_trainer: Callable[[Any, Dataset], Any]) -> dict[str, Any]:
     """Learn the tasks in order, each with a trainer from ``make_trainer(task, data of the task)``;
     returns (and the caller writes) the accuracy matrix and summary."""
     c = spec.continual
     info = data.info
-    if info.task != "classification":
-        raise NetwrightError(f"continual learning here splits classes into tasks; '{info.name}' is {info.task} data")
-    if data.test is None:
-        raise NetwrightError("continual learning measures every task on the test split; set data.test above 0")
-    tasks = task_classes(c, info.class_names)
+    tasks = check_continual(spec, data)
     tests = [subset(data.test, t) for t in tasks]
     rng = np.random.default_rng(spec.seed)
     memory: list[Split] = []

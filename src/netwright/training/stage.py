@@ -106,6 +106,13 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         raise NetwrightError(f"model.name: {resolved.model.name} does not do {info.task.replace('_', ' ')}; "
                              f"'{info.name}' needs model.name: {preset}")
     fairness_term, extras = training_terms(resolved, data)
+    if resolved.continual is not None:  # checked before a run directory is written or replaced
+        from .continual import check_continual
+
+        if resume or from_env().active or MODELS.get(resolved.model.name).meta.get("task") is not None:
+            raise NetwrightError("continual learning runs in one process, from the start, for a classifier; "
+                                 "drop --resume / --nproc, or the continual: section")
+        check_continual(resolved, data)
 
     dist = from_env()
     device = resolve_device(resolved.train.device)
@@ -162,9 +169,6 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
 
     if resolved.continual is not None:
-        if resume or dist.active or kind is not None:
-            raise NetwrightError("continual learning runs in one process, from the start, for a classifier; "
-                                 "drop --resume / --nproc, or the continual: section")
         from .continual import train_continual
 
         with TrainingProgress(progress) as prog:
