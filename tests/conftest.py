@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,30 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# What each Debian package of tools/system-deps provides, as the tests look for it. `make test`
+# installs them all, so there every test below runs; a bare `pytest` on a machine without them
+# skips these tests, each saying which package to install.
+_SWORD = Path("/usr/share/sword/modules/texts/ztext")
+SYSTEM_PACKAGES = {
+    "chromium": lambda: shutil.which("chromium") is not None,
+    "sword-text-kjv": lambda: (_SWORD / "engKJV2006eb").is_dir(),
+    "sword-text-sparv": lambda: (_SWORD / "spaRV1909eb").is_dir(),
+    "dataset-fashion-mnist": lambda: Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
+    "espeak-ng": lambda: shutil.which("espeak-ng") is not None,
+    "flite": lambda: shutil.which("flite") is not None,
+}
+
+
+def missing_packages(*packages: str) -> list[str]:
+    """Those of ``packages`` (names from tools/system-deps) that this machine lacks."""
+    return [p for p in packages if not SYSTEM_PACKAGES[p]()]
+
+
+def needs_packages(*packages: str) -> pytest.MarkDecorator:
+    """Skip, naming the install command, unless the Debian ``packages`` are installed."""
+    missing = missing_packages(*packages)
+    return pytest.mark.skipif(bool(missing), reason=f"apt-get install {' '.join(missing)} (make test installs it)")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,7 +5,6 @@ chance and its baseline."""
 from __future__ import annotations
 
 import gzip
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -18,10 +17,9 @@ import torch.nn.functional as F
 import netwright
 from netwright import DataError, DataInfo, build_model, load_dataset, load_spec
 from netwright.data.fashion import FASHION_DIR, read_idx
-from conftest import assert_one_line_error, spec_file
+from conftest import assert_one_line_error, needs_packages, spec_file
 
-HAVE_FASHION = (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").is_file()
-needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason="apt-get install dataset-fashion-mnist")
+needs_fashion = needs_packages("dataset-fashion-mnist")
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -95,7 +93,7 @@ def test_drosophila_cell_types_from_the_wiring_beat_chance_and_stand_beside_the_
 
 def test_graph_aggregations_follow_the_edges():
     from netwright.data.graphs import node_data
-    from netwright.data import prepare
+    from netwright.data.prepare import prepare
 
     # a directed path 0 -> 1 -> 2: node 1 hears node 0 on its way in and node 2 on its way out
     raw = node_data(["a", "b", "c"], [(0, 1, 1.0), (1, 2, 1.0)], ["x", "y", "x"], ["x", "y"], "path", directed=True)
@@ -125,8 +123,7 @@ def test_gcn_on_data_without_a_graph_and_bad_members_are_one_line_errors(tmp_pat
 
 # ---------------------------------------------------------------------- speech
 
-HAVE_TTS = all(shutil.which(p) for p in ("espeak-ng", "flite"))
-needs_tts = pytest.mark.skipif(not HAVE_TTS, reason="apt-get install espeak-ng flite")
+needs_tts = needs_packages("espeak-ng", "flite")
 TINY_SPEECH = {"name": "spoken_digits", "accents": ["en-us", "en-gb"], "variants": ["m1", "m3", "f2", "f4"],
                "flite": ["slt", "awb"], "speeds": [0.9, 1.2], "pitches": [0.5], "test_voices": 0.34, "val": 0.15}
 
@@ -173,7 +170,7 @@ def test_missing_synthesisers_say_which_package_to_install(tmp_path, cli, monkey
 
 
 def test_hit_rate_is_one_for_an_oracle_and_a_tenth_for_chance():
-    from netwright.data import prepare
+    from netwright.data.prepare import prepare
     from netwright.data.ratings import ratings_data
     from netwright.recommend import hit_rate, ranking_candidates
 

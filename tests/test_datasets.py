@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from netwright import DATASETS, DataError, load_dataset, load_spec
-from netwright.data.fashion import FASHION_DIR
+from conftest import needs_packages
 
 BUILTIN = [e.name for e in DATASETS.entries() if not any(f.is_required() for f in e.params.model_fields.values())]
 
@@ -23,12 +23,12 @@ def test_builtin_list_is_what_the_issue_promises():
 
 
 SPLITS = {"karate_club": {"val": 0}}  # two labelled members: nothing to hold out for validation
-NEEDS = {"fashion_mnist": (FASHION_DIR / "t10k-labels-idx1-ubyte.gz", "apt-get install dataset-fashion-mnist")}
+# the built-in sets made from Debian packages (tools/system-deps)
+NEEDS = {"fashion_mnist": ["dataset-fashion-mnist"], "fashion_scenes": ["dataset-fashion-mnist"],
+         "spoken_digits": ["espeak-ng", "flite"], "bible_en_es": ["sword-text-kjv", "sword-text-sparv"]}
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.skipif(not NEEDS[n][0].is_file(), reason=NEEDS[n][1])) if n in NEEDS else n
-    for n in BUILTIN])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_packages(*NEEDS.get(n, []))) for n in BUILTIN])
 def test_every_builtin_dataset_loads_with_consistent_info(name):
     ds = load_dataset(data_spec(name=name, **SPLITS.get(name, {})))
     info = ds.info

@@ -17,10 +17,9 @@ from netwright import DataError, load_dataset, load_spec
 from netwright.text.data import SWORD, read_ztext
 from netwright.text.generate import generate
 from netwright.text.tokenizer import BOS, EOS, PAD, UNK, BpeTokenizer, CharTokenizer, WordTokenizer, from_dict
-from conftest import assert_one_line_error, spec_file
+from conftest import assert_one_line_error, missing_packages, needs_packages, spec_file
 
-HAVE_SWORD = (SWORD / "engKJV2006eb").is_dir() and (SWORD / "spaRV1909eb").is_dir()
-needs_sword = pytest.mark.skipif(not HAVE_SWORD, reason="apt-get install sword-text-kjv sword-text-sparv")
+needs_sword = needs_packages("sword-text-kjv", "sword-text-sparv")
 
 
 def english(chars: int = 40_000) -> str:
@@ -263,8 +262,8 @@ def test_text_classifier_exports_and_verifies(sentiment):
 
 @pytest.fixture(scope="module")
 def bible_files(tmp_path_factory):
-    if not HAVE_SWORD:
-        pytest.skip("apt-get install sword-text-kjv sword-text-sparv")
+    if missing := missing_packages("sword-text-kjv", "sword-text-sparv"):
+        pytest.skip(f"apt-get install {' '.join(missing)} (make test installs it)")
     en, es = read_ztext(SWORD / "engKJV2006eb"), read_ztext(SWORD / "spaRV1909eb")
     pairs = [(e, s) for e, s in zip(en, es) if e and s][:600]
     folder = tmp_path_factory.mktemp("bible")

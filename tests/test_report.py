@@ -3,7 +3,6 @@ files, and a real browser shows its sections."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from netwright.compress import stage as compress_stage
 from netwright.demo import DIGITS, LOANS
 from netwright.demo import demo as run_demo
 from netwright.report.html import SECTIONS
-from conftest import ROOT
+from conftest import ROOT, needs_packages
 
 EXTERNAL = re.compile(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
 
@@ -97,16 +96,11 @@ def test_demo_specs_are_the_example_files():
     assert LOANS == yaml.safe_load((ROOT / "examples" / "loans_fairness.yaml").read_text())
 
 
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.slow
+@needs_packages("chromium")
 def test_demo_card_in_a_real_browser(tmp_path: Path):
     """`netwright demo`, then headless Chromium opens the digits card: every section is shown."""
-    exe = chromium()
-    if exe is None and not os.environ.get("CI"):
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
+    exe = shutil.which("chromium")
     from playwright.sync_api import sync_playwright
 
     cards = run_demo(runs_dir=tmp_path / "runs", say=lambda _: None)

@@ -5,7 +5,6 @@ the web page driven in headless Chromium."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -21,6 +20,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import netwright
+from conftest import needs_packages
 
 
 def free_port() -> int:
@@ -155,11 +155,10 @@ def test_unknown_run_and_busy_port_are_clear_errors(cli, digits):
 
 
 @pytest.mark.slow
+@needs_packages("chromium")
 def test_page_in_a_real_browser(digits, tmp_path: Path):
     """Headless Chromium draws a digit on the canvas, submits, and reads a prediction and an overlay."""
     exe = shutil.which("chromium")
-    if exe is None and not os.environ.get("CI"):
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it): apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     _, url = digits

@@ -8,7 +8,6 @@ from . import arrays, builtin, control, fashion, graphs, images, ratings, scenes
 from ..fairness import synthetic  # noqa: F401,E402  (registers the planted-bias data)
 from ..text import data as text_data  # noqa: F401,E402  (registers the text data sets)
 from .info import Dataset, DataInfo, RawData, Split
-from .prepare import prepare
 from .registry import DATASETS, register_dataset
 
 if TYPE_CHECKING:
@@ -17,9 +16,11 @@ if TYPE_CHECKING:
 
 def load_dataset(spec: "DataSpec") -> Dataset:
     """Load, check, split and normalise the dataset a ``data:`` section names."""
+    from .prepare import prepare  # torch: imported when data is loaded, not when loaders are listed
+
     entry = DATASETS.get(spec.name, path="data.name")
     raw = entry.fn(**spec.params)
     return prepare(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize)
 
 
-__all__ = ["DATASETS", "Dataset", "DataInfo", "RawData", "Split", "load_dataset", "prepare", "register_dataset"]
+__all__ = ["DATASETS", "Dataset", "DataInfo", "RawData", "Split", "load_dataset", "register_dataset"]

@@ -18,13 +18,11 @@ from .registry import register_dataset
 @register_dataset("digits", modality="image", task="classification")
 def digits() -> RawData:
     """8x8 handwritten digits (UCI, bundled with scikit-learn): 1,797 images, 10 classes."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = d.images.astype(np.float32)[:, None]  # (N, 1, 8, 8), pixel values 0..16
+    pixels, target = _digits_arrays()
+    x = pixels.astype(np.float32).reshape(-1, 1, 8, 8)  # (N, 1, 8, 8), pixel values 0..16
     return RawData(
         x=x,
-        y=d.target.astype(np.int64),
+        y=target.astype(np.int64),
         task="classification",
         modality="image",
         preprocess={"kind": "image", "shape": [1, 8, 8], "range": [0.0, 16.0]},
@@ -32,6 +30,24 @@ def digits() -> RawData:
         target_name="digit",
         source="UCI optical recognition of handwritten digits, via sklearn.datasets.load_digits",
     )
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(pixels (N, 64), digit (N,)) from the file scikit-learn ships, read as ``load_digits`` reads
+    it, without importing scikit-learn (a second on every command that loads the digits)."""
+    import gzip
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")  # locates the package without importing it
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.data, d.target
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(np.int64)
 
 
 def _register_sklearn_table(name: str, loader: str, target: str, summary: str, source: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 Task = Literal["classification", "regression", "language_model", "translation", "control", "detection"]
 Modality = Literal["image", "sequence", "tabular", "tokens"]

@@ -15,20 +15,8 @@ from .preprocess import check_finite, fit_normalization, normalize
 def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, normalize_inputs: bool) -> Dataset:
     """Check the arrays, split them (stratified where possible) and normalise with train statistics."""
     check_raw(raw, name)
-    n = len(raw.y)
-    idx = np.arange(n)
-    strat = raw.y if raw.task == "classification" else None  # sequences (language, translation): a random split
-    stratified = strat is not None
-
-    if raw.test is not None:
-        pool, test_idx = idx, None
-        val_frac = val
-    else:
-        pool, test_idx, ok = _split(idx, test, strat, split_seed)
-        stratified &= ok
-        val_frac = val / (1.0 - test)
-    train_idx, val_idx, ok = _split(pool, val_frac, None if strat is None else strat[pool], split_seed + 1)
-    stratified &= ok
+    digest = fingerprint(raw)
+    train_idx, val_idx, test_idx, stratified = split_indices(raw, digest, val, test, split_seed)
     if len(train_idx) == 0:
         raise DataError(f"dataset '{name}': no examples left to train on; lower data.val / data.test")
 
@@ -70,10 +58,49 @@ def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, n
         preprocess=pre,
         splits=splits,
         stratified=bool(stratified),
-        fingerprint=fingerprint(raw),
+        fingerprint=digest,
         source=raw.source,
     )
     return Dataset(info, take(train_idx), take(val_idx), test_split)
+
+
+def split_indices(raw: RawData, digest: str, val: float, test: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """(train, val, test) example indices (test None when the data brings its own) and whether the
+    split is stratified. The split is a pure function of the data and the fractions, so it is cached
+    by the data's fingerprint: a later stage re-splits the same data without importing scikit-learn.
+    """
+    from .builtin import cached_arrays
+
+    n = len(raw.y)
+
+    def make() -> dict[str, np.ndarray]:
+        train_idx, val_idx, test_idx, stratified = _split_all(raw, val, test, seed)
+        parts = {"train": train_idx, "val": val_idx, "stratified": np.array(stratified)}
+        return parts | ({"test": test_idx} if test_idx is not None else {})
+
+    key = {"fingerprint": digest, "n": n, "val": val, "test": test, "seed": seed, "task": raw.task,
+           "own_test": raw.test is not None}
+    parts = cached_arrays("split", key, make)
+    if sum(len(parts[k]) for k in ("train", "val", "test") if k in parts) != n or not all(
+            np.issubdtype(parts[k].dtype, np.integer) for k in ("train", "val")):
+        parts = make()  # a cache entry that does not fit this data: split again
+    return parts["train"], parts["val"], parts.get("test"), bool(parts["stratified"])
+
+
+def _split_all(raw: RawData, val: float, test: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    idx = np.arange(len(raw.y))
+    strat = raw.y if raw.task == "classification" else None  # sequences (language, translation): a random split
+    stratified = strat is not None
+    if raw.test is not None:
+        pool, test_idx = idx, None
+        val_frac = val
+    else:
+        pool, test_idx, ok = _split(idx, test, strat, seed)
+        stratified &= ok
+        val_frac = val / (1.0 - test)
+    train_idx, val_idx, ok = _split(pool, val_frac, None if strat is None else strat[pool], seed + 1)
+    return train_idx, val_idx, test_idx, bool(stratified and ok)
 
 
 def check_raw(raw: RawData, name: str) -> None:

@@ -11,24 +11,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import norm
+from statistics import NormalDist
 
 from ..data.info import RawData
 from ..data.registry import register_dataset
 
 NOISE = 0.8
+_NORMAL = NormalDist()  # the standard normal (stdlib: no SciPy import to list the data sets)
 SCALE = math.sqrt(1.0 + 0.25 + NOISE**2)  # std of x1 + 0.5 x2 + noise
 
 
 def group_shift(gap: float) -> float:
     """Half the score shift between groups that makes P(y=1|A) - P(y=1|B) = gap."""
-    return SCALE * norm.ppf((1.0 + gap) / 2.0)
+    return SCALE * _NORMAL.inv_cdf((1.0 + gap) / 2.0)
 
 
 def positive_rates(gap: float) -> tuple[float, float]:
     """Population positive rates of groups A and B."""
     s = group_shift(gap)
-    return float(norm.cdf(s / SCALE)), float(norm.cdf(-s / SCALE))
+    return float(_NORMAL.cdf(s / SCALE)), float(_NORMAL.cdf(-s / SCALE))
 
 
 @register_dataset("biased", modality="tabular", task="classification")
