@@ -28,6 +28,11 @@ SYSTEM_PACKAGES = {
 }
 
 
+# a small spoken-digits set (ten voices): synthesised once a session, shared by the tests that use it
+TINY_SPEECH = {"name": "spoken_digits", "accents": ["en-us", "en-gb"], "variants": ["m1", "m3", "f2", "f4"],
+               "flite": ["slt", "awb"], "speeds": [0.9, 1.2], "pitches": [0.5], "test_voices": 0.34, "val": 0.15}
+
+
 def missing_packages(*packages: str) -> list[str]:
     """Those of ``packages`` (names from tools/system-deps) that this machine lacks."""
     return [p for p in packages if not SYSTEM_PACKAGES[p]()]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import netwright
 from netwright import DataError, DataInfo, build_model, load_dataset, load_spec
 from netwright.data.fashion import FASHION_DIR, read_idx
-from conftest import assert_one_line_error, needs_packages, spec_file
+from conftest import TINY_SPEECH, assert_one_line_error, needs_packages, spec_file
 
 needs_fashion = needs_packages("dataset-fashion-mnist")
 
@@ -124,8 +124,6 @@ def test_gcn_on_data_without_a_graph_and_bad_members_are_one_line_errors(tmp_pat
 # ---------------------------------------------------------------------- speech
 
 needs_tts = needs_packages("espeak-ng", "flite")
-TINY_SPEECH = {"name": "spoken_digits", "accents": ["en-us", "en-gb"], "variants": ["m1", "m3", "f2", "f4"],
-               "flite": ["slt", "awb"], "speeds": [0.9, 1.2], "pitches": [0.5], "test_voices": 0.34, "val": 0.15}
 
 
 def test_log_mel_puts_a_tone_in_the_band_of_its_frequency():

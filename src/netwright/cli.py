@@ -393,6 +393,23 @@ def demo(runs_dir: RunsDir = None) -> None:
 
 
 @app.command()
+def init(
+    table: Annotated[Path, typer.Argument(metavar="DATA.csv", help="your table: a CSV with a header row")],
+    target: Annotated[str, typer.Option(help="the column to predict")],
+    sensitive: Annotated[Optional[list[str]], typer.Option(help="a column to audit for fairness (repeatable)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="spec to write [default: DATA.yaml]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing spec file")] = False,
+) -> None:
+    """Write a commented starting spec for your own CSV: column kinds, a model that fits its size."""
+    from .init import init_spec
+
+    path, used, left = init_spec(table, target, sensitive=sensitive, out=output, overwrite=overwrite)
+    out.print(f"wrote {path}: {len(used)} input columns" + (f"; left out (see its comments): {', '.join(left)}" if left else ""),
+              markup=False)
+    out.print(f"next: netwright train {path}", markup=False)
+
+
+@app.command()
 def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOpt = None) -> None:
     """Check a spec and print it resolved, every default filled in."""
     from .spec import load_spec
@@ -401,34 +418,110 @@ def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOp
 
 
 @app.command()
-def datasets() -> None:
-    """List the registered datasets and loaders."""
+def datasets(name: Annotated[Optional[str], typer.Argument(help="show one dataset's or loader's keys")] = None) -> None:
+    """List the registered datasets and loaders, or every key of one (type, default, help)."""
     from .data import DATASETS
 
-    _registry_table("datasets", DATASETS, ("modality", "task"))
+    if name is None:
+        _registry_table("datasets", DATASETS, ("modality", "task"))
+        out.print("keys of one: netwright datasets NAME")
+        return
+    from .spec import DataSpec
+
+    common = {k: f for k, f in DataSpec.model_fields.items() if k != "name"}
+    _entry_table(DATASETS.get(name, path="netwright datasets"), "data", common)
 
 
 @app.command()
 def models(name: Annotated[Optional[str], typer.Argument(help="show one model's hyper-parameters")] = None) -> None:
-    """List the registered models, or one model's hyper-parameters."""
+    """List the registered models, or every hyper-parameter of one (type, default, help)."""
     from .models import MODELS
 
     if name is None:
         _registry_table("models", MODELS, ("family",))
+        out.print("keys of one: netwright models NAME")
         return
-    entry = MODELS.get(name)
-    table = Table(title=f"model '{name}': {entry.summary}")
-    for col in ("parameter", "type", "default"):
-        table.add_column(col)
-    for pname, field in entry.params.model_fields.items():
+    _entry_table(MODELS.get(name, path="netwright models"), "model", {})
+
+
+def _entry_table(entry, section: str, common: dict) -> None:
+    """Every key of one registered loader or model: its own first, then the section's common keys."""
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{section}: {{name: {entry.name}, ...}}  {entry.summary}"))
+    for col in ("key", "type", "default", "help"):
+        table.add_column(col, overflow="fold")
+    helps = entry.help()
+    rows = [(k, f, helps.get(k, "")) for k, f in entry.params.model_fields.items()]
+    rows += [(k, f, f.description or "") for k, f in common.items()]
+    for key, field, text in rows:
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        table.add_row(pname, _type_name(field.annotation), default)
+        table.add_row(*(escape(c) for c in (f"{section}.{key}", _type_name(field.annotation), default, text)))
     out.print(table)
 
 
+@app.command()
+def spec(
+    schema: Annotated[bool, typer.Option("--schema", help="the JSON Schema of a spec (for YAML editors)")] = False,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE instead of printing")] = None,
+) -> None:
+    """Describe the spec: its sections and keys, or (--schema) its JSON Schema over every dataset and model."""
+    from .atomic import write_text
+
+    if schema:
+        from .schema import spec_schema
+
+        text = json.dumps(spec_schema(), indent=1) + "\n"
+    else:
+        text = _spec_outline()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text(output, text)
+        err.print(f"wrote {output}" + (" (point a spec at it: # yaml-language-server: $schema=PATH)" if schema else ""))
+
+
+def _spec_outline() -> str:
+    """Each section with its keys, types and defaults, as YAML comments a user can copy from."""
+    from pydantic import BaseModel
+
+    from .spec import Spec
+
+    lines = ["# the sections of a spec; data: and model: also take their dataset's or model's keys",
+             "# (netwright datasets NAME, netwright models NAME)"]
+
+    def walk(model: type[BaseModel], depth: int) -> None:
+        for key, field in model.model_fields.items():
+            ann = field.annotation
+            sub = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            pad = "  " * depth
+            if sub is not None:
+                lines.append(f"{pad}{key}:" + (f"  # {sub.__doc__.strip().splitlines()[0]}" if sub.__doc__ else ""))
+                walk(sub, depth + 1)
+                continue
+            default = "required" if field.is_required() else json.dumps(field.get_default(call_default_factory=True), default=str)
+            note = f"  # {field.description}" if field.description else ""
+            lines.append(f"{pad}{key}: {default}  # {_type_name(ann)}{note.replace('  # ', '; ', 1)}")
+
+    walk(Spec, 0)
+    return "\n".join(lines) + "\n"
+
+
 def _type_name(annotation: object) -> str:
-    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
-    return text or str(annotation).replace("typing.", "").replace("Annotated[", "").split(", FieldInfo")[0]
+    """A type as a user reads it: ``list[int]``, ``str | None``, ``'a' | 'b'``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(a) for a in args)}]"
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def _registry_table(title: str, registry, columns: tuple[str, ...]) -> None:

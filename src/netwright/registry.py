@@ -34,6 +34,10 @@ class Entry:
         """First line of the function's docstring."""
         return (inspect.getdoc(self.fn) or "").split("\n", 1)[0]
 
+    def help(self) -> dict[str, str]:
+        """One line of help per parameter, from the ``Args:`` section of the function's docstring."""
+        return parse_args_section(inspect.getdoc(self.fn) or "")
+
     def defaults(self) -> dict[str, Any]:
         """Every parameter with its default (required ones are left out)."""
         return {
@@ -41,6 +45,33 @@ class Entry:
             for k, f in self.params.model_fields.items()
             if not f.is_required()
         }
+
+
+def parse_args_section(doc: str) -> dict[str, str]:
+    """``{name: help}`` from a Google-style ``Args:`` section (continuation lines joined)."""
+    out: dict[str, str] = {}
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
+    except StopIteration:
+        return out
+    indent, current = None, None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        width = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = width
+        if width < indent:
+            break  # the next section (Returns:, Raises:) or the end
+        text = line.strip()
+        name, sep, rest = text.partition(":")
+        if width == indent and sep and name.replace("_", "").isalnum():
+            current = name.split(" ")[0]
+            out[current] = rest.strip()
+        elif current is not None:
+            out[current] += " " + text
+    return out
 
 
 def did_you_mean(name: str, known: typing.Iterable[str]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import NetwrightError, SpecError
 from .registry import format_errors
@@ -41,7 +41,7 @@ class DataSpec(_OpenSection):
     val: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for validation")
     test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for testing")
     split_seed: int = Field(0, description="seed of the train/val/test split (independent of `seed`)")
-    normalize: bool = True
+    normalize: bool = Field(True, description="scale inputs by statistics of the train split (saved with the run)")
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataSpec":
@@ -58,10 +58,10 @@ class ModelSpec(_OpenSection):
 
 class OptimizerSpec(_Section):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd and rmsprop")
     nesterov: bool = Field(False, description="sgd with momentum > 0")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="decoupled for adamw; an L2 term for the others")
     betas: tuple[float, float] = Field((0.9, 0.999), description="adam and adamw")
     eps: float = Field(1e-8, gt=0)
     alpha: float = Field(0.99, gt=0, lt=1, description="rmsprop smoothing")
@@ -130,7 +130,7 @@ def check_augment(augment: AugmentSpec, modality: str, dataset: str) -> list[str
 
 class EarlyStoppingSpec(_Section):
     patience: int | None = Field(None, ge=1, description="epochs without improvement before stopping; null = off")
-    min_delta: float = Field(0.0, ge=0)
+    min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts")
 
 
 class AdversarialSpec(_Section):
@@ -152,19 +152,19 @@ SUPERVISED_ONLY = ("optimizer", "schedule", "l1", "l2", "label_smoothing", "augm
 
 
 class TrainSpec(_Section):
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(20, ge=1, description="passes over the training split")
+    batch_size: int = Field(64, ge=1, description="examples per optimizer step")
     optimizer: OptimizerSpec = OptimizerSpec()
     schedule: ScheduleSpec = ScheduleSpec()
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights, added to the loss")
     l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="classification: share of each target spread over all classes")
     augment: AugmentSpec = AugmentSpec()
     monitor: str = Field("auto", description="metric that picks the best epoch (val_loss, val_accuracy...); auto: val_loss")
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     keep: Literal["best", "last"] = Field("best", description="weights saved as model.safetensors")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when a GPU is present")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast; auto: bf16 on CUDA, fp32 on CPU (faster there for small models)")
     channels_last: Union[bool, Literal["auto"]] = Field(
@@ -174,7 +174,7 @@ class TrainSpec(_Section):
                                                     "and shapes match (transfer, fine-tuning, probing)")
     freeze: list[str] = Field([], description="parameter name prefixes kept fixed (e.g. features: a linear probe)")
     threads: Union[int, Literal["auto"]] = Field("auto", description="CPU threads; auto picks by model size")
-    eval_batch_size: int = Field(1024, ge=1)
+    eval_batch_size: int = Field(1024, ge=1, description="examples per forward pass when scoring")
     adversarial: AdversarialSpec = AdversarialSpec()
     dist_timeout: float = Field(60.0, gt=0, description="seconds before a dead or missing rank ends a distributed job")
     checkpoint_interval: float = Field(
@@ -201,7 +201,8 @@ class FairnessSpec(_Section):
     """``fairness:`` - which groups to audit, which outcome counts as positive, how to mitigate."""
 
     sensitive: list[str] = Field([], description="sensitive columns; default: all the data's sensitive columns")
-    positive_label: str | None = Field(None, description="class name of the favourable outcome; default: the last class")
+    positive_label: Union[str, int, bool, None] = Field(
+        None, description="class name of the favourable outcome (1 for a 0/1 column); default: the last class")
     mitigation: Literal["none", "reweighing", "penalty", "thresholds"] = "none"
     penalty: PenaltySpec = PenaltySpec()
     thresholds: Literal["demographic_parity", "equalized_odds", "true_positive_rate_parity"] = Field(
@@ -209,6 +210,16 @@ class FairnessSpec(_Section):
     min_group_size: int = Field(30, ge=1, description="smaller groups get a warning: too few to judge")
     bootstrap: int = Field(1000, ge=0, description="resamples behind the confidence intervals")
     drift_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise false-alarm rate of drift tests")
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_text(cls, value: Any) -> Any:
+        """Class names are text; YAML reads ``1``, ``1.0`` and ``yes`` as numbers and booleans."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value) if isinstance(value, (int, float)) else value
 
 
 class ContinualSpec(_Section):
@@ -241,7 +252,7 @@ class Spec(_Section):
     """A whole run: data, model and training, plus a name and a seed."""
 
     name: str | None = Field(None, description="run name (folder under runs/)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of initialisation, shuffling, dropout and augmentation")
     data: DataSpec
     model: ModelSpec
     train: TrainSpec = TrainSpec()

@@ -55,6 +55,8 @@ def npz(
     Args:
         path: ``.npz`` with arrays ``x_key``/``y_key``, or an ``.npy`` of inputs.
         target_path: ``.npy`` of targets when ``path`` is an ``.npy``.
+        x_key: name of the inputs array in the ``.npz`` (``x_key + "_test"`` for a test split).
+        y_key: name of the targets array in the ``.npz`` (``y_key + "_test"`` for a test split).
         task: auto -> integer targets are classes, float targets are regression.
         modality: auto -> (N, F) tabular, (N, C, L) sequence, (N, C, H, W) image.
         class_names: names of classes 0..K-1.

@@ -133,7 +133,12 @@ def hearts() -> RawData:
 
 @register_dataset("mnist1d", modality="sequence", task="classification")
 def mnist1d(num_samples: int = 5000, generator_seed: int = 42) -> RawData:
-    """MNIST-1D (Greydanus 2024), generated offline by the mnist1d package: 4,000 train / 1,000 test, length 40."""
+    """MNIST-1D (Greydanus 2024), generated offline by the mnist1d package: 4,000 train / 1,000 test, length 40.
+
+    Args:
+        num_samples: examples generated (the published set: 5000, of which 1,000 are the test split).
+        generator_seed: seed of the published generator (42 gives the published set).
+    """
     arrays = _mnist1d_arrays(num_samples, generator_seed)
     x, y = arrays["x"][:, None].astype(np.float32), arrays["y"].astype(np.int64)
     xt, yt = arrays["x_test"][:, None].astype(np.float32), arrays["y_test"].astype(np.int64)

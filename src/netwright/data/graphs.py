@@ -58,7 +58,11 @@ def adjacency(pre: dict, symmetric: bool = True) -> np.ndarray:
 def karate_club(labelled: list[int] = [0, 33]) -> RawData:
     """Zachary's karate club (34 members, 78 friendships; networkx): which of the two clubs each
     member joined after the split. Only the ``labelled`` members' clubs are known in training
-    (default: the two leaders); every other member is the test split."""
+    (default: the two leaders); every other member is the test split.
+
+    Args:
+        labelled: members (0..33) whose club is known in training.
+    """
     import networkx as nx
 
     g = nx.karate_club_graph()

@@ -66,7 +66,14 @@ def movielens_100k() -> RawData:
 
 @register_dataset("ratings_csv", modality="tabular", task="regression")
 def ratings_csv(path: Path, user: str = "user_id", item: str = "item_id", rating: str = "rating") -> RawData:
-    """A CSV of ratings: one row per (user, item, rating)."""
+    """A CSV of ratings: one row per (user, item, rating).
+
+    Args:
+        path: the CSV file (a header row).
+        user: the column naming the user.
+        item: the column naming the item.
+        rating: the column holding the numeric rating.
+    """
     from .preprocess import parse_numeric
     from .tabular import read_csv
 

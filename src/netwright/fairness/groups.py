@@ -22,11 +22,25 @@ def resolve(info: DataInfo, fairness: Any) -> tuple[list[str], int]:
         if col not in info.sensitive:
             raise NetwrightError(f"fairness.sensitive: unknown sensitive column '{col}'; the data has: "
                                  f"{', '.join(info.sensitive) or 'none'}")
-    names = info.class_names or []
-    label = fairness.positive_label if fairness.positive_label is not None else names[-1]
-    if label not in names:
-        raise NetwrightError(f"fairness.positive_label: '{label}' is not a class; classes: {', '.join(names)}")
-    return sensitive, names.index(label)
+    return sensitive, positive_index(info.class_names or [], fairness.positive_label)
+
+
+YAML_TRUE, YAML_FALSE = {"true", "yes", "y", "on", "1"}, {"false", "no", "n", "off", "0"}
+
+
+def positive_index(names: list[str], label: str | None) -> int:
+    """The index of the favourable class; ``None`` means the last class. A label YAML read as a
+    boolean (``yes``, ``true``) matches the class that spells that truth value."""
+    if label is None:
+        return len(names) - 1
+    if label in names:
+        return names.index(label)
+    if label in ("true", "false"):
+        spelled = YAML_TRUE if label == "true" else YAML_FALSE
+        hits = [i for i, n in enumerate(names) if n.lower() in spelled]
+        if len(hits) == 1:
+            return hits[0]
+    raise NetwrightError(f"fairness.positive_label: '{label}' is not a class; classes: {', '.join(names)}")
 
 
 def group_labels(groups: dict[str, np.ndarray], sensitive: list[str]) -> np.ndarray:

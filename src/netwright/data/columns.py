@@ -1,0 +1,67 @@
+"""What each column of a table holds: numeric, categorical, ID-like or free text.
+
+Used by ``netwright init`` to write a starting spec for a user's own CSV; the rules are the
+ones a person applies when looking at a table for the first time, and each column's reason
+is kept so the spec can say why a column is used or left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_CATEGORIES = 50  # more distinct values than this (and than a fifth of the rows) is not a category
+
+
+@dataclass
+class Column:
+    """One column's kind, with the facts behind it."""
+
+    name: str
+    kind: str  # numeric | categorical | id | text
+    distinct: int
+    missing: int
+    reason: str
+
+
+def _number(v: str) -> float | None:
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def infer_column(name: str, values: list[str]) -> Column:
+    """Classify one column of raw cells."""
+    cells = [v.strip() for v in values]
+    filled = [v for v in cells if v]
+    missing = len(cells) - len(filled)
+    distinct = len(set(filled))
+    n = max(len(filled), 1)
+    numbers = [_number(v) for v in filled]
+    if filled and all(x is not None for x in numbers):
+        integral = all(float(x).is_integer() for x in numbers)
+        if integral and distinct == n and n >= 20 and _looks_like_id(name, numbers):
+            return Column(name, "id", distinct, missing, "a different whole number in every row, counting up: "
+                                                          "it names rows, it does not describe them")
+        return Column(name, "numeric", distinct, missing, f"{distinct} distinct numbers")
+    words = sum(len(v.split()) for v in filled) / n
+    if distinct <= 10 or (distinct <= MAX_CATEGORIES and distinct <= n // 5):
+        return Column(name, "categorical", distinct, missing, f"{distinct} distinct values")
+    if words >= 3:
+        return Column(name, "text", distinct, missing, f"free text (about {words:.0f} words a cell)")
+    return Column(name, "id", distinct, missing, f"{distinct} distinct codes in {n} rows: too many to be "
+                                                 "categories, too short to be text")
+
+
+def _looks_like_id(name: str, numbers: list[float | None]) -> bool:
+    """Every value distinct and either named like an identifier or counting up in steps of one."""
+    lowered = name.lower().replace("-", "_")
+    named = lowered == "id" or lowered.endswith("_id") or lowered.startswith("id_") or lowered.endswith("id")
+    ordered = sorted(float(x) for x in numbers if x is not None)
+    consecutive = all(b - a == 1 for a, b in zip(ordered, ordered[1:]))
+    return named or consecutive
+
+
+def infer_columns(table: dict[str, list[str]]) -> list[Column]:
+    """Every column of a table read by :func:`netwright.data.tabular.read_csv`, in order."""
+    return [infer_column(name, values) for name, values in table.items()]
