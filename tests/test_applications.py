@@ -80,7 +80,7 @@ def test_gcn_labels_the_karate_club_from_two_leaders_better_than_their_connectio
     assert [p["label"] for p in preds] == ["Mr. Hi", "Officer"]  # the two leaders keep their clubs
 
 
-def test_drosophila_cell_types_from_the_wiring_beat_chance_and_stand_beside_the_baseline(tmp_path):
+def test_drosophila_cell_types_from_the_wiring_beat_chance_and_the_baseline(tmp_path):
     spec = load_spec(Path(__file__).parents[1] / "examples" / "drosophila_gcn.yaml")
     spec.train.threads, spec.train.epochs = 1, 150
     run = netwright.train(spec, name="fly", runs_dir=tmp_path, progress="quiet")
@@ -88,7 +88,8 @@ def test_drosophila_cell_types_from_the_wiring_beat_chance_and_stand_beside_the_
     assert sum(info.splits.values()) == 209 and len(info.class_names) == 4
     result = netwright.evaluate(run, plots=False)
     assert result["metrics"]["accuracy"] > 0.8  # the majority class (Kenyon cells) is 48%
-    assert result["baseline"]["accuracy"] > 0.8 and result["metrics"]["accuracy"] >= result["baseline"]["accuracy"] - 0.1
+    # README: 93.7% beside the baseline's 90.5% (the same numbers at 150 epochs as at the example's 300)
+    assert result["baseline"]["accuracy"] > 0.8 and result["metrics"]["accuracy"] > result["baseline"]["accuracy"]
 
 
 def test_graph_aggregations_follow_the_edges():
@@ -265,7 +266,7 @@ def test_replay_forgets_less_than_naive_fine_tuning(tmp_path):
     base = {"data": {"name": "fashion_mnist", "subset": 3000, "val": 0.1},
             "model": {"name": "cnn", "channels": [8, 16], "hidden": []},
             "continual": {"tasks": [["T-shirt/top", "Trouser"], ["Pullover", "Dress"], ["Sandal", "Bag"]],
-                          "replay_per_task": 100},
+                          "replay_per_task": 300},
             "train": {"epochs": 2, "batch_size": 64, "threads": 1, "optimizer": {"name": "adam", "lr": 0.003}}}
     results = {}
     for method in ("naive", "replay"):
@@ -279,8 +280,9 @@ def test_replay_forgets_less_than_naive_fine_tuning(tmp_path):
     assert card["continual"]["accuracy_matrix"] == replay["accuracy_matrix"] and "Continual learning (replay)" in html
     assert len(naive["accuracy_matrix"]) == 3 and naive["accuracy_matrix"][0][0] > 0.8  # task 1 learnt
     assert naive["average_forgetting"] > 0.5  # class-incremental fine-tuning forgets its first tasks
-    # the direction of the full example (which halves forgetting: README gallery) at a tiny scale
-    assert replay["average_forgetting"] < naive["average_forgetting"] - 0.2
+    # the README's claim at a tiny scale: replay cuts forgetting by at least two thirds (measured
+    # here: 0.968 -> 0.082; the full example: 0.989 -> 0.337)
+    assert replay["average_forgetting"] < naive["average_forgetting"] / 3
     assert replay["average_accuracy"] > naive["average_accuracy"] + 0.1
 
 
@@ -359,6 +361,20 @@ def test_average_precision_matches_a_hand_computed_case():
     det[0]["classes"] = torch.tensor([1, 1, 1])  # right places, wrong class
     assert average_precision(det, y, 2)[0] == 0.0
     assert average_precision(det, y, 2, class_agnostic=True)[0] == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_average_precision_interpolates_over_all_points_as_pascal_voc():
+    """A case where the ways of computing AP disagree: hits, misses, misses, hits, hits over three
+    garments. Precision 1, 1/2, 1/3, 1/2, 3/5 at recall 1/3, 1/3, 1/3, 2/3, 1. PASCAL VOC's
+    all-point interpolation (precision at recall r = the best precision at recall >= r) gives
+    1/3 (1 + 3/5 + 3/5) = 0.7333; the raw precision-recall sum gives 0.7; VOC 2007's 11 points, 0.7455."""
+    from netwright.tasks.detection import average_precision
+
+    y = torch.tensor([[[0, 0, 0, 10, 10], [0, 20, 20, 30, 30], [0, 40, 40, 50, 50]]])
+    det = [{"boxes": torch.tensor([[0., 0, 10, 10], [55, 55, 60, 60], [0, 40, 5, 45], [20, 20, 30, 30],
+                                   [40, 40, 50, 50]]),
+            "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]), "classes": torch.zeros(5, dtype=torch.long)}]
+    assert average_precision(det, y, num_classes=1)[0] == pytest.approx((1 + 0.6 + 0.6) / 3)
 
 
 def test_decoding_the_encoded_targets_gives_back_the_boxes():

@@ -135,7 +135,8 @@ def test_corrupt_and_truncated_weights(cli, trained: Path):
     weights = trained / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     assert_one_line_error(cli("evaluate", trained), "model.safetensors", "damaged")
-    assert_one_line_error(cli("predict", trained, "x.npy"), "no such file")
+    np.save("x.npy", np.zeros((2, 4), np.float32))  # a valid input: the weights are what is damaged
+    assert_one_line_error(cli("predict", trained, "x.npy"), "model.safetensors", "damaged")
     ckpt = trained / "checkpoints" / "last.safetensors"
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])

@@ -44,7 +44,8 @@ def test_two_processes_end_with_the_weights_of_one(spec_file: Path, tmp_path: Pa
     one = netwright("train", spec_file, "--name", "one", "--runs-dir", runs, "-q")
     two = netwright("train", spec_file, "--name", "two", "--runs-dir", runs, "-q", "--nproc", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
-    assert max_weight_diff(runs / "one" / "model.safetensors", runs / "two" / "model.safetensors") < 1e-5
+    diff = max_weight_diff(runs / "one" / "model.safetensors", runs / "two" / "model.safetensors")
+    assert diff < 5e-7, diff  # README: float32 rounding of gradients summed in another order (measured 1.5e-7)
     import json
 
     summary = json.loads((runs / "two" / "train.json").read_text())

@@ -42,7 +42,12 @@ def test_eval_json_matches_sklearn_on_the_same_predictions(iris_run):
     assert m["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
     assert m["loss"] == pytest.approx(skm.log_loss(y, probs, labels=[0, 1, 2]), rel=1e-6)
     assert np.array_equal(result["confusion_matrix"], skm.confusion_matrix(y, pred, labels=[0, 1, 2]))
-    assert 0 <= m["ece"] <= 1 and len(result["per_class"]) == 3
+    # ECE over 15 equal-width confidence bins, computed here with numpy from the same probabilities
+    conf, correct = probs.max(1), pred == y
+    bins = np.minimum(np.ceil(conf * 15).astype(int) - 1, 14)  # bin b holds (b/15, (b+1)/15]
+    direct = sum((bins == b).mean() * abs(correct[bins == b].mean() - conf[bins == b].mean())
+                 for b in range(15) if (bins == b).any())
+    assert m["ece"] == pytest.approx(direct, abs=1e-6) and len(result["per_class"]) == 3
     for pic in ("confusion.png", "reliability.png", "curves.png"):
         assert iris_run.has(f"eval/{pic}")
     assert iris_run.read_json("eval.json") == result

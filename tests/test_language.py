@@ -214,7 +214,7 @@ def test_token_attributions_highlight_text_and_keep_completeness(sentiment):
     ig = np.load(sentiment.file("explain/integrated_gradients.npy"))
     assert ig.shape == (4, 32) and np.isfinite(ig).all()
     x = sentiment.load_data().test.x[:4].numpy()
-    assert np.abs(ig[x == PAD]).max() <= np.abs(ig).max()  # every position, padding included, is scored
+    assert (x == PAD).any() and (ig[x == PAD] == 0).all()  # padding is the baseline token: exactly nothing
     assert result["completeness"]["mean_relative_gap"] < 0.05
     assert sentiment.has("explain/tokens.png")
 
@@ -317,12 +317,35 @@ def test_translation_is_scored_with_bleu_beside_copying_the_source(translator, c
     m = result["metrics"]
     for key in ("bleu_greedy", "bleu_beam4", "bleu_copy_source", "chrf_greedy", "chrf_copy_source", "perplexity"):
         assert np.isfinite(m[key]), key
+    # the examples evaluate scored are the model's own greedy translations: generate gives the same
     ex = result["examples"][0]
-    assert sacrebleu.sentence_bleu(ex["source"], [ex["reference"]]).score < 50  # copying is not translating
+    r = cli("generate", translator.path, "--prompt", ex["source"])
+    assert r.code == 0 and r.out.strip() == ex["greedy"].strip()
+    copied = sacrebleu.corpus_bleu([e["source"] for e in result["examples"]], [[e["reference"] for e in result["examples"]]])
+    assert copied.score < 5  # copying English is no Spanish (the metric's own baseline, by sacrebleu directly)
     r = cli("generate", translator.path, "--prompt", "And God said, Let there be light.", "--beam", "2")
     assert r.code == 0 and r.out.strip()
     assert_one_line_error(cli("export", translator.path), "translation model")
     assert_one_line_error(cli("explain", translator.path), "netwright generate")
+
+
+@pytest.mark.slow
+def test_a_small_translator_beats_copying_and_beam_beats_greedy(bible_files, tmp_path):
+    """The README's translation result in direction, on a run of about 30 s: 8,000 verse pairs,
+    15 epochs (README, the whole example: BLEU 22.0 beam / 18.7 greedy vs 0.26 copying). Measured
+    here: BLEU 7.0 greedy, 7.6 beam, 0.17 copying; chrF 21.5 vs 17.8."""
+    en, es = read_ztext(SWORD / "engKJV2006eb"), read_ztext(SWORD / "spaRV1909eb")
+    pairs = [(e, s) for e, s in zip(en, es) if e and s][:8000]
+    (tmp_path / "en.txt").write_text("\n".join(e for e, _ in pairs), encoding="utf-8")
+    (tmp_path / "es.txt").write_text("\n".join(s for _, s in pairs), encoding="utf-8")
+    spec = {"data": {"name": "parallel_text", "source_path": str(tmp_path / "en.txt"),
+                     "target_path": str(tmp_path / "es.txt"), "vocab_size": 600, "max_len": 48},
+            "model": {"name": "transformer_seq2seq", "d_model": 64, "heads": 2, "enc_layers": 1, "dec_layers": 1,
+                      "ff_dim": 128, "dropout": 0.0},
+            "train": {"epochs": 15, "batch_size": 32, "threads": 1, "optimizer": {"name": "adamw", "lr": 0.005}}}
+    m = netwright.evaluate(netwright.train(spec, name="tr8k", progress="quiet"), plots=False)["metrics"]
+    assert m["bleu_greedy"] > m["bleu_copy_source"] + 5 and m["chrf_greedy"] > m["chrf_copy_source"] + 2
+    assert m["bleu_beam4"] >= m["bleu_greedy"]
 
 
 def test_parallel_files_must_align(tmp_path, cli):

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import netwright
-from netwright import TrainingError, load_dataset, load_spec
+from netwright import TrainingError, build_model, load_dataset, load_spec
 from netwright.data.augment import Augmenter
 from netwright.spec import AugmentSpec
 from netwright.tasks import SupervisedTask
@@ -32,6 +32,44 @@ def test_golden_losses():
     assert [h["val_loss"] for h in history] == pytest.approx(
         [0.5587078332901001, 0.3072460889816284, 0.16229426860809326], rel=1e-6)
     assert [h["val_accuracy"] for h in history] == pytest.approx([18 / 23, 18 / 23, 1.0])
+
+
+def test_the_trainer_takes_the_steps_of_a_hand_written_loop():
+    """The golden losses above, reproduced by a plain PyTorch loop written from the trainer's
+    documented contract: the model built after torch.manual_seed(seed); each epoch the global RNG
+    seeded with derive_seed(seed, epoch, 0) and the example order a randperm seeded with
+    derive_seed(seed, epoch, 1); a trailing batch of one example dropped; SGD steps; train_loss
+    the example-weighted mean of the batch losses; val_loss one cross-entropy over the split."""
+    import torch.nn.functional as F
+
+    from netwright.training.trainer import derive_seed
+
+    raw = tiny_spec(optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9})
+    history = netwright.train(raw, name="g", progress="quiet").metrics()
+    spec = load_spec(raw)
+    data = load_dataset(spec.data)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model.name, data.info, **spec.model.params)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y, bs = data.train.x, data.train.y, spec.train.batch_size
+    n = len(y) - (1 if len(y) % bs == 1 else 0)
+    for epoch, logged in enumerate(history, start=1):
+        torch.manual_seed(derive_seed(spec.seed, epoch, 0))
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(derive_seed(spec.seed, epoch, 1)))[:n]
+        model.train()
+        total = 0.0
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            val_loss = F.cross_entropy(model(data.val.x), data.val.y).item()
+        assert logged["train_loss"] == pytest.approx(total / n, rel=1e-6)
+        assert logged["val_loss"] == pytest.approx(val_loss, rel=1e-6)
 
 
 def test_same_seed_same_data_gives_identical_metrics(_runs_dir: Path):
