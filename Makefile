@@ -40,5 +40,12 @@ bench: $(STAMP)
 startup: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
 
+# mutants of metrics.py, fairness/audit.py and explain/sanity.py ([tool.mutmut] in pyproject.toml);
+# not part of `make test`: about 15 minutes here
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt 'mutmut>=3.3' 2>&1 | $(QUIET_PIP)
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

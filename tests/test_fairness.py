@@ -65,6 +65,29 @@ def test_audit_per_group_rates_equal_direct_counts_and_gaps_equal_fairlearn(seed
             equal_opportunity_difference(y, pred, sensitive_features=sf))
 
 
+def test_bootstrap_rates_equal_rates_on_the_resampled_rows():
+    """Bootstrap draws are example weights: the rates under weights equal the rates computed on the
+    rows repeated that many times; a group no draw picked gets nan, the other groups keep their place."""
+    from netwright.fairness.audit import _ci, _rates
+
+    rng = np.random.default_rng(0)
+    codes, t, p = rng.integers(0, 3, 300), rng.random(300) < 0.4, rng.random(300) < 0.5
+    w = rng.integers(0, 3, 300).astype(float)
+    w[codes == 2] = 0  # the last group is never drawn
+    rates = _rates(codes, 3, t, p, w)
+    rows = np.repeat(np.arange(300), w.astype(int))
+    for g in (0, 1):
+        m = codes[rows] == g
+        tt, pp = t[rows][m], p[rows][m]
+        assert rates["selection_rate"][g] == pytest.approx(pp.mean())
+        assert rates["true_positive_rate"][g] == pytest.approx(pp[tt].mean())
+        assert rates["false_positive_rate"][g] == pytest.approx(pp[~tt].mean())
+        assert rates["accuracy"][g] == pytest.approx((tt == pp).mean())
+    assert all(np.isnan(r[2]) for r in rates.values())
+    assert _ci([float(v) for v in range(1001)]) == pytest.approx([25.0, 975.0])  # the central 95%
+    assert _ci([float("nan")] * 5) is None
+
+
 def test_audit_recovers_the_planted_gap():
     run = netwright.train(fair_spec(), name="fair", progress="quiet")
     result = netwright.audit(run)

@@ -159,10 +159,11 @@ def test_gan_bad_input(cli, tmp_path: Path):
 
 @pytest.mark.slow
 def test_digits_gan_example_reaches_its_quality():
-    """examples/digits_gan.yaml: Frechet distance far below an untrained generator's and Gaussian
-    noise's, every digit >= 3% of 1000 samples, a chosen class judged as itself >= 80% of the time."""
+    """examples/digits_gan.yaml, the README's numbers with margins: Frechet distance 5.4 (< 8; an
+    untrained generator 647, Gaussian noise 193), every digit >= 7.6% of 1000 samples (>= 6%), a
+    chosen class judged as itself 88% of the time (>= 85%)."""
     run = netwright.train(ROOT / "examples" / "digits_gan.yaml", name="gan", progress="quiet")
     m = run.evaluate()["metrics"]
-    assert m["fid"] < 0.2 * m["fid_gaussian_noise"] and m["fid"] < 0.1 * m["fid_untrained_generator"]
-    assert m["modes"] == 10 and m["min_class_share"] >= 0.03
-    assert m["conditional_accuracy"] >= 0.8
+    assert m["fid"] < 8 and m["fid"] < 0.05 * m["fid_gaussian_noise"] and m["fid"] < 0.02 * m["fid_untrained_generator"]
+    assert m["modes"] == 10 and m["min_class_share"] >= 0.06
+    assert m["conditional_accuracy"] >= 0.85

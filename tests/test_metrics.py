@@ -42,9 +42,16 @@ def test_regression_metrics_match_sklearn(seed):
 
 
 def test_expected_calibration_error_against_a_direct_computation():
+    """Miscalibrated both ways (confident examples mostly wrong, unsure ones mostly right), so that
+    merging or shifting bins changes the answer, plus confidences lying exactly on bin edges (0.5,
+    0.7), which belong to the bin below: (lo, hi]."""
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(1000, 4, generator=g) * 3, dim=1).double()
-    target = torch.randint(0, 4, (1000,), generator=g)
+    conf, pred = probs.max(1)
+    right = torch.rand(1000, generator=g, dtype=torch.float64) < 1.2 - conf  # accuracy falls as confidence rises
+    target = torch.where(right, pred, (pred + 1) % 4)
+    edge = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.7, 0.1, 0.1, 0.1]], dtype=torch.float64).repeat(40, 1)
+    probs, target = torch.cat([probs, edge]), torch.cat([target, torch.zeros(80, dtype=torch.long)])
     ece, table = expected_calibration_error(probs, target, bins=10)
     conf, pred = probs.max(1)
     conf, correct = conf.numpy(), (pred == target).numpy()
@@ -54,10 +61,22 @@ def test_expected_calibration_error_against_a_direct_computation():
         if mask.any():
             expected += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
     assert ece == pytest.approx(expected, abs=1e-9)
-    assert sum(b["count"] for b in table) == 1000
+    assert abs(correct.mean() - conf.mean()) < 0.8 * ece  # one bin would hide part of the error
+    assert [b["count"] for b in table] == [int(((conf > lo) & (conf <= lo + 0.1)).sum()) for lo in np.arange(10) / 10]
+    assert [b["lo"] for b in table] == pytest.approx([i / 10 for i in range(10)])
+    assert [b["hi"] for b in table] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert all(b["confidence"] is None if not b["count"] else b["confidence"] > b["lo"] for b in table)
     # a perfectly calibrated one-hot prediction has zero ECE
     onehot = torch.nn.functional.one_hot(target, 4).double()
     assert expected_calibration_error(onehot, target)[0] == pytest.approx(0.0)
+
+
+def test_macro_f1_leaves_out_classes_seen_nowhere_and_r2_of_a_constant_target():
+    target, pred = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 2])  # class 3 never occurs
+    cm = confusion_matrix(pred, target, 4)
+    assert macro_f1(cm) == pytest.approx(skm.f1_score(target, pred, average="macro", labels=[0, 1, 2]))
+    y, p = torch.full((20,), 3.0), torch.linspace(2, 4, 20)
+    assert regression_metrics(p, y)["r2"] == skm.r2_score(y.numpy(), p.numpy()) == 0.0  # sklearn's finite choice
 
 
 def test_direction_of_metrics():

@@ -39,7 +39,7 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: 
     conf, pred = probs.max(dim=1)
     correct = (pred == target).double()
     edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
-    which = torch.bucketize(conf.double(), edges[1:-1], right=True)  # bin i holds (edges[i], edges[i+1]]
+    which = torch.bucketize(conf.double(), edges[1:-1])  # bin i holds (edges[i], edges[i+1]]
     ece, table = 0.0, []
     n = len(target)
     for b in range(bins):
