@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,20 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from netwright.doctor import SYSTEM
+
 ROOT = Path(__file__).resolve().parents[1]
 
-# What each Debian package of tools/system-deps provides, as the tests look for it. `make test`
-# installs them all, so there every test below runs; a bare `pytest` on a machine without them
-# skips these tests, each saying which package to install.
-_SWORD = Path("/usr/share/sword/modules/texts/ztext")
-SYSTEM_PACKAGES = {
-    "chromium": lambda: shutil.which("chromium") is not None,
-    "sword-text-kjv": lambda: (_SWORD / "engKJV2006eb").is_dir(),
-    "sword-text-sparv": lambda: (_SWORD / "spaRV1909eb").is_dir(),
-    "dataset-fashion-mnist": lambda: Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
-    "espeak-ng": lambda: shutil.which("espeak-ng") is not None,
-    "flite": lambda: shutil.which("flite") is not None,
-}
+# What each Debian package of tools/system-deps provides, as the loaders look for it (the list
+# `netwright doctor` reports). `make test` installs them all, so there every test below runs; a
+# bare `pytest` on a machine without them skips these tests, each saying which package to install.
+SYSTEM_PACKAGES = SYSTEM
 
 
 # a small spoken-digits set (ten voices): synthesised once a session, shared by the tests that use it

@@ -57,6 +57,45 @@ def digits(tmp_path_factory):
     assert proc.wait(timeout=30) == 0  # graceful shutdown
 
 
+def test_concurrent_requests_are_batched_and_each_answer_equals_the_unbatched_one(digits):
+    """64 requests of 1-3 rows sent at once to the batching server (a 20 ms wait, so they meet):
+    each answer equals the same request answered alone by a server with --max-batch 1 (to 1e-5),
+    and /metrics shows model calls of more than one request's rows."""
+    import asyncio
+
+    run, url = digits
+    alone, alone_url = start(run, "--max-batch", "1")
+    batched, batched_url = start(run, "--max-wait-ms", "20")
+    try:
+        x = run.load_data().test.x.numpy()
+        sizes = [1 + i % 3 for i in range(64)]
+        bodies, start_row = [], 0
+        for n in sizes:
+            rows = x[start_row:start_row + n]
+            start_row += n
+            bodies.append({"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                                       "data": rows.reshape(-1).tolist()}]})
+
+        async def send_all(base: str) -> list[np.ndarray]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                replies = await asyncio.gather(*(client.post(f"{base}/v2/models/digits/infer", json=b) for b in bodies))
+            return [np.array(r.json()["outputs"][0]["data"]).reshape(r.json()["outputs"][0]["shape"]) for r in replies]
+
+        together = asyncio.run(send_all(batched_url))
+        one_by_one = [np.array(httpx.post(f"{alone_url}/v2/models/digits/infer", json=b).json()["outputs"][0]["data"])
+                      .reshape(n, -1) for b, n in zip(bodies, sizes)]
+        for a, b, n in zip(together, one_by_one, sizes):
+            assert a.shape == (n, 10) and np.abs(a - b).max() <= 1e-5
+        metrics = httpx.get(batched_url + "/metrics").text
+        calls = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("netwright_batch_rows_count")))
+        rows = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("netwright_batch_rows_sum")))
+        assert rows == sum(sizes) and calls < len(sizes) / 2  # requests shared model calls
+    finally:
+        for proc in (alone, batched):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
 def test_protocol_round_trips(digits):
     run, url = digits
     assert httpx.get(url + "/v2/health/live").json() == {"live": True}

@@ -363,11 +363,14 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime, PyTorch as fallback), onnx or torch")] = "auto",
     threads: Annotated[int, typer.Option(help="inference threads")] = 1,
+    max_batch: Annotated[int, typer.Option(help="most rows of concurrent requests in one model call (1: no batching)")] = 64,
+    max_wait_ms: Annotated[Optional[float], typer.Option(help="longest a request waits for others [default: about one single-row call]")] = None,
 ) -> None:
     """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
     from .deploy.server import serve as serve_stage
 
-    serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads)
+    serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
+                max_wait_ms=max_wait_ms)
 
 
 @app.command()
@@ -533,6 +536,20 @@ def _registry_table(title: str, registry, columns: tuple[str, ...]) -> None:
     for e in registry.entries():
         table.add_row(e.name, *[str(e.meta.get(c, "any")) for c in columns], e.summary)
     out.print(table)
+
+
+@app.command()
+def doctor() -> None:
+    """What a bug report needs: versions, threads, CPU flags, GPUs, measured peaks, optional parts."""
+    from .doctor import report as doctor_report
+
+    for section, rows in doctor_report().items():
+        table = Table(title=section, show_header=False)
+        table.add_column("what")
+        table.add_column("value", overflow="fold")
+        for key, value in rows.items():
+            table.add_row(key, str(value))
+        out.print(table)
 
 
 @app.command()

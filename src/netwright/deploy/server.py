@@ -310,22 +310,51 @@ class Observe:
         self.latency.labels(name).observe(time.perf_counter() - t0)
 
 
-def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine: str = "auto", threads: int = 1):
-    """A FastAPI application serving one run's model."""
+def default_wait_s(model: Model) -> float:
+    """How long a request waits for others to batch with: about one single-row model call,
+    between 0.5 and 5 ms, so a lone request pays at most about twice its latency."""
+    x = np.zeros((1, *model.info.input_shape), dtype=model.dtype)
+    model.outputs(x)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        model.outputs(x)
+        times.append(time.perf_counter() - t)
+    return float(min(0.005, max(0.0005, sorted(times)[2])))
+
+
+def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine: str = "auto", threads: int = 1,
+               max_batch: int = 64, max_wait_ms: float | None = None):
+    """A FastAPI application serving one run's model.
+
+    Args:
+        max_batch: most rows stacked into one model call from concurrent requests (1: no batching).
+        max_wait_ms: longest a request waits for others (default: about one single-row call).
+    """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+    from .batching import Batcher
     from .page import page
 
+    if max_batch < 1:
+        raise NetwrightError(f"--max-batch {max_batch}: give 1 (no batching) or more rows")
+    if max_wait_ms is not None and not 0 <= max_wait_ms <= 1000:
+        raise NetwrightError(f"--max-wait-ms {max_wait_ms:g}: give 0 to 1000 milliseconds")
     run = run if isinstance(run, Run) else Run.open(run)
     model = Model(run, variant, engine, threads)
     registry = CollectorRegistry()
     requests_total = Counter("netwright_requests_total", "HTTP requests", ["route", "status"], registry=registry)
     latency = Histogram("netwright_request_seconds", "request latency", ["route"], registry=registry,
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+    batch_rows = Histogram("netwright_batch_rows", "rows per model call (dynamic batching)", registry=registry,
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+    wait_s = default_wait_s(model) if max_wait_ms is None else max_wait_ms / 1000
+    batcher = Batcher(model.outputs, max_batch, wait_s, observe=batch_rows.observe)
 
     app = FastAPI(title=f"netwright: {model.name}", version="1",
                   description=f"{model.info.task} on {model.info.name} ({model.engine})")
     app.state.model = model
+    app.state.batching = {"max_batch": max_batch, "max_wait_ms": round(wait_s * 1000, 3)}
 
     app.add_middleware(Observe, requests_total=requests_total, latency=latency)
 
@@ -381,7 +410,7 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
         check_name(name)
         payload = parse_json(await request.body())
         x = v2_tensor(model, payload)
-        out = model.outputs(x)
+        out = await batcher.run(x)
         response = {"model_name": model.name, "model_version": "1",
                     "outputs": [{"name": "output", "datatype": "FP32", "shape": list(out.shape),
                                  "data": out.reshape(-1).tolist()}]}
@@ -393,7 +422,7 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     async def predict(request: Request) -> dict[str, Any]:
         """Raw inputs in (features, pixels, a base64 image, values or text); labels and probabilities out."""
         x = raw_inputs(model, parse_json(await request.body()))
-        return {"model": model.name, "engine": model.engine, "predictions": model.decode(model.outputs(x))}
+        return {"model": model.name, "engine": model.engine, "predictions": model.decode(await batcher.run(x))}
 
     @app.post("/explain")
     async def explain(request: Request) -> dict[str, Any]:
@@ -412,7 +441,7 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
 
 
 def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          engine: str = "auto", threads: int = 1) -> None:
+          engine: str = "auto", threads: int = 1, max_batch: int = 64, max_wait_ms: float | None = None) -> None:
     """Serve a run until interrupted (SIGINT/SIGTERM shut down gracefully)."""
     import contextlib
     import signal
@@ -433,11 +462,13 @@ def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = 
             probe.bind((host, port))
         except OSError as e:
             raise NetwrightError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
-    app = create_app(run, variant, engine, threads)
+    app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
     server = Server(config)
     model = app.state.model
-    print(f"serving {model.name} ({model.engine}) on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    b = app.state.batching
+    batching = f"batches of up to {b['max_batch']} rows, {b['max_wait_ms']:g} ms wait" if b["max_batch"] > 1 else "no batching"
+    print(f"serving {model.name} ({model.engine}; {batching}) on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     server.run()
     print("stopped", flush=True)

@@ -66,3 +66,18 @@ def forward_cost(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         for h in handles:
             h.remove()
     return int(sum(counts)), max(steps)
+
+
+def forward_flops(model: nn.Module, example: torch.Tensor) -> int:
+    """FLOPs of one forward pass on one example, counted by ``torch.utils.flop_counter``
+    (matrix products and convolutions: 2 per multiply-accumulate)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example[:1])
+    finally:
+        model.train(was)
+    return int(counter.get_total_flops())

@@ -57,6 +57,7 @@ def model_details(run: Run) -> dict[str, Any]:
 
     from ..deploy.onnx_io import example_input
     from ..models import MODELS
+    from ..models.cost import forward_flops
 
     spec, info = run.spec, run.info
     model = run.load_model() if run.has("model.safetensors") else None
@@ -66,10 +67,13 @@ def model_details(run: Run) -> dict[str, Any]:
         return details
     from ..models.gan import GAN
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.sample(1) if isinstance(model, GAN) else model(example_input(info, 1))
+    if isinstance(model, GAN):  # a generator's forward is a sample
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.sample(1)
+        details["flops_per_example"] = int(counter.get_total_flops())
+    else:
+        details["flops_per_example"] = forward_flops(model, example_input(info, 1))
     details["parameters"] = sum(p.numel() for p in model.parameters())
-    details["flops_per_example"] = int(counter.get_total_flops())
     details["layers"] = [{"name": n, "type": type(m).__name__, "parameters": sum(p.numel() for p in m.parameters())}
                          for n, m in model.named_modules()
                          if n and not list(m.children()) and any(True for _ in m.parameters())]
@@ -105,7 +109,8 @@ def resources(run: Run, summary: dict[str, Any], flops: int | None) -> dict[str,
     threads = summary.get("threads", 1)
     watts = threads * WATTS_PER_CPU_THREAD + (WATTS_PER_GPU if str(summary.get("device", "")).startswith("cuda") else 0)
     out = {"training_seconds": seconds, "peak_rss_mb": summary.get("peak_rss_mb"), "device": summary.get("device"),
-           "threads": threads, "energy_kwh": seconds * watts / 3.6e6,
+           "threads": threads, "precision": summary.get("precision"), "precision_reason": summary.get("precision_reason"),
+           "compute": summary.get("compute"), "energy_kwh": seconds * watts / 3.6e6,
            "energy_method": (f"estimate, not a measurement: {seconds:.1f} s of training x {threads} CPU thread(s) x "
                              f"{WATTS_PER_CPU_THREAD:g} W each"
                              + (f" + one GPU at {WATTS_PER_GPU:g} W" if watts > threads * WATTS_PER_CPU_THREAD else ""))}

@@ -269,8 +269,15 @@ def _monitoring(card: dict[str, Any], pics: dict[str, Path]) -> str:
 
 def _resources(card: dict[str, Any], pics: dict[str, Path]) -> str:
     r = card["resources"]
+    c = r.get("compute") or {}
+    speed = (f"{c['flop_per_s'] / 1e9:,.1f} GFLOP/s of training = {100 * c['fraction_of_peak']:.1f}% of this "
+             f"machine's measured {r.get('precision')} matmul peak ({c['peak_flop_per_s'] / 1e9:,.0f} GFLOP/s)"
+             if c else None)
     return dl({"training time (s)": r.get("training_seconds"), "peak memory (MB, process)": r.get("peak_rss_mb"),
                "device": r.get("device"), "threads": r.get("threads"),
+               "precision": f"{r.get('precision')} ({r.get('precision_reason')})" if r.get("precision_reason")
+               else r.get("precision"),
+               "training speed": speed, "training speed method": c.get("method"),
                "parameters": card["model_details"].get("parameters"),
                "FLOPs per example (forward)": r.get("flops_per_example"), "training FLOPs": r.get("training_flops"),
                "training FLOPs method": r.get("training_flops_method"),

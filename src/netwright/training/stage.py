@@ -12,7 +12,7 @@ from ..data import load_dataset
 from ..fairness.mitigation import check_groups, training_terms
 from ..errors import NetwrightError, SpecError
 from ..models import MODELS, build_model, count_parameters
-from ..models.cost import forward_cost
+from ..models.cost import forward_cost, forward_flops
 from ..run import Run
 from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
 from ..tasks import (AdversarialTask, ContrastiveTask, ControlTask, DetectionTask, Judge, LanguageModelTask,
@@ -54,17 +54,46 @@ def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.T
     return max(1, min(cores // share, 8))
 
 
-def resolve_speedups(train_spec: TrainSpec, device: torch.device, model: torch.nn.Module) -> tuple[bool, bool]:
-    """(bf16 autocast?, channels-last?) for this device and model.
+# benchmarks/precision.py (training steps, fp32 against bf16 autocast, 2 threads of a CPU with
+# AMX and AVX512-BF16): bf16 pays once a step does about BF16_MACS_PER_STEP multiply-accumulates
+# (the Fashion-MNIST CNN at batch 128: 1.3 G) and each of its sequential steps is large; below
+# that (the digits CNN and MLP, MNIST-1D models) the conversions cost more than the products gain.
+BF16_MACS_PER_STEP = 200_000_000
+AUTOCAST_KINDS = (None, "language_model", "translation")  # the tasks whose steps run under autocast
 
-    Measured by benchmarks/speedups.py on whole training runs on a 2-core CPU: channels-last
-    made the digits CNN 1.16x faster at the same accuracy, so ``auto`` uses it for every 2-D
-    convolutional model; bf16 autocast was no faster there (0.93-1.01x) for these small
-    models, so ``auto`` keeps fp32 on the CPU and uses bf16 on CUDA.
+
+def resolve_precision(train_spec: TrainSpec, device: torch.device, model: torch.nn.Module, example: torch.Tensor,
+                      kind: str | None) -> tuple[bool, str]:
+    """(bf16 autocast?, why) for ``train.precision`` on this device and model.
+
+    ``auto``: bf16 on CUDA; on a CPU, bf16 when it runs natively (AVX512-BF16 or AMX) and a
+    training step is large enough to pay for the conversions, fp32 otherwise.
     """
-    bf16 = device.type == "cuda" if train_spec.precision == "auto" else train_spec.precision == "bf16"
+    from ..hardware import native_bf16
+
+    if train_spec.precision != "auto":
+        return train_spec.precision == "bf16", f"train.precision: {train_spec.precision}"
+    if kind not in AUTOCAST_KINDS:
+        return False, "fp32: this kind of model trains in full precision"
+    if device.type == "cuda":
+        return True, "bf16: auto on CUDA"
+    if not native_bf16():
+        return False, "fp32: this CPU has no native bf16 (AVX512-BF16 or AMX)"
+    macs, steps = forward_cost(model, example)
+    per_step = macs * train_spec.batch_size
+    if per_step / steps < BF16_MACS_PER_STEP:
+        return False, (f"fp32: {per_step / steps / 1e6:,.0f}M multiply-accumulates a step"
+                       f"{' (sequential step)' if steps > 1 else ''} is below the "
+                       f"{BF16_MACS_PER_STEP / 1e6:,.0f}M where bf16 pays on this CPU")
+    return True, (f"bf16: native on this CPU and {per_step / 1e6:,.0f}M multiply-accumulates a step "
+                  f">= {BF16_MACS_PER_STEP / 1e6:,.0f}M")
+
+
+def resolve_channels_last(train_spec: TrainSpec, model: torch.nn.Module) -> bool:
+    """Channels-last memory format: ``auto`` uses it for every 2-D convolutional model
+    (benchmarks/speedups.py: the digits CNN 1.16x faster at the same accuracy)."""
     conv2d = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    return bf16, conv2d and train_spec.channels_last in ("auto", True)
+    return conv2d and train_spec.channels_last in ("auto", True)
 
 
 def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None = None,
@@ -136,7 +165,9 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         notes.append(f"frozen: {', '.join(resolved.train.freeze)}")
     threads = resolve_threads(resolved.train.threads, model, data.train.x, share=dist.local_world)
     torch.set_num_threads(threads)
-    bf16, channels_last = resolve_speedups(resolved.train, device, model)
+    kind = MODELS.get(resolved.model.name).meta.get("task")
+    bf16, precision_reason = resolve_precision(resolved.train, device, model, data.train.x, kind)
+    channels_last = resolve_channels_last(resolved.train, model)
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     if resolved.train.compile:
         model.compile()  # compiles forward in place; parameter names (and checkpoints) are unchanged
@@ -152,7 +183,6 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         run = Run(share_path(run.path if dist.main else None, dist))
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
-    kind = MODELS.get(resolved.model.name).meta.get("task")
     if kind == "adversarial":
         task: Any = AdversarialTask(info, resolved.train, judge_for(run, resolved, info, resume, progress))
     elif kind == "language_model":
@@ -176,13 +206,16 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
                          f"continual learning ({resolved.continual.method}) -> {run.path}")
             result = train_continual(model, data, resolved, device, prog, lambda t, part: Trainer(
                 model, t, part, resolved, run, device, prog, channels_last=channels_last,
-                precision="bf16" if bf16 else "fp32", frozen=frozen))
+                precision="bf16" if bf16 else "fp32", precision_reason=precision_reason, frozen=frozen))
         run.write_json("continual.json", result)
         return run
 
+    # forward FLOPs of one example for the compute report (a GAN's two networks are not one forward)
+    flops = forward_flops(model, data.train.x[:1].to(device)) if kind != "adversarial" else None
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
-                          precision="bf16" if bf16 else "fp32", extras=extras, dist=dist, frozen=frozen)
+                          precision="bf16" if bf16 else "fp32", precision_reason=precision_reason, extras=extras,
+                          dist=dist, frozen=frozen, flops_per_example=flops)
         if resume:
             trainer.resume()
         else:
@@ -192,6 +225,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
                          f"{' compiled' if resolved.train.compile else ''}, {threads} thread{'s' * (threads > 1)}"
                          f"{f' x {dist.world} processes' if dist.active else ''}"
                          f"{''.join(f'; {n}' for n in notes)} -> {run.path}")
+            prog.message(f"precision {precision_reason}")
         trainer.fit()
     shutdown(dist)
     if resolved.fairness.mitigation == "thresholds" and dist.main:

@@ -4,6 +4,7 @@ early stopping, checkpoints and resume, metrics files and progress."""
 from __future__ import annotations
 
 import math
+import statistics
 import resource
 import time
 from typing import Any
@@ -56,7 +57,8 @@ class Trainer:
     def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
                  device: torch.device, progress: TrainingProgress, channels_last: bool = False,
                  precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None, dist: Dist | None = None,
-                 frozen: list[nn.Module] | None = None):
+                 frozen: list[nn.Module] | None = None, precision_reason: str | None = None,
+                 flops_per_example: int | None = None):
         self.dist = dist or Dist()
         self.frozen = frozen or []  # kept in eval mode while the rest trains
         self.module = model  # the network itself: its weights are what checkpoints hold
@@ -67,6 +69,9 @@ class Trainer:
         self.model, self.task, self.data, self.spec, self.run = model, task, data, spec, run
         self.device, self.progress = device, progress
         self.settings = {"precision": precision, "channels_last": channels_last, "compiled": spec.train.compile}
+        if precision_reason:
+            self.settings["precision_reason"] = precision_reason
+        self.flops_per_example = flops_per_example  # forward FLOPs of one example, for the compute report
         ts = spec.train
         if device.type == "cuda":  # one pinned, asynchronous copy of the training split to the GPU
             self.x = data.train.x.pin_memory().to(device, non_blocking=True)
@@ -278,4 +283,19 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "processes": self.dist.world,
+            **({"compute": self._compute()} if self.flops_per_example and st["timing"] else {}),
         }
+
+    def _compute(self) -> dict[str, Any]:
+        """Training FLOP/s (3 x forward FLOPs per example, for forward and backward, x the median
+        samples/s of the epochs) beside this machine's measured matmul peak for the precision used."""
+        from ..hardware import peak_flops
+
+        rate = statistics.median(t["samples_per_s"] for t in self.state["timing"])
+        achieved = 3 * self.flops_per_example * rate * self.dist.world
+        peak = peak_flops(self.device.type, self.settings["precision"], torch.get_num_threads())
+        return {"flops_per_example": 3 * self.flops_per_example, "samples_per_s": rate,
+                "flop_per_s": round(achieved), "peak_flop_per_s": round(peak["flop_per_s"]),
+                "fraction_of_peak": float(f"{achieved / peak['flop_per_s']:.4g}"), "peak": peak["method"],
+                "method": "3 x forward FLOPs (torch.utils.flop_counter) per example x median samples/s of the "
+                          "epochs (validation included), against the peak of the same precision and threads"}

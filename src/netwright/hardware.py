@@ -1,0 +1,111 @@
+"""What this machine can do: CPU flags, native bf16, and the measured matrix-multiply peak.
+
+The peak is the best FLOP/s of a 2048x2048 ``torch.matmul`` in the given precision and thread
+count, measured once per machine (CPU model, threads, torch version) and cached beside the
+data sets, so every run can report how close to it training ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_json
+
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
+PEAK_SIZE = 2048
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Which of the vector and matrix extensions that matter for training the CPU has."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {f: False for f in FLAGS}
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    return {f: f in have for f in FLAGS}
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX), as PyTorch itself decides."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _cache_file() -> Path:
+    from .data.builtin import cache_dir
+
+    return cache_dir() / "peak.json"
+
+
+def _measure(device: str, precision: str, threads: int) -> float:
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(PEAK_SIZE, PEAK_SIZE, device=device).to(dtype)
+        b = torch.randn(PEAK_SIZE, PEAK_SIZE, device=device).to(dtype)
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        torch.matmul(a, b)
+        sync()
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(3):
+                torch.matmul(a, b)
+            sync()
+            best = min(best, (time.perf_counter() - t) / 3)
+        return 2 * PEAK_SIZE**3 / best
+    finally:
+        torch.set_num_threads(before)
+
+
+def peak_flops(device: str, precision: str, threads: int) -> dict[str, Any]:
+    """The measured matmul peak (FLOP/s) for ``device`` (``cpu``, ``cuda``), ``precision``
+    (``fp32``, ``bf16``) and ``threads``: from the cache, else measured (about a second) and cached."""
+    import torch
+
+    where = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"{cpu_name()} x {threads} threads"
+    key = f"{device}|{where}|{precision}|torch {torch.__version__}"
+    path = _cache_file()
+    try:
+        table = json.loads(path.read_text())
+        if not isinstance(table, dict):
+            table = {}
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = {"flop_per_s": _measure(device, precision, threads), "device": where, "precision": precision,
+                      "method": f"best of 5 x 3 torch.matmul of {PEAK_SIZE}x{PEAK_SIZE} {precision} matrices"}
+        try:
+            write_json(path, table)
+        except OSError:
+            pass  # a read-only cache: measured again next time
+    return table[key]
