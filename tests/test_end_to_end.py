@@ -76,7 +76,7 @@ def test_demo_cnn_explanations_pass_their_checks():
     for m in ("saliency", "gradcam"):
         steps = [s["spearman"] for s in result["sanity"][m]["randomisation"]["steps"][1:]]  # [0]: the trained model
         assert abs(steps[-1]) < 0.5 and max(abs(s) for s in steps) < 0.9, m
-    # README: Grad-CAM's 4x4 map on 8x8 digits orders pixels no better than chance, and says so
-    assert not result["sanity"]["gradcam"]["deletion_insertion"]["passed"]
-    assert {"method": "gradcam", "check": "deletion_insertion"}.items() <= next(
-        f for f in result["flagged"] if f["method"] == "gradcam").items()
+    # a check that fails is flagged, not hidden (methods known to be bad: tests/test_explain.py)
+    for m, checks in result["sanity"].items():
+        for check, res in checks.items():
+            assert (not res["passed"]) == any(f["method"] == m and f["check"] == check for f in result["flagged"])
