@@ -55,13 +55,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=0.5, help="per measurement")
+    ap.add_argument("--only", default="", help="run the cases whose label contains this")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(min(cores, 8))
     print(f"{torch.get_num_threads()} threads; native bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
     print("| model / data | batch | MACs per example | MACs per step | MACs per sequential step | ms/step fp32 | ms/step bf16 | bf16 speed-up |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, dataset, model_spec, batch in CASES:
+    for label, dataset, model_spec, batch in [c for c in CASES if not args.only or args.only in c[0]]:
         spec = load_spec({"data": {"name": dataset, "val": 0.1}, "model": model_spec})
         data = load_dataset(spec.data)
         torch.manual_seed(0)

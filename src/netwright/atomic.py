@@ -17,6 +17,7 @@ from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+DIR_MODE = 0o777 & ~_UMASK
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's private 0600 is for the temporary only
 
 

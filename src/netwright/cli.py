@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import NetwrightError
+from .errors import NetwrightError, TrainingInterrupted, environment_problem, one_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural networks end to end: declare, train, evaluate, predict.")
@@ -577,15 +577,25 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     try:
         app(args=argv, prog_name="netwright")  # standalone: usage errors exit 2 on their own
+    except TrainingInterrupted as e:  # the checkpoint is written; the line says how to resume
+        err.print(one_line(str(e)), soft_wrap=True, markup=False)
+        sys.exit(128 + e.signum)
+    except KeyboardInterrupt:
+        err.print("interrupted", soft_wrap=True, markup=False)
+        sys.exit(130)
     except NetwrightError as e:
         if debug:
             raise
-        err.print(f"error: {e}", soft_wrap=True, markup=False)
+        err.print(f"error: {one_line(str(e))}", soft_wrap=True, markup=False)
         sys.exit(2)
     except Exception as e:  # a bug, not bad input: say so, keep the traceback behind --debug
         if debug:
             raise
-        err.print(f"internal error: {e.__class__.__name__}: {e} (run with --debug for the traceback)",
+        problem = environment_problem(e)
+        if problem is not None:  # the machine, not netwright: a full disk, a read-only folder, a port
+            err.print(f"error: {one_line(problem)}", soft_wrap=True, markup=False)
+            sys.exit(2)
+        err.print(one_line(f"internal error: {e.__class__.__name__}: {e} (run with --debug for the traceback)"),
                   soft_wrap=True, markup=False)
         sys.exit(1)
 

@@ -34,3 +34,51 @@ class CheckpointError(NetwrightError):
 
 class TrainingError(NetwrightError):
     """Training stopped because it could not go on (for example a non-finite loss)."""
+
+
+class RunLocked(NetwrightError):
+    """Another process is writing the same run."""
+
+
+class TrainingInterrupted(NetwrightError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+MAX_MESSAGE = 2000  # characters of one error line; the rest is cut (a YAML alias bomb, a huge value)
+
+
+def one_line(message: str) -> str:
+    """An error message as one line of bounded length."""
+    message = " ".join(message.split()) if "\n" in message else message
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + f"... ({len(message):,} characters)"
+
+
+def environment_problem(e: BaseException) -> str | None:
+    """The line for an operating-system problem a user can fix (permissions, a full disk, a long
+    name, a bad port), or None for anything else."""
+    import errno
+
+    if not isinstance(e, OSError):
+        return None
+    where = f"{e.filename}: " if e.filename else ""
+    fixes = {
+        errno.EACCES: "permission denied; make the folder writable or choose another (--runs-dir, --out)",
+        errno.EPERM: "operation not permitted; make the folder writable or choose another",
+        errno.EROFS: "read-only file system; choose a writable folder (--runs-dir, --out)",
+        errno.ENOSPC: "no space left on the device; free some space or write elsewhere (the earlier files are "
+                      "kept)",
+        errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+        errno.ENAMETOOLONG: "file name too long; choose a shorter name",
+        errno.EMFILE: "too many open files; raise the limit (ulimit -n)",
+        errno.EADDRINUSE: "address already in use; choose another --port or stop the server holding it",
+        errno.EADDRNOTAVAIL: "address not available on this machine; check --host",
+        errno.EISDIR: "is a folder; give a file",
+        errno.ENOTDIR: "not a folder; give a folder",
+        errno.ENOENT: "no such file or folder; check the path",
+    }
+    fix = fixes.get(e.errno)
+    return f"{where}{fix}" if fix else None

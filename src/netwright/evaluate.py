@@ -9,11 +9,12 @@ import torch
 
 from .errors import NetwrightError
 from .metrics import confusion_matrix, expected_calibration_error, macro_f1
-from .run import Run
+from .run import Run, writes_run
 from .tasks import SupervisedTask
 from .training.trainer import collect_outputs
 
 
+@writes_run("netwright evaluate")
 def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = True,
              batch_size: int = 1024) -> dict[str, Any]:
     """Score a run's model on one split of its data and write ``eval.json`` (+ ``eval/*.png``).

@@ -11,7 +11,7 @@ import torch
 
 from .atomic import write_text
 from .errors import NetwrightError
-from .run import Run
+from .run import Run, writes_run
 
 EVAL_SAMPLES = 1000
 
@@ -45,8 +45,9 @@ def require_supervised(run: Run, stage: str) -> None:
         raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a control policy: "
                              f"evaluate it with 'netwright evaluate {run.path}' (it plays the test episodes)")
     if task in ("language_model", "translation"):
-        raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is a "
-                             f"{task.replace('_', ' ')} model: use 'netwright generate {run.path} --prompt ...'")
+        kind = "a language model" if task == "language_model" else "a translation model"
+        raise NetwrightError(f"{stage} applies to classifiers and regressors; {run.path} is {kind}: "
+                             f"use 'netwright generate {run.path} --prompt ...'")
 
 
 def _judge(run: Run):
@@ -92,6 +93,7 @@ def raw_values(run: Run, x: torch.Tensor) -> np.ndarray:
     return a * std + mean
 
 
+@writes_run("netwright sample")
 def sample(run: Run | str | os.PathLike, n: int = 64, label: int | None = None, out: str | os.PathLike | None = None,
            seed: int = 0) -> Path:
     """Generate ``n`` samples: a picture grid for images, a CSV in the data's columns for tables."""

@@ -112,7 +112,8 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -
         require_supervised(run, "predict")
     x = torch.from_numpy(encode_inputs(info, inputs))
     if len(x) == 0:
-        raise DataError("no inputs to predict")
+        where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
+        raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
     model = run.load_model()
     with torch.no_grad():
         out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

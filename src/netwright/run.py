@@ -9,17 +9,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import write_json, write_text
-from .errors import NetwrightError
+from .atomic import DIR_MODE, write_json, write_text
+from .errors import NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
     from .spec import Spec
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME = 100  # file systems allow 255 bytes; the staging and lock names add to it
+_held: dict[Path, int] = {}  # locks this process holds, with their depth (a stage may call another)
 
 
 def default_runs_dir() -> Path:
@@ -39,15 +47,17 @@ def default_runs_dir() -> Path:
 class Run:
     """A run directory. Open an existing one with :meth:`open`."""
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, home: str | os.PathLike | None = None, new: bool = False):
+        self.path = Path(path)  # where files are written now: a staging folder until commit()
+        self.home = Path(home) if home is not None else self.path  # where the run lives once committed
+        self.new = new  # no run was at home before this one (a checkpoint may commit it early)
 
     def __repr__(self) -> str:
-        return f"Run('{self.path}')"
+        return f"Run('{self.home}')"
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.home.name
 
     # ------------------------------------------------------------------ create / open
 
@@ -72,25 +82,99 @@ class Run:
         An existing run is replaced only with ``overwrite``; otherwise an explicit name is an
         error and a derived one gets a ``-2``, ``-3``... suffix.
         """
-        if not NAME_RE.match(name):
-            raise NetwrightError(f"run name {name!r}: use letters, digits, '.', '_' and '-' (no slashes)")
+        if not NAME_RE.match(name) or len(name) > MAX_NAME:
+            raise NetwrightError(f"run name {name[:40]!r}{'...' if len(name) > 40 else ''}: use at most {MAX_NAME} "
+                                 "letters, digits, '.', '_' and '-' (no slashes)")
         base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         path = base / name
+        if path.exists() and not path.is_dir():
+            raise NetwrightError(f"{path}: exists and is not a run directory; pick another --name")
         if path.exists():
             if overwrite:
                 if any(path.iterdir()) and not (path / "spec.yaml").is_file():
                     raise NetwrightError(f"{path}: exists and is not a run directory; refusing to overwrite it")
-                shutil.rmtree(path)
             elif explicit:
-                raise NetwrightError(f"run '{name}' already exists at {path}; pick another --name, "
-                                     "pass --overwrite to replace it, or --resume to continue it")
+                resumable = (path / "checkpoints" / "last.safetensors").is_file()
+                raise NetwrightError(f"run '{name}' already exists at {path}; pick another --name"
+                                     f"{', pass --overwrite to replace it, or --resume to continue it' if resumable else ' or pass --overwrite to replace it'}")
             else:
                 i = 2
                 while (base / f"{name}-{i}").exists():
                     i += 1
                 path = base / f"{name}-{i}"
-        path.mkdir(parents=True)
-        return cls(path)
+        base.mkdir(parents=True, exist_ok=True)
+        # built beside its home and moved there by commit(): a failure leaves the old run as it was
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=base))
+        staging.chmod(DIR_MODE)  # what mkdir would give: mkdtemp's private 0700 is for the temporary only
+        return cls(staging, home=path, new=not path.exists())
+
+    # ------------------------------------------------------------------ transactions
+
+    @property
+    def lock_file(self) -> Path:
+        return self.home.parent / f".{self.home.name}.lock"
+
+    @contextlib.contextmanager
+    def transaction(self, command: str) -> Iterator["Run"]:
+        """Hold the run's lock while ``command`` writes into it; a run being built is committed
+        when the block ends (or is interrupted after a checkpoint) and discarded on any failure."""
+        with self.lock(command):
+            try:
+                yield self
+            except TrainingInterrupted:
+                if (self.path / "checkpoints" / "last.safetensors").is_file():
+                    self.commit()
+                else:
+                    self.discard()
+                raise
+            except BaseException:
+                self.discard()
+                raise
+            self.commit()
+
+    def commit(self) -> None:
+        """Move a run being built to its home, replacing the run that was there."""
+        if self.path == self.home:
+            return
+        old = None
+        if self.home.exists():
+            old = self.home.with_name(f".{self.home.name}.old-{os.getpid()}")
+            os.replace(self.home, old)
+        os.replace(self.path, self.home)
+        self.path, self.new = self.home, False
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def checkpointed(self) -> None:
+        """A resumable checkpoint exists: a run with nothing at its home moves there now, so that
+        ``--resume`` finds it after a crash; one that replaces an earlier run waits for the end."""
+        if self.new:
+            self.commit()
+
+    def discard(self) -> None:
+        if self.path != self.home:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """One writer per run: a lock file beside the run names its holder (PID, host, command)."""
+        path = self.lock_file
+        key = path.resolve()
+        if key in _held:  # this process holds it already (a stage calling another)
+            _held[key] += 1
+            try:
+                yield
+            finally:
+                _held[key] -= 1
+            return
+        _acquire(path, command, self.home)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     # ------------------------------------------------------------------ files
 
@@ -128,7 +212,11 @@ class Run:
     def info(self) -> "DataInfo":
         from .data.info import DataInfo
 
-        return DataInfo.from_dict(self.read_json("data.json"))
+        try:
+            return DataInfo.from_dict(self.read_json("data.json"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise NetwrightError(f"{self.path / 'data.json'}: damaged ({e.__class__.__name__}: {str(e)[:80]}); "
+                                 "train the run again") from None
 
     def metrics(self) -> list[dict[str, Any]]:
         """One dict per finished epoch (``metrics.jsonl``)."""
@@ -156,8 +244,11 @@ class Run:
         spec = self.spec
         path = self.path / weights
         if not path.is_file():
-            raise NetwrightError(f"{path}: missing; the run has no trained weights yet "
-                                 f"(resume it with 'netwright train {self.path} --resume')")
+            if (self.path / "checkpoints" / "last.safetensors").is_file():
+                raise NetwrightError(f"{path}: missing; the run has no trained weights yet "
+                                     f"(resume it with 'netwright train {self.path} --resume')")
+            raise NetwrightError(f"{path}: missing, and the run has no checkpoint to resume; train it again with "
+                                 f"'netwright train SPEC --name {self.name} --overwrite'")
         model = build_model(spec.model.name, self.info, **spec.model.params)
         load_model_weights(model, path)
         return model.eval()
@@ -177,6 +268,59 @@ class Run:
         return predict(self, inputs, **kwargs)
 
 
+def _acquire(path: Path, command: str, home: Path) -> None:
+    host = socket.gethostname()
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8"))
+                pid, holder_host = int(holder["pid"]), str(holder["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                holder, pid, holder_host = None, None, host
+            if holder_host == host and (pid is None or not _alive(pid)):
+                who = f"pid {pid}, no longer running" if pid is not None else "unreadable"
+                print(f"note: cleared a stale lock on {home} ({who})", file=sys.stderr)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                for stale in home.parent.glob(f".{home.name}.new-*"):  # what that process was building
+                    shutil.rmtree(stale, ignore_errors=True)
+                continue
+            raise RunLocked(f"{home}: in use by '{holder.get('command')}' (pid {pid} on {holder_host}, since "
+                            f"{holder.get('since')}); wait for it to finish, or delete {path} if that process "
+                            "is gone") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"pid": os.getpid(), "host": host, "command": command,
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        return
+    raise RunLocked(f"{home}: could not take its lock {path}; try again")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def writes_run(command: str) -> Any:
+    """Decorate a stage whose first argument is a run: it runs holding the run's lock."""
+    import functools
+
+    def wrap(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def inner(run: "Run | str | os.PathLike", *args: Any, **kwargs: Any) -> Any:
+            run = run if isinstance(run, Run) else Run.open(run)
+            with run.lock(command):
+                return fn(run, *args, **kwargs)
+        return inner
+    return wrap
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """A summary row per run directory under ``runs_dir``."""
     base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -184,7 +328,7 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]
     if not base.is_dir():
         return rows
     for p in sorted(base.iterdir()):
-        if not (p / "spec.yaml").is_file():
+        if p.name.startswith(".") or not (p / "spec.yaml").is_file():  # runs being built, locks
             continue
         row: dict[str, Any] = {"name": p.name, "path": str(p)}
         try:

@@ -292,13 +292,48 @@ def load_spec(source: SpecSource, overrides: list[str] | None = None) -> Spec:
     return validate(raw)
 
 
+MAX_NODES = 100_000  # values in a spec once aliases are expanded; a spec has hundreds
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document whose aliases expand to more than
+    ``MAX_NODES`` values: a "billion laughs" file of nested aliases is a few hundred bytes that
+    expand to gigabytes once anything walks them."""
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n: Any) -> int:  # expanded count, each shared (aliased) node counted once per use
+            if id(n) not in sizes:
+                sizes[id(n)] = 1  # a recursive alias stops here
+                kids = [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else \
+                    n.value if isinstance(n, yaml.SequenceNode) else []
+                sizes[id(n)] = 1 + sum(size(c) for c in kids)
+            return sizes[id(n)]
+
+        if node is not None and size(node) > MAX_NODES:
+            raise yaml.YAMLError(f"its aliases (*name) expand to {size(node):,} values, more than a spec "
+                                 f"needs ({MAX_NODES:,}); write the values out")
+        return node
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with the alias limit."""
+    return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader)
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML mapping; malformed files fail with the line and column."""
     path = Path(path)
+    if path.is_dir():
+        raise NetwrightError(f"{path}: a folder; give a spec's YAML file (a run folder is continued with --resume)")
     if not path.is_file():
         raise NetwrightError(f"{path}: no such spec file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > 1 << 20:
+            raise NetwrightError(f"{path}: {path.stat().st_size:,} bytes; a spec is a short YAML file (at most 1 MiB)")
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -317,7 +352,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key.strip():
         raise NetwrightError(f"--set {item!r}: expected KEY=VALUE, e.g. train.optimizer.lr=0.05")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")

@@ -16,7 +16,7 @@ import torch
 
 from ..atomic import write_json
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import Run, writes_run
 from ..training.checkpoint import save_weights
 from . import measure
 from .prune import STRUCTURED, prune_structured, prune_unstructured
@@ -159,6 +159,7 @@ class Compressor:
             row["vs_original"] = vs
 
 
+@writes_run("netwright compress")
 def compress(run: Run | str | os.PathLike, quantize: str | None = None, prune: float | None = None,
              sparsity: float | None = None, budget: float | None = None, finetune_epochs: int | None = None,
              threads: int | None = None, progress: str = "auto") -> dict[str, Any]:

@@ -14,13 +14,21 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def open_image(path: Path):
-    """Open an image file with Pillow; unreadable files fail with one clear line."""
+    """Open an image file with Pillow; unreadable files, and images so large that decoding them
+    would exhaust memory (Pillow's decompression-bomb limit), fail with one clear line."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: more than {Image.MAX_IMAGE_PIXELS:,} pixels, too large to decode safely; "
+                        "resize it first") from None
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: cannot read this image ({e.__class__.__name__}); is the file complete?") from None
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import Run, writes_run
 from .onnx_io import export_onnx, onnx_session, run_session, variable_length
 
 FP32_TOLERANCE = 1e-4     # max |diff| of outputs, fp32 export
@@ -82,6 +82,7 @@ def _export_generator(run: Run, samples: int) -> dict[str, Any]:
     return result
 
 
+@writes_run("netwright export")
 def export(run: Run | str | os.PathLike, variant: str | None = None, format: str = "onnx",
            samples: int = 512) -> dict[str, Any]:
     """Export the run's model (or a compressed variant) to ONNX and verify it.

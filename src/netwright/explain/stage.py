@@ -12,7 +12,7 @@ import torch
 
 from ..atomic import write_with
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import Run, writes_run
 from . import pictures
 from .methods import METHODS, applicable, baseline_for, check_method
 from .sanity import deletion_insertion, randomisation
@@ -67,6 +67,7 @@ def explain(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return _explain(*args, **kwargs)
 
 
+@writes_run("netwright explain")
 def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, samples: int = 8,
             indices: list[int] | None = None, inputs: Any = None, target: int | None = None,
             sanity: bool = True, split: str = "test") -> dict[str, Any]:

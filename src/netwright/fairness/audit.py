@@ -18,7 +18,7 @@ import torch
 
 from ..errors import NetwrightError
 from ..metrics import expected_calibration_error
-from ..run import Run
+from ..run import Run, writes_run
 from .groups import group_index, group_labels, resolve
 
 CI_LEVEL = 0.95
@@ -160,6 +160,7 @@ def load_labelled(run: Run, data_file: str | os.PathLike | None, split: str, sen
     return x, y, {c: np.array([v.strip() for v in table[c]]) for c in sensitive}
 
 
+@writes_run("netwright audit")
 def audit(run: Run | str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
           plots: bool = True) -> dict[str, Any]:
     """Audit a trained classifier by group; writes ``audit.json`` and ``fairness/audit.png``.

@@ -16,7 +16,7 @@ import torch
 
 from ..data.info import Dataset
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import Run, writes_run
 from .audit import _gaps, _rates, decisions
 from .groups import group_index, group_labels, resolve
 from .postprocess import apply_thresholds, fit_thresholds
@@ -44,6 +44,7 @@ def _row(method: str, label: str, pred: np.ndarray, y: np.ndarray, codes: np.nda
             "selection_rate": float(pred.mean()), **gaps}
 
 
+@writes_run("netwright mitigate")
 def mitigate(run: Run | str | os.PathLike, methods: list[str] | None = None, sweep: bool = False,
              weights: list[float] | None = None, progress: str = "quiet") -> dict[str, Any]:
     """Compare mitigations on the test split; writes ``fairness/mitigate.json`` and ``tradeoff.png``.

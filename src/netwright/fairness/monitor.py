@@ -20,7 +20,7 @@ from scipy.stats import chi2_contingency, ks_2samp
 from ..data.preprocess import column_width, encode_table, normalize
 from ..data.tabular import read_csv
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import Run, writes_run
 from .groups import positive_index
 
 
@@ -83,6 +83,7 @@ def monitor_arrays(reference_x: np.ndarray, new_x: np.ndarray, columns: list[dic
             "drifted": [r["feature"] for r in rows if r["drift"]], "drift": any(r["drift"] for r in rows)}
 
 
+@writes_run("netwright monitor")
 def monitor(run: Run | str | os.PathLike, new_data: str | os.PathLike, name: str | None = None,
             plots: bool = True) -> dict[str, Any]:
     """Compare a CSV of new data with the run's training data; writes ``monitor/<name>.json``.

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..run import Run
+from ..run import Run, writes_run
 from .collect import collect, pictures
 from .html import render
 
 
+@writes_run("netwright report")
 def report(run: Run | str | os.PathLike) -> dict[str, Any]:
     """Write ``report.html`` (pictures embedded, no external assets) and ``report.json``.
 

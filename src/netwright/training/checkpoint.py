@@ -10,11 +10,13 @@ a mix. ``last.json`` beside it is the same state, readable by people.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -28,7 +30,17 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor], meta: dict[st
     """Atomically write a flat dict of tensors to ``path`` (safetensors)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     metadata = {META_KEY: json.dumps(meta)} if meta is not None else None
-    return write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # an I/O error (a full disk) reads as the OSError it is
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+
+    return write_with(path, write)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -64,9 +76,12 @@ def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | 
 
 
 def save_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
-                    schedulers: list[Any], best: dict[str, torch.Tensor] | None, state: dict[str, Any]) -> None:
-    """Write ``last.safetensors`` (everything needed to resume) and ``last.json``."""
+                    schedulers: list[Any], best: dict[str, torch.Tensor] | None, state: dict[str, Any],
+                    rng: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``last.safetensors`` (everything needed to resume) and ``last.json``; ``rng`` holds
+    random generator states for a checkpoint taken inside an epoch."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"rng.{k}": v for k, v in (rng or {}).items()})
     if best is not None:
         tensors.update({f"best.{k}": v for k, v in best.items()})
     opt_meta = []
@@ -99,13 +114,15 @@ def _match_layouts(opt: torch.optim.Optimizer) -> None:
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                     schedulers: list[Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """Restore model, optimizers and schedulers in place; returns (trainer state, best weights)."""
+    """Restore model, optimizers and schedulers in place; returns (trainer state, best weights).
+    Generator states of a checkpoint taken inside an epoch come back as ``state["rng"]``."""
     path = folder / "last.safetensors"
     tensors, state = read_weights(path)
     if state is None or "epoch" not in state:
         raise CheckpointError(f"{path}: not a netwright checkpoint (no trainer state)")
     _load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     if len(state["optimizers"]) != len(optimizers):
         raise CheckpointError(f"{path}: holds {len(state['optimizers'])} optimizers, the task has {len(optimizers)}")
     for i, (opt, meta) in enumerate(zip(optimizers, state["optimizers"])):

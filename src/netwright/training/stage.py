@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from pathlib import Path
 from typing import Any
@@ -114,11 +116,18 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
     Returns:
         The :class:`Run`; ``run.read_json("train.json")`` holds the summary.
     """
+    with contextlib.ExitStack() as scope:  # the run's lock and transaction, once the run is known
+        return _train(scope, spec, overrides, name, runs_dir, resume, overwrite, progress)
+
+
+def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] | None, name: str | None,
+           runs_dir: str | os.PathLike | None, resume: bool, overwrite: bool, progress: Mode) -> Run:
     if resume:
         if overrides:
             raise NetwrightError("--resume continues a run exactly as it was specified; "
                                  "start a new run to change the spec")
         run = Run.open(spec)
+        scope.enter_context(run.transaction("netwright train --resume"))
         resolved = run.spec
     else:
         resolved = load_spec(spec, overrides)
@@ -177,10 +186,13 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         run_name = name or resolved.name or _default_name(spec, resolved)
         if dist.main:  # only rank 0 writes the run directory; the others learn where it is
             run = Run.create(run_name, runs_dir, overwrite=overwrite, explicit=explicit)
+            scope.enter_context(run.transaction("netwright train"))
             run.write_spec(resolved.model_copy(update={"name": run.name}))
             run.write_json("data.json", info.to_dict())
             save_tokenizer(run)
-        run = Run(share_path(run.path if dist.main else None, dist))
+            share_path(run.path, dist)
+        else:
+            run = Run(share_path(None, dist))
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
     if kind == "adversarial":
@@ -203,7 +215,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
 
         with TrainingProgress(progress) as prog:
             prog.message(f"{resolved.model.name} on {info.name}: {count_parameters(model):,} parameters, "
-                         f"continual learning ({resolved.continual.method}) -> {run.path}")
+                         f"continual learning ({resolved.continual.method}) -> {run.home}")
             result = train_continual(model, data, resolved, device, prog, lambda t, part: Trainer(
                 model, t, part, resolved, run, device, prog, channels_last=channels_last,
                 precision="bf16" if bf16 else "fp32", precision_reason=precision_reason, frozen=frozen))
@@ -224,7 +236,7 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
                          f"{device}{' bf16' if bf16 else ''}{' channels-last' if channels_last else ''}"
                          f"{' compiled' if resolved.train.compile else ''}, {threads} thread{'s' * (threads > 1)}"
                          f"{f' x {dist.world} processes' if dist.active else ''}"
-                         f"{''.join(f'; {n}' for n in notes)} -> {run.path}")
+                         f"{''.join(f'; {n}' for n in notes)} -> {run.home}")
             prog.message(f"precision {precision_reason}")
         trainer.fit()
     shutdown(dist)

@@ -3,10 +3,14 @@ early stopping, checkpoints and resume, metrics files and progress."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import statistics
 import resource
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -14,7 +18,7 @@ from torch import nn
 
 from ..data.augment import Augmenter
 from ..data.info import Dataset, Split
-from ..errors import NetwrightError, TrainingError
+from ..errors import NetwrightError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
 from ..run import Run
 from ..spec import Spec
@@ -96,7 +100,9 @@ class Trainer:
         self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)
         self.monitor = self._monitor()
         self.minimize = lower_is_better(self.monitor)
-        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "best_value": None, "best_epoch": None,
+        # "batch" and "partial": how far into epoch + 1 a checkpoint taken inside it had got
+        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "batch": 0, "partial": None,
+                                      "best_value": None, "best_epoch": None,
                                       "bad_epochs": 0, "stopped_early": False, "finished": False,
                                       "history": [], "timing": []}
         self.best: dict[str, torch.Tensor] | None = None
@@ -104,6 +110,8 @@ class Trainer:
         # once a second, checkpoints every train.checkpoint_interval seconds, both at the end
         self._next_log = 0.0
         self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
+        self._rng: dict[str, torch.Tensor] = {}  # generator states to restore (resume inside an epoch)
+        self._signal: int | None = None  # SIGINT or SIGTERM received: stop after this step
 
     def _monitor(self) -> str:
         ts = self.spec.train
@@ -129,6 +137,9 @@ class Trainer:
             raise NetwrightError(f"{self.run.path}: no checkpoint to resume from (checkpoints/last.safetensors); "
                                  "start a new run instead")
         self.state, self.best = load_checkpoint(folder, self.module, self.optimizers, self.schedulers)
+        self._rng = self.state.pop("rng")
+        self.state.setdefault("batch", 0)
+        self.state.setdefault("partial", None)
 
     # ------------------------------------------------------------------ loop
 
@@ -139,20 +150,63 @@ class Trainer:
             self.progress.message(f"{self.run.path} finished already (epoch {st['epoch']}); nothing to resume")
             return self._summary()
         self.progress.start(ts.epochs, self.steps_per_epoch, st["epoch"])
-        try:
-            for epoch in range(st["epoch"] + 1, ts.epochs + 1):
-                t0 = time.perf_counter()
-                record = self._epoch(epoch)
-                seconds = time.perf_counter() - t0
-                stop = self._after_epoch(epoch, record, seconds)
-                self.progress.epoch_end(record, seconds, st["step"], self.monitor)
-                if stop:
-                    self.progress.message(f"early stopping: {self.monitor} has not improved for "
-                                          f"{st['bad_epochs']} epochs; best was epoch {st['best_epoch']}")
-                    break
-        finally:
-            self.progress.close()
+        with self._interruptible():
+            try:
+                for epoch in range(st["epoch"] + 1, ts.epochs + 1):
+                    t0 = time.perf_counter()
+                    record = self._epoch(epoch)
+                    seconds = time.perf_counter() - t0
+                    stop = self._after_epoch(epoch, record, seconds)
+                    self.progress.epoch_end(record, seconds, st["step"], self.monitor)
+                    if stop:
+                        self.progress.message(f"early stopping: {self.monitor} has not improved for "
+                                              f"{st['bad_epochs']} epochs; best was epoch {st['best_epoch']}")
+                        break
+                    if self._signal is not None and epoch < ts.epochs:
+                        self._interrupted(epoch + 1, 0, 0.0, {})
+            finally:
+                self.progress.close()
         return self._finish()
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """SIGINT and SIGTERM stop training after the step in progress, with a checkpoint at that
+        step; a second signal stops at once. One process only: ranks could stop at different steps."""
+        if self.dist.active or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._signal is not None:  # asked twice: stop now
+                for s, h in previous.items():
+                    signal.signal(s, h)
+                raise KeyboardInterrupt
+            self._signal = signum
+
+        for s in previous:
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _interrupted(self, epoch: int, batch: int, total: float, parts: dict[str, float]) -> None:
+        """Write a checkpoint after ``batch`` steps of ``epoch`` and stop."""
+        st = self.state
+        st["batch"], st["partial"] = batch, {"total": total, "parts": parts} if batch else None
+        write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
+        write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
+        rng = {"default": torch.default_generator.get_state(), "augment": self.augment.gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        st["augment_np"] = self.augment.rng.bit_generator.state
+        save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
+                        self.best, st, rng=rng)
+        where = f"epoch {epoch}, step {batch} of {self.steps_per_epoch}" if batch else f"the end of epoch {epoch - 1}"
+        raise TrainingInterrupted(f"{signal.Signals(self._signal).name}: stopped at {where} with a checkpoint; "
+                                  f"resume with: netwright train {self.run.home} --resume", self._signal)
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
         ts, st = self.spec.train, self.state
@@ -172,8 +226,17 @@ class Trainer:
         self.task.start_epoch(epoch, ts.epochs)
         total, bs, n = 0.0, ts.batch_size, self.n_used
         parts: dict[str, float] = {}
+        first = st["batch"]  # > 0: resuming inside this epoch, where the checkpoint was taken
+        if first:
+            total, parts = st["partial"]["total"], dict(st["partial"]["parts"])
+            torch.default_generator.set_state(self._rng["default"])
+            self.augment.gen.set_state(self._rng["augment"])
+            self.augment.rng.bit_generator.state = st.pop("augment_np")
+            if "cuda" in self._rng:
+                torch.cuda.set_rng_state(self._rng["cuda"], self.device)
+            st["batch"], st["partial"] = 0, None
         rank, world = self.dist.rank, self.dist.world
-        for b in range(self.steps_per_epoch):
+        for b in range(first, self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
             n_global = len(idx)
             if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
@@ -199,6 +262,8 @@ class Trainer:
             total += loss * len(idx)
             st["step"] += 1
             self.progress.step(epoch, st["step"], loss)
+            if self._signal is not None and b + 1 < self.steps_per_epoch:
+                self._interrupted(epoch, b + 1, total, parts)
         if self.dist.active:  # losses summed over every rank's examples
             sums = all_sum([total, *parts.values()], self.dist)
             total, parts = sums[0], dict(zip(parts, sums[1:]))
@@ -243,6 +308,7 @@ class Trainer:
         if checkpoint and self.dist.main:
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
+            self.run.checkpointed()
             self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
         return stop
 

@@ -1,0 +1,276 @@
+"""Nothing lost, nothing blocked: runs are transactions, one writer per run, interrupts save a
+checkpoint that resumes exactly, and problems of the machine (a full disk, a read-only folder, a
+long name, a YAML bomb, an image bomb, a damaged run file) are one line with exit code 2."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+import netwright
+from netwright.errors import RunLocked, TrainingError, TrainingInterrupted
+from netwright.run import Run
+from netwright.tasks import SupervisedTask
+from netwright.training.checkpoint import read_weights
+
+from conftest import assert_one_line_error, tiny_spec
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def leftovers(runs: Path) -> list[str]:
+    """Staging folders and locks left behind under ``runs``."""
+    return sorted(p.name for p in runs.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture
+def old_run() -> Run:
+    return netwright.train(tiny_spec(), name="old", progress="quiet")
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ({"monitor": "val_nonsense"}, "unknown metric"),  # fails when the trainer starts
+    ({"optimizer": {"name": "sgd", "lr": 1e12}}, "loss became"),  # fails in the first epoch
+    ({"early_stopping": {"patience": 2}}, "validation split"),  # with data.val: 0
+])
+def test_a_failed_overwrite_leaves_the_old_run_byte_identical(old_run: Run, override: dict, fragment: str):
+    before = snapshot(old_run.path)
+    spec = tiny_spec(**override)
+    if "early_stopping" in override:
+        spec["data"]["val"] = 0
+    with pytest.raises(netwright.NetwrightError, match=fragment):
+        netwright.train(spec, name="old", overwrite=True, progress="quiet")
+    assert snapshot(old_run.path) == before
+    assert leftovers(old_run.path.parent) == []
+
+
+def test_an_overwrite_that_succeeds_replaces_the_run(old_run: Run):
+    run = netwright.train(tiny_spec(epochs=2), name="old", overwrite=True, progress="quiet")
+    assert run.path == old_run.path and run.read_json("train.json")["epochs"] == 2
+    assert leftovers(run.path.parent) == []
+
+
+def test_a_failed_new_run_leaves_nothing_behind(_runs_dir: Path):
+    with pytest.raises(TrainingError):
+        netwright.train(tiny_spec(optimizer={"name": "sgd", "lr": 1e12}), name="new", progress="quiet")
+    assert not (_runs_dir / "new").exists() and leftovers(_runs_dir) == []
+
+
+def test_a_second_writer_is_refused_naming_the_holder(old_run: Run, cli):
+    with old_run.lock("netwright evaluate"):
+        lock = json.loads(old_run.lock_file.read_text())
+        assert lock["pid"] == os.getpid() and lock["command"] == "netwright evaluate"
+        # another process: the real CLI
+        Path(old_run.path.parent.parent / "spec.yaml").write_text(yaml.safe_dump(tiny_spec()))
+        proc = subprocess.run([sys.executable, "-m", "netwright", "train", "spec.yaml", "--name", "old",
+                               "--overwrite", "--quiet"], capture_output=True, text=True,
+                              cwd=old_run.path.parent.parent)
+        assert proc.returncode == 2, proc.stderr
+        assert f"in use by 'netwright evaluate' (pid {os.getpid()}" in proc.stderr
+        proc = subprocess.run([sys.executable, "-m", "netwright", "evaluate", str(old_run.path)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and "in use by" in proc.stderr, proc.stderr
+    assert not old_run.lock_file.exists()
+    assert cli("evaluate", old_run.path).code == 0  # free again
+
+
+def test_a_stale_lock_is_cleared_with_a_note(old_run: Run, capsys):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    old_run.lock_file.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename,
+                                             "command": "netwright train", "since": "earlier"}))
+    stale = old_run.path.parent / ".old.new-abc"  # what the dead process was building
+    stale.mkdir()
+    netwright.train(tiny_spec(epochs=1), name="old", overwrite=True, progress="quiet")
+    assert "cleared a stale lock" in capsys.readouterr().err
+    assert not stale.exists() and not old_run.lock_file.exists()
+
+
+def test_a_lock_held_elsewhere_is_not_stale(old_run: Run):
+    old_run.lock_file.write_text(json.dumps({"pid": 1, "host": "another-machine", "command": "netwright train",
+                                             "since": "earlier"}))
+    with pytest.raises(RunLocked, match="pid 1 on another-machine"):
+        netwright.evaluate(old_run)
+
+
+@contextlib.contextmanager
+def interrupt_at(step: int, signum: int) -> Iterator[None]:
+    """Deliver a real ``signum`` to this process inside training step ``step`` (1-based)."""
+    original = SupervisedTask.train_step
+    count = {"n": 0}
+
+    def step_then_signal(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        count["n"] += 1
+        if count["n"] == step:
+            signal.raise_signal(signum)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SupervisedTask, "train_step", step_then_signal)
+        yield
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_inside_an_epoch_checkpoints_and_resumes_exactly(signum: int):
+    # dropout and augmentation draw random numbers inside the epoch: the resume must restore them
+    spec = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [32], "dropout": 0.3},
+            "train": {"epochs": 3, "batch_size": 64, "threads": 1, "augment": {"shift": 1, "noise": 0.05},
+                      "schedule": {"name": "onecycle"}, "optimizer": {"name": "adamw", "lr": 0.01}}}
+    full = netwright.train(spec, name="full", progress="quiet")
+    steps = full.read_json("train.json")["steps"]
+    per_epoch = steps // 3
+    at = per_epoch + 7  # step 7 of epoch 2
+    with interrupt_at(at, signum), pytest.raises(TrainingInterrupted) as caught:
+        netwright.train(spec, name="cut", progress="quiet")
+    message = str(caught.value)
+    assert f"stopped at epoch 2, step 7 of {per_epoch}" in message and "--resume" in message
+    assert caught.value.signum == signum
+    cut = Run.open("cut")  # committed: a new run moves home once it has a checkpoint
+    assert cut.read_json("checkpoints/last.json")["batch"] == 7
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    netwright.train(cut.path, resume=True, progress="quiet")
+    assert (cut.path / "metrics.jsonl").read_text() == (full.path / "metrics.jsonl").read_text()
+    a, _ = read_weights(full.path / "model.safetensors")
+    b, _ = read_weights(cut.path / "model.safetensors")
+    assert all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_an_interrupt_of_an_overwrite_replaces_the_run_with_a_resumable_one(old_run: Run):
+    with interrupt_at(3, signal.SIGINT), pytest.raises(TrainingInterrupted):
+        netwright.train(tiny_spec(epochs=4), name="old", overwrite=True, progress="quiet")
+    assert not old_run.has("train.json") and old_run.has("checkpoints/last.safetensors")
+    run = netwright.train(old_run.path, resume=True, progress="quiet")
+    assert run.read_json("train.json")["epochs"] == 4
+
+
+def test_sigterm_to_the_cli_exits_143_with_the_resume_line(tmp_path: Path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"data": {"name": "digits"}, "model": {"name": "mlp"},
+                                    "train": {"epochs": 400, "batch_size": 16, "threads": 1}}))
+    proc = subprocess.Popen([sys.executable, "-m", "netwright", "train", str(spec), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (tmp_path / "runs" / ".s.lock").exists():
+        time.sleep(0.02)
+    time.sleep(1.0)  # inside training
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("SIGTERM: stopped at") and f"netwright train {tmp_path}/runs/s --resume" in lines[-1], err
+    assert (tmp_path / "runs" / "s" / "checkpoints" / "last.safetensors").is_file()
+    assert leftovers(tmp_path / "runs") == []
+
+
+# ---------------------------------------------------------------------- the machine's problems
+
+def test_a_long_run_name_is_one_line(cli, tmp_path: Path):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(tiny_spec()))
+    assert_one_line_error(cli("train", tmp_path / "s.yaml", "--name", "x" * 300), "at most 100")
+
+
+def test_a_damaged_data_json_is_one_line(old_run: Run, cli):
+    (old_run.path / "data.json").write_text("{}")
+    assert_one_line_error(cli("evaluate", old_run.path), "data.json: damaged", "train the run again")
+
+
+def test_a_yaml_alias_bomb_is_refused_fast(cli, tmp_path: Path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefghijklmnopqrstuvwxy", "bcdefghijklmnopqrstuvwxyz"):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    t = time.perf_counter()
+    result = cli("validate", tmp_path / "bomb.yaml")
+    assert time.perf_counter() - t < 5  # refused before anything expands it (0.2 s here)
+    assert_one_line_error(result, "malformed YAML", "aliases", "write the values out")
+    assert len(result.err) < 400
+
+
+def test_error_lines_are_capped(cli, tmp_path: Path):
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump({"data": {"name": "x" * 50_000}, "model": {"name": "mlp"}}))
+    result = cli("validate", tmp_path / "long.yaml")
+    assert result.code == 2 and len(result.err) < 2200, len(result.err)
+
+
+def test_an_image_bomb_is_one_line(cli, tmp_path: Path):
+    from PIL import Image
+
+    run = netwright.train({"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [8]},
+                           "train": {"epochs": 1, "threads": 1}}, name="img", progress="quiet")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12_000, 12_000)).save(bomb)  # 144 M pixels in 20 KB
+    assert bomb.stat().st_size < 100_000
+    assert_one_line_error(cli("predict", run.path, bomb), "bomb.png", "too large to decode safely")
+
+
+UNSHARE = shutil.which("unshare")
+
+
+def in_namespace(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``script`` in a private mount namespace, where it may mount a small or read-only folder."""
+    return subprocess.run([UNSHARE, "-Urm", "sh", "-ec", script], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHON": sys.executable})
+
+
+def namespaces_work() -> bool:
+    if UNSHARE is None:
+        return False
+    probe = subprocess.run([UNSHARE, "-Urm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_mounts = pytest.mark.skipif(not namespaces_work(), reason="needs unshare -Urm (user and mount namespaces) "
+                                  "to give the test a full disk or a read-only folder")
+
+
+@needs_mounts
+def test_a_full_disk_is_one_line_and_keeps_the_old_run(tmp_path: Path):
+    small = tmp_path / "small"
+    small.mkdir()
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump({"data": {"name": "digits"},
+                                                       "model": {"name": "mlp", "hidden": [1024, 1024]},
+                                                       "train": {"epochs": 1, "threads": 1}}))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_spec(epochs=1)))
+    done = in_namespace(f"""mount -t tmpfs -o size=1m tmpfs {small}
+        "$PYTHON" -m netwright train tiny.yaml --name r --runs-dir {small} --quiet
+        find {small}/r -type f | sort | xargs sha256sum > before
+        if "$PYTHON" -m netwright train big.yaml --name r --runs-dir {small} --overwrite --quiet 2> err; then
+            exit 9; else echo "exit $?" >> err; fi
+        find {small}/r -type f | sort | xargs sha256sum > after
+        ls -A {small} > listing""", tmp_path)
+    assert done.returncode == 0, done.stderr
+    err = (tmp_path / "err").read_text().splitlines()
+    assert err[-1] == "exit 2" and err[-2].startswith("error: ") and "no space left" in err[-2], err
+    assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+    assert (tmp_path / "listing").read_text().split() == ["r"]  # no staging folder, no lock left
+
+
+@needs_mounts
+def test_a_read_only_runs_folder_is_one_line(tmp_path: Path):
+    runs = tmp_path / "runs"
+    netwright.train(tiny_spec(), name="ro", runs_dir=runs, progress="quiet")
+    done = in_namespace(f"""mount --bind {runs} {runs}
+        mount -o remount,bind,ro {runs}
+        for cmd in "evaluate {runs}/ro" "train --resume {runs}/ro" "explain {runs}/ro"; do
+            "$PYTHON" -m netwright $cmd 2>> err && exit 9 || echo "exit $?" >> err
+        done""", tmp_path)
+    assert done.returncode == 0, done.stderr
+    err = (tmp_path / "err").read_text().splitlines()
+    assert err.count("exit 2") == 3, err
+    problems = [line for line in err if line.startswith("error: ")]
+    assert len(problems) == 3 and all("read-only file system" in line for line in problems), err
