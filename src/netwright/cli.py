@@ -288,16 +288,20 @@ def audit(
     out.print(f"{r.path}: {result['n']} examples ({result['source']}), positive outcome '{result['positive_label']}'")
     for key, grouping in result["groupings"].items():
         table = Table(title=key)
-        for col in ("group", "n", "accuracy", "selection rate", "TPR", "FPR", "calibration gap"):
+        for col in ("group", "n", "label rate", "selection rate", "accuracy", "TPR", "FPR", "calibration gap"):
             table.add_column(col, justify="left" if col == "group" else "right")
         for g in grouping["groups"]:
-            table.add_row(g["group"], str(g["count"]), f"{g['accuracy']:.3f}", f"{g['selection_rate']:.3f}",
-                          f"{g['true_positive_rate']:.3f}", f"{g['false_positive_rate']:.3f}",
+            table.add_row(g["group"], str(g["count"]), f"{g['base_rate']:.3f}", f"{g['selection_rate']:.3f}",
+                          f"{g['accuracy']:.3f}", f"{g['true_positive_rate']:.3f}", f"{g['false_positive_rate']:.3f}",
                           f"{g['calibration_gap']:+.3f}")
         out.print(table)
         for name, gap in grouping["gaps"].items():
             ci = f" [{gap['ci'][0]:.3f}, {gap['ci'][1]:.3f}]" if gap["ci"] else ""
-            out.print(f"  {name.replace('_', ' ')}: {gap['value']:.3f}{ci}")
+            verdict = " (includes no gap)" if gap["includes_no_gap"] else ""
+            pair = " / ".join(gap["between"][::-1]) if name.endswith("ratio") else " - ".join(gap["between"])
+            out.print(f"  {name.replace('_', ' ')}, {pair}: {gap['value']:.3f}{ci}{verdict}", markup=False)
+    for line in result["summary"]:
+        out.print(line, markup=False)
     for w in result["warnings"]:
         err.print(f"warning: {w}", markup=False)
     out.print(f"wrote {r.file('audit.json')} and {r.file('fairness/audit.png')}")

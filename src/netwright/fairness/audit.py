@@ -1,10 +1,13 @@
-"""The ``audit`` stage: how the model treats each group, and the gaps between groups.
+"""The ``audit`` stage: how the data and the model treat each group, and the gaps between groups.
 
-Per group (and per intersection of groups): count, accuracy, selection rate, true and false
-positive rates, calibration. Gaps: demographic parity difference and ratio, equalized odds
-difference, equal opportunity difference, each with a bootstrap confidence interval.
-Fairlearn's ``MetricFrame`` computes the group table; the bootstrap recomputes the same
-rates with numpy on resampled indices.
+Per group (and per intersection of groups): count, the label rate in the data (base rate),
+accuracy, selection rate, true and false positive rates, calibration. Gaps: the data's
+base-rate difference, the model's demographic parity difference and ratio, equalized odds
+difference and equal opportunity difference. A gap is signed: the rate of the group highest
+on the full data minus that of the group lowest, a pair kept fixed in every resample, so its
+bias-corrected and accelerated (BCa) bootstrap interval (``scipy.stats.bootstrap``) can
+include 0, and the audit says when it does. Fairlearn's ``MetricFrame`` computes the group
+table. A proxy check says how well the model's inputs predict each sensitive column.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def _rates(codes: np.ndarray, k: int, t: np.ndarray, p: np.ndarray, w: np.ndarra
     neg = n - pos
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
+            "base_rate": pos / n,
             "selection_rate": np.bincount(codes, w * p, k) / n,
             "true_positive_rate": np.bincount(codes, w * (t & p), k) / pos,
             "false_positive_rate": np.bincount(codes, w * (~t & p), k) / neg,
@@ -48,6 +52,71 @@ def _gaps(r: dict[str, np.ndarray]) -> dict[str, float]:
             "equalized_odds_difference": float(max(np.nanmax(tpr) - np.nanmin(tpr), np.nanmax(fpr) - np.nanmin(fpr))),
             "equal_opportunity_difference": float(np.nanmax(tpr) - np.nanmin(tpr)),
         }
+
+
+RATES = {  # numerator mask and denominator mask of each rate, from labels t and decisions p
+    "base_rate": (lambda t, p: t, lambda t, p: np.ones_like(t)),
+    "selection_rate": (lambda t, p: p, lambda t, p: np.ones_like(t)),
+    "true_positive_rate": (lambda t, p: t & p, lambda t, p: t),
+    "false_positive_rate": (lambda t, p: ~t & p, lambda t, p: ~t),
+}
+# each gap: (the rate it compares, difference or ratio)
+GAPS = {"base_rate_difference": ("base_rate", "difference"),
+        "demographic_parity_difference": ("selection_rate", "difference"),
+        "demographic_parity_ratio": ("selection_rate", "ratio"),
+        "equal_opportunity_difference": ("true_positive_rate", "difference"),
+        "false_positive_rate_difference": ("false_positive_rate", "difference")}
+
+
+def signed_gaps(codes: np.ndarray, names: list[str], t: np.ndarray, p: np.ndarray, resamples: int,
+                seed: int) -> dict[str, dict[str, Any]]:
+    """Every gap of ``GAPS`` (plus equalized odds: the larger of the TPR and FPR differences)
+    between the groups highest and lowest on the full data, with BCa intervals over
+    ``resamples`` resamples of the rows (percentile intervals where BCa is undefined)."""
+    from scipy.stats import bootstrap
+
+    k = len(names)
+    point = _rates(codes, k, t, p)
+    pairs = {}
+    for gap, (rate, _) in GAPS.items():
+        r = point[rate]
+        pairs[gap] = (int(np.nanargmax(r)), int(np.nanargmin(r)))
+
+    def statistic(c: np.ndarray, tt: np.ndarray, pp: np.ndarray, axis: int = -1) -> np.ndarray:
+        tt, pp = tt.astype(bool), pp.astype(bool)
+        out = []
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for gap, (rate, kind) in GAPS.items():
+                num, den = RATES[rate]
+                hi, lo = ((num(tt, pp) & (c == g)).sum(axis) / (den(tt, pp) & (c == g)).sum(axis) for g in pairs[gap])
+                out.append(hi - lo if kind == "difference" else lo / hi)
+        return np.stack(out)
+
+    values = statistic(codes, t, p)
+    ci: np.ndarray | None = None
+    method = "BCa"
+    if resamples:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            res = bootstrap((codes, t.astype(np.int8), p.astype(np.int8)), statistic, paired=True, vectorized=True,
+                            n_resamples=resamples, confidence_level=CI_LEVEL, method="BCa",
+                            random_state=np.random.default_rng(seed))
+        ci = np.stack([res.confidence_interval.low, res.confidence_interval.high], 1)
+        if not np.isfinite(ci).all():  # a resample without a group's positives: BCa undefined
+            boot = res.bootstrap_distribution
+            for i in np.flatnonzero(~np.isfinite(ci).all(1)):
+                ci[i] = _ci(list(boot[i])) or [np.nan, np.nan]
+            method = "BCa (percentile where BCa is undefined)"
+    out = {}
+    for i, (gap, (rate, kind)) in enumerate(GAPS.items()):
+        hi, lo = pairs[gap]
+        null = 0.0 if kind == "difference" else 1.0
+        interval = [float(ci[i, 0]), float(ci[i, 1])] if ci is not None and np.isfinite(ci[i]).all() else None
+        out[gap] = {"value": float(values[i]), "ci": interval, "between": [names[hi], names[lo]],
+                    "includes_no_gap": bool(interval is not None and interval[0] <= null <= interval[1]),
+                    "method": method}
+    tpr, fpr = out["equal_opportunity_difference"], out["false_positive_rate_difference"]
+    out["equalized_odds_difference"] = dict(tpr if tpr["value"] >= fpr["value"] else fpr)
+    return out
 
 
 def audit_predictions(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray, groups: dict[str, np.ndarray],
@@ -97,23 +166,75 @@ def audit_predictions(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
             row = {"group": name, **{m: float(table.loc[name, m]) for m in table.columns}}
             row["count"] = int(row["count"])
             mask = codes == i
+            row["base_rate"] = float(y_true[mask].mean())  # the label rate in the data
             row["mean_score"] = float(score[mask].mean())
             row["calibration_gap"] = float(score[mask].mean() - y_true[mask].mean())
             probs = torch.tensor(np.stack([1 - score[mask], score[mask]], 1))
             row["ece"] = expected_calibration_error(probs, torch.tensor(y_true[mask].astype(np.int64)), bins=10)[0]
             if boot:
-                for m in ("selection_rate", "true_positive_rate", "false_positive_rate", "accuracy"):
+                for m in ("base_rate", "selection_rate", "true_positive_rate", "false_positive_rate", "accuracy"):
                     row[f"{m}_ci"] = _ci([b[m][i] for b in boot])
             rows.append(row)
-        gaps = _gaps(_rates(codes, k, y_true, y_pred))
-        boot_gaps = [_gaps(b) for b in boot]
-        gap_rows = {name: {"value": v, "ci": _ci([b[name] for b in boot_gaps]) if boot else None}
-                    for name, v in gaps.items()}
-        result["groupings"][key] = {"groups": rows, "gaps": gap_rows}
+        result["groupings"][key] = {"groups": rows, "gaps": signed_gaps(codes, names, y_true, y_pred, bootstrap,
+                                                                         seed)}
     result["sensitive"] = sensitive
     result["ci_level"] = CI_LEVEL
     result["bootstrap"] = bootstrap
     return result
+
+
+def proxy_check(x_train: np.ndarray, g_train: np.ndarray, x: np.ndarray, g: np.ndarray,
+                feature_names: list[str] | None, seed: int = 0) -> dict[str, Any]:
+    """How well the model's inputs predict a sensitive column it was not given: a logistic
+    regression fitted on the training split, scored (balanced accuracy, chance = 1 / groups) on
+    the audited rows, with the inputs that weigh most (|coefficient| on standardised inputs)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(scaler.transform(x_train), g_train)
+    score = float(balanced_accuracy_score(g, clf.predict(scaler.transform(x))))
+    weight = np.abs(clf.coef_).max(0)
+    names = feature_names or [f"x{i}" for i in range(x.shape[1])]
+    top = [{"feature": names[i], "weight": float(weight[i])} for i in np.argsort(-weight)[:3]]
+    chance = 1.0 / len(clf.classes_)
+    return {"balanced_accuracy": score, "chance": chance, "top_features": top,
+            "is_proxy": bool(score > chance + 0.1)}
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    """The audit's facts, as sentences a reviewer can read: the data's gap, the model's gap,
+    whether each interval includes no gap, and the proxies."""
+    out = []
+    pos = result.get("positive_label", "positive")
+    for key, grouping in result["groupings"].items():
+        gaps = grouping["gaps"]
+        rates = {r["group"]: r for r in grouping["groups"]}
+        base, dp = gaps["base_rate_difference"], gaps["demographic_parity_difference"]
+
+        def said(gap: dict[str, Any]) -> str:
+            if gap["ci"] is None:
+                return f"{gap['value']:.2f}"
+            verdict = "which includes 0: no clear gap at this sample size" if gap["includes_no_gap"] else "excluding 0"
+            return f"{gap['value']:.2f} (95% interval {gap['ci'][0]:.2f} to {gap['ci'][1]:.2f}, {verdict})"
+
+        a, b = base["between"]
+        out.append(f"In the data, '{pos}' is the label of {rates[a]['base_rate']:.0%} of {a} and "
+                   f"{rates[b]['base_rate']:.0%} of {b}: a gap of {said(base)}.")
+        a, b = dp["between"]
+        out.append(f"The model gives '{pos}' to {rates[a]['selection_rate']:.0%} of {a} and "
+                   f"{rates[b]['selection_rate']:.0%} of {b}: a gap of {said(dp)}.")
+    for col, proxy in (result.get("proxies") or {}).items():
+        feats = ", ".join(f["feature"] for f in proxy["top_features"])
+        if proxy["is_proxy"]:
+            out.append(f"The model's inputs predict {col} with balanced accuracy {proxy['balanced_accuracy']:.2f} "
+                       f"(chance {proxy['chance']:.2f}), mostly through {feats}: leaving {col} out of the inputs "
+                       "does not keep it out of the model.")
+        else:
+            out.append(f"The model's inputs barely predict {col} (balanced accuracy "
+                       f"{proxy['balanced_accuracy']:.2f}, chance {proxy['chance']:.2f}).")
+    return out
 
 
 def _ci(values: list[float]) -> list[float] | None:
@@ -183,6 +304,11 @@ def audit(run: Run | str | os.PathLike, data: str | os.PathLike | None = None, s
     result = audit_predictions(y == positive, pred, score, groups, sensitive, fair.min_group_size, fair.bootstrap,
                                seed=run.spec.seed, labels=(names[positive], negative))
     result.update(positive_label=names[positive], source=str(data) if data else f"{split} split")
+    if info.modality == "tabular":
+        train = run.load_data().train
+        result["proxies"] = {c: proxy_check(train.x.numpy(), train.groups[c], x.numpy(), groups[c],
+                                            info.feature_names, run.spec.seed) for c in sensitive}
+    result["summary"] = summary(result)
     run.write_json("audit.json", result)
     if plots:
         from .pictures import audit_plot

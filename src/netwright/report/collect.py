@@ -142,7 +142,8 @@ def caveats(card: dict[str, Any]) -> list[str]:
     for key, grouping in audit.get("groupings", {}).items():
         dp = grouping["gaps"]["demographic_parity_difference"]
         if dp["ci"] and dp["ci"][0] > 0.05:
-            out.append(f"The selection rate differs between {key} groups by {dp['value']:.3f} "
+            a, b = dp.get("between", ["one group", "another"])
+            out.append(f"The selection rate of {a} exceeds that of {b} by {dp['value']:.3f} "
                        f"(95% interval {dp['ci'][0]:.3f} to {dp['ci'][1]:.3f}).")
     for m in card.get("monitoring") or []:
         if m.get("drift"):

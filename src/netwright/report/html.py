@@ -202,14 +202,17 @@ def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
     out = ""
     a = f.get("audit")
     if a:
+        out += "".join(f"<p>{e(line)}</p>" for line in a.get("summary", []))
         out += f"<p>Positive outcome: <b>{e(a['positive_label'])}</b>; {a['n']} examples ({e(a['source'])}).</p>"
         for key, grouping in a["groupings"].items():
             out += f"<h3>{e(key)}</h3>" + table(
-                ["group", "count", "accuracy", "selection rate", "TPR", "FPR", "calibration gap"],
-                [[g["group"], g["count"], g["accuracy"], g["selection_rate"], g["true_positive_rate"],
-                  g["false_positive_rate"], g["calibration_gap"]] for g in grouping["groups"]])
-            out += table(["gap", "value", "95% interval"],
-                         [[k.replace("_", " "), v["value"], f"{v['ci'][0]:.4f} to {v['ci'][1]:.4f}" if v["ci"] else "-"]
+                ["group", "count", "label rate (data)", "selection rate", "accuracy", "TPR", "FPR", "calibration gap"],
+                [[g["group"], g["count"], g.get("base_rate"), g["selection_rate"], g["accuracy"],
+                  g["true_positive_rate"], g["false_positive_rate"], g["calibration_gap"]] for g in grouping["groups"]])
+            out += table(["gap", "between", "value", "95% interval", "no gap in the interval?"],
+                         [[k.replace("_", " "), " vs ".join(v.get("between", [])), v["value"],
+                           f"{v['ci'][0]:.3f} to {v['ci'][1]:.3f}" if v["ci"] else "-",
+                           ("yes: not shown to differ" if v.get("includes_no_gap") else "no") if v["ci"] else "-"]
                           for k, v in grouping["gaps"].items()])
         out += img(pics.get("audit"), "rates by group")
     else:
