@@ -202,6 +202,41 @@ def test_each_mitigation_halves_the_parity_gap_within_three_points():
     assert run.has("fairness/reweighing/model.safetensors") and run.has("fairness/thresholds.json")
 
 
+def test_a_collapsed_penalty_is_flagged_and_not_recommended():
+    """A penalty so strong that the model decides the same for everyone: its "100% reduction" is
+    flagged as degenerate, excluded from the Pareto set and never recommended."""
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    result = netwright.mitigate(run, methods=["penalty"], sweep=True, weights=[1000.0])
+    rows = {r["label"]: r for r in result["rows"]}
+    collapsed = rows["penalty demographic_parity (lambda 1000)"]
+    assert min(collapsed["selection_rate"], 1 - collapsed["selection_rate"]) < 0.05, collapsed
+    assert any(f.startswith("degenerate") for f in collapsed["flags"]) and not collapsed["pareto"]
+    judgement = result["judgement"]
+    assert judgement["recommended"] == "original" and "keep the original" in judgement["reason"]
+    assert rows["original"]["intervals"]["demographic_parity_difference"]["ci"] is not None
+
+
+def test_judge_flags_a_variant_that_widens_its_gap_and_recommends_within_the_budget():
+    from netwright.fairness.mitigate import _row, judge
+
+    rng = np.random.default_rng(0)
+    g = rng.choice(["a", "b"], 1000)
+    codes = (g == "b").astype(int)
+    y = rng.random(1000) < 0.5
+    noisy = lambda p_a, p_b, flip: np.where(rng.random(1000) < flip, rng.random(1000) < np.where(g == "a", p_a, p_b), y)
+    rows = [_row("none", "original", noisy(0.7, 0.3, 0.4), y, codes, ["a", "b"], resamples=0),
+            _row("reweighing", "reweighing", noisy(0.9, 0.1, 0.6), y, codes, ["a", "b"], resamples=0),  # wider gap
+            _row("thresholds", "thresholds", noisy(0.5, 0.5, 0.45), y, codes, ["a", "b"], resamples=0),  # narrower
+            _row("penalty", "strong penalty", np.ones(1000, bool), y, codes, ["a", "b"], resamples=0)]  # constant
+    result = judge(rows, majority_accuracy=0.5, budget=5.0)
+    flags = {r["label"]: r["flags"] for r in rows}
+    assert any(f.startswith("worse: widens the demographic parity gap") for f in flags["reweighing"])
+    assert any(f.startswith("degenerate") for f in flags["strong penalty"])
+    assert result["recommended"] == "thresholds" and "thresholds" in result["pareto"]
+    tight = judge(rows, majority_accuracy=0.5, budget=0.0)
+    assert (tight["recommended"] == "thresholds") == (rows[2]["accuracy_points"] >= 0)
+
+
 @pytest.mark.slow
 def test_drift_false_alarms_and_detection_over_100_draws():
     run = netwright.train(fair_spec(), name="fair", progress="quiet")

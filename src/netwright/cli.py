@@ -312,22 +312,30 @@ def mitigate(
     run: Annotated[str, typer.Argument(help="run directory")],
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="reweighing, penalty, thresholds (repeatable) [default: all]")] = None,
     sweep: Annotated[bool, typer.Option(help="train the penalty at several weights: the trade-off curve")] = False,
+    budget: Annotated[float, typer.Option(help="accuracy points the recommended variant may lose")] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Reduce the gaps an audit found; compare accuracy and gaps of every mitigation."""
+    """Reduce the gaps an audit found; compare accuracy and gaps of every mitigation, judge them."""
     from .fairness.mitigate import mitigate as mitigate_stage
     from .run import Run
 
     r = Run.open(run)
-    result = mitigate_stage(r, methods=method, sweep=sweep, progress="quiet" if quiet else "lines")
+    if budget < 0:
+        raise NetwrightError(f"--budget {budget:g}: give the accuracy points a variant may lose, 0 or more")
+    result = mitigate_stage(r, methods=method, sweep=sweep, progress="quiet" if quiet else "lines", budget=budget)
     table = Table(title=f"{r.name}: mitigation ({', '.join(result['sensitive'])}; test split)")
-    for col in ("variant", "accuracy", "points", "parity gap", "reduction", "equalized odds gap"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    for col in ("variant", "accuracy", "points", "parity gap [95%]", "reduction", "equalized odds gap", "judgement"):
+        table.add_column(col, justify="left" if col in ("variant", "judgement") else "right")
     for row in result["rows"]:
+        ci = row["intervals"]["demographic_parity_difference"]["ci"]
+        verdict = "; ".join(row["flags"]) or ("Pareto-optimal" if row["pareto"] else "")
         table.add_row(row["label"], f"{row['accuracy']:.3f}", f"{row['accuracy_points']:+.1f}",
-                      f"{row['demographic_parity_difference']:.3f}", f"{100 * row['parity_gap_reduction']:.0f}%",
-                      f"{row['equalized_odds_difference']:.3f}")
+                      f"{row['demographic_parity_difference']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
+                      f"{100 * row['parity_gap_reduction']:.0f}%", f"{row['equalized_odds_difference']:.3f}", verdict)
     out.print(table)
+    j = result["judgement"]
+    out.print(f"recommended: {j['recommended']} ({j['reason']}; always predicting the majority outcome scores "
+              f"{j['majority_accuracy']:.3f})", markup=False)
     out.print(f"wrote {r.file('fairness/mitigate.json')} and {r.file('fairness/tradeoff.png')}")
 
 

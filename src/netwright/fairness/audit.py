@@ -73,7 +73,9 @@ def signed_gaps(codes: np.ndarray, names: list[str], t: np.ndarray, p: np.ndarra
     """Every gap of ``GAPS`` (plus equalized odds: the larger of the TPR and FPR differences)
     between the groups highest and lowest on the full data, with BCa intervals over
     ``resamples`` resamples of the rows (percentile intervals where BCa is undefined)."""
-    from scipy.stats import bootstrap
+    import warnings
+
+    from scipy.stats import DegenerateDataWarning, bootstrap
 
     k = len(names)
     point = _rates(codes, k, t, p)
@@ -96,7 +98,8 @@ def signed_gaps(codes: np.ndarray, names: list[str], t: np.ndarray, p: np.ndarra
     ci: np.ndarray | None = None
     method = "BCa"
     if resamples:
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateDataWarning)  # handled below: percentile intervals
             res = bootstrap((codes, t.astype(np.int8), p.astype(np.int8)), statistic, paired=True, vectorized=True,
                             n_resamples=resamples, confidence_level=CI_LEVEL, method="BCa",
                             random_state=np.random.default_rng(seed))

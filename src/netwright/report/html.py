@@ -219,10 +219,16 @@ def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
         out += _not_run("audit", card)
     m = f.get("mitigation")
     if m:
-        out += "<h3>Mitigation</h3>" + table(
-            ["variant", "accuracy", "points", "parity gap", "reduction", "equalized odds gap"],
+        j = m.get("judgement")
+        out += "<h3>Mitigation</h3>"
+        if j:
+            out += (f"<p>Recommended: <b>{e(j['recommended'])}</b> ({e(j['reason'])}). Always predicting the "
+                    f"majority outcome scores {j['majority_accuracy']:.3f}.</p>")
+        out += table(
+            ["variant", "accuracy", "points", "parity gap", "reduction", "equalized odds gap", "judgement"],
             [[r["label"], r["accuracy"], r["accuracy_points"], r["demographic_parity_difference"],
-              f"{100 * r['parity_gap_reduction']:.0f}%", r["equalized_odds_difference"]] for r in m["rows"]])
+              f"{100 * r['parity_gap_reduction']:.0f}%", r["equalized_odds_difference"],
+              "; ".join(r.get("flags", [])) or ("Pareto-optimal" if r.get("pareto") else "")] for r in m["rows"]])
         out += img(pics.get("tradeoff"), "accuracy / fairness trade-off")
     else:
         out += _not_run("mitigate", card)
