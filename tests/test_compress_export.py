@@ -97,6 +97,20 @@ def test_dynamic_int8_for_a_recurrent_model():
     assert abs(result["variants"]["int8"]["vs_original"]["test_score_points"]) <= 2.0
 
 
+def test_a_variant_larger_than_a_tiny_original_says_so(cli):
+    """int8 of an 8-unit MLP: ONNX's framing outweighs the bytes it saves; the table says so."""
+    run = train("tiny", "iris", {"name": "mlp", "hidden": [8]}, epochs=1)
+    result = cli("compress", run.path, "--quiet")
+    assert result.code == 0, result.err
+    row = run.read_json("compress/compress.json")["variants"]["int8"]
+    assert row["size_bytes"] > run.read_json("compress/compress.json")["original"]["size_bytes"]
+    assert any(n.startswith("larger than the original") for n in row["vs_original"]["notes"])
+    assert "int8: larger than the original" in result.out
+    for n in ("1", "64"):
+        lo, hi = row["latency_range_ms"][n]
+        assert lo <= row["latency_ms"][n] <= hi
+
+
 def test_budget_search_keeps_the_smallest_variant_within_budget():
     run = train("mlp", "digits", {"name": "mlp", "hidden": [64, 64]}, epochs=6, optimizer={"name": "adam", "lr": 0.003})
     result = netwright.compress(run, budget=5.0, finetune_epochs=2, progress="quiet")

@@ -244,6 +244,10 @@ def compress(
                       f"{vs['speedup_batch_64']:.2f}", f"{row.get('test_score', float('nan')):.4f}",
                       f"{vs.get('test_score_points', 0):+.2f}")
     out.print(table)
+    out.print("ms: medians of 7 timed blocks")
+    for name, row in result["variants"].items():
+        for note in row["vs_original"]["notes"]:
+            out.print(f"{name}: {note}", markup=False)
     if result["search"]:
         out.print(f"budget {result['search']['budget_points']:g} points: chose {result['search']['chosen']}")
     out.print(f"wrote {r.file('compress/compress.json')}")

@@ -38,6 +38,12 @@ def macs(module: nn.Module, info: DataInfo) -> int:
 
 def latency_ms(fn: Callable[[np.ndarray], Any], x: np.ndarray, budget_s: float = 0.4, repeats: int = 7) -> float:
     """Median milliseconds per call of ``fn(x)`` over ``repeats`` timed blocks, after warm-up."""
+    return latency_spread_ms(fn, x, budget_s, repeats)[1]
+
+
+def latency_spread_ms(fn: Callable[[np.ndarray], Any], x: np.ndarray, budget_s: float = 0.4,
+                      repeats: int = 7) -> tuple[float, float, float]:
+    """(fastest, median, slowest) milliseconds per call of ``fn(x)`` over ``repeats`` timed blocks."""
     for _ in range(3):
         fn(x)
     t0 = time.perf_counter()
@@ -48,8 +54,8 @@ def latency_ms(fn: Callable[[np.ndarray], Any], x: np.ndarray, budget_s: float =
         t0 = time.perf_counter()
         for _ in range(per_block):
             fn(x)
-        times.append((time.perf_counter() - t0) / per_block)
-    return statistics.median(times) * 1e3
+        times.append((time.perf_counter() - t0) / per_block * 1e3)
+    return min(times), statistics.median(times), max(times)
 
 
 def score(outputs: np.ndarray, split: Split, info: DataInfo) -> float:

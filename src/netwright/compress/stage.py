@@ -135,8 +135,10 @@ class Compressor:
         for n in (1, 64):
             source = self.data.test if self.data.test is not None else self.data.train
             x = np.ascontiguousarray(np.resize(source.x.numpy(), (n, *source.x.shape[1:])))
-            row.setdefault("latency_ms", {})[str(n)] = round(measure.latency_ms(
-                lambda a: v.predict(a, self.threads), x, budget_s=LATENCY_BUDGET_S), 4)
+            fastest, median, slowest = measure.latency_spread_ms(lambda a: v.predict(a, self.threads), x,
+                                                                 budget_s=LATENCY_BUDGET_S)
+            row.setdefault("latency_ms", {})[str(n)] = round(median, 4)  # the median of 7 timed blocks
+            row.setdefault("latency_range_ms", {})[str(n)] = [round(fastest, 4), round(slowest, 4)]
         if x_test is not None:
             row["test_score"] = measure.score(v.predict(x_test, self.threads), self.data.test, self.info)
         if self.data.val is not None:
@@ -151,8 +153,16 @@ class Compressor:
                 vs["size_ratio"] = round(base["size_bytes"] / row["size_bytes"], 3)
             if row.get("macs") and base.get("macs"):
                 vs["macs_ratio"] = round(base["macs"] / row["macs"], 3)
+            notes = []
+            if vs.get("size_ratio", 1) < 1:
+                notes.append(f"larger than the original ({row['size_bytes']:,} vs {base['size_bytes']:,} bytes: "
+                             "the format's overhead outweighs what it saves on a model this small)")
             for n in ("1", "64"):
                 vs[f"speedup_batch_{n}"] = round(base["latency_ms"][n] / row["latency_ms"][n], 3)
+                # slower only when every timed block of the variant is slower than every one of the original
+                if row is not base and row["latency_range_ms"][n][0] > base["latency_range_ms"][n][1]:
+                    notes.append(f"slower at batch {n} ({row['latency_ms'][n]:.3g} vs {base['latency_ms'][n]:.3g} ms)")
+            vs["notes"] = notes
             for key in ("test_score", "val_score"):
                 if key in row:
                     vs[f"{key}_points"] = round(100 * (row[key] - base[key]), 3)

@@ -245,6 +245,8 @@ def _compression(card: dict[str, Any], pics: dict[str, Path]) -> str:
                 for name, row in [("original", c["original"]), *c["variants"].items()]]
         out += f"<p>Latency with {c['threads']} thread(s).</p>" + table(
             ["variant", "bytes", "x smaller", "MACs", "ms @ 1", "ms @ 64", f"test {c['metric']}", "points"], rows)
+        notes = [f"{name}: {n}" for name, row in c["variants"].items() for n in row["vs_original"].get("notes", [])]
+        out += "<p>Latencies are medians of 7 timed blocks.</p>" + "".join(f"<p>{e(n)}</p>" for n in notes)
         if c.get("search"):
             out += f"<p>Budget search ({c['search']['budget_points']:g} points): chose {e(c['search']['chosen'])}.</p>"
     else:
