@@ -34,7 +34,7 @@ _EXPORTS = {
     "report": ".report",
     "Run": ".run", "list_runs": ".run",
     "Spec": ".spec", "load_spec": ".spec",
-    "train": ".training",
+    "train": ".training", "train_folds": ".training.folds",
 }
 
 

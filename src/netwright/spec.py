@@ -42,11 +42,19 @@ class DataSpec(_OpenSection):
     test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for testing")
     split_seed: int = Field(0, description="seed of the train/val/test split (independent of `seed`)")
     normalize: bool = Field(True, description="scale inputs by statistics of the train split (saved with the run)")
+    folds: int | None = Field(None, ge=2, description="cross-validation: the data outside the test split in this "
+                                 "many stratified folds (netwright train --folds K sets it)")
+    fold: int | None = Field(None, ge=1, description="with folds: which fold (1..folds) is the validation split; "
+                                "data.val is then not used")
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataSpec":
         if self.val + self.test >= 0.9:
             raise ValueError(f"val + test = {self.val + self.test:g} leaves too little to train on; keep it below 0.9")
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("data.folds and data.fold go together (netwright train --folds K sets both)")
+        if self.folds is not None and self.fold > self.folds:
+            raise ValueError(f"data.fold {self.fold} is beyond data.folds {self.folds}; choose 1..{self.folds}")
         return self
 
 

@@ -20,7 +20,8 @@ def load_dataset(spec: "DataSpec") -> Dataset:
 
     entry = DATASETS.get(spec.name, path="data.name")
     raw = entry.fn(**spec.params)
-    return prepare(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize)
+    return prepare(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize,
+                   folds=(spec.folds, spec.fold) if spec.folds else None)
 
 
 __all__ = ["DATASETS", "Dataset", "DataInfo", "RawData", "Split", "load_dataset", "register_dataset"]

@@ -12,11 +12,13 @@ from .info import Dataset, DataInfo, RawData, Split
 from .preprocess import check_finite, fit_normalization, normalize
 
 
-def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, normalize_inputs: bool) -> Dataset:
-    """Check the arrays, split them (stratified where possible) and normalise with train statistics."""
+def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, normalize_inputs: bool,
+            folds: tuple[int, int] | None = None) -> Dataset:
+    """Check the arrays, split them (stratified where possible) and normalise with train statistics.
+    ``folds``: (K, i): outside the test split, fold i of K stratified folds is the validation split."""
     check_raw(raw, name)
     digest = fingerprint(raw)
-    train_idx, val_idx, test_idx, stratified = split_indices(raw, digest, val, test, split_seed)
+    train_idx, val_idx, test_idx, stratified = split_indices(raw, digest, val, test, split_seed, folds)
     if len(train_idx) == 0:
         raise DataError(f"dataset '{name}': no examples left to train on; lower data.val / data.test")
 
@@ -64,8 +66,8 @@ def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, n
     return Dataset(info, take(train_idx), take(val_idx), test_split)
 
 
-def split_indices(raw: RawData, digest: str, val: float, test: float,
-                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+def split_indices(raw: RawData, digest: str, val: float, test: float, seed: int,
+                  folds: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
     """(train, val, test) example indices (test None when the data brings its own) and whether the
     split is stratified. The split is a pure function of the data and the fractions, so it is cached
     by the data's fingerprint: a later stage re-splits the same data without importing scikit-learn.
@@ -75,12 +77,12 @@ def split_indices(raw: RawData, digest: str, val: float, test: float,
     n = len(raw.y)
 
     def make() -> dict[str, np.ndarray]:
-        train_idx, val_idx, test_idx, stratified = _split_all(raw, val, test, seed)
+        train_idx, val_idx, test_idx, stratified = _split_all(raw, val, test, seed, folds)
         parts = {"train": train_idx, "val": val_idx, "stratified": np.array(stratified)}
         return parts | ({"test": test_idx} if test_idx is not None else {})
 
     key = {"fingerprint": digest, "n": n, "val": val, "test": test, "seed": seed, "task": raw.task,
-           "own_test": raw.test is not None}
+           "own_test": raw.test is not None, **({"folds": list(folds)} if folds else {})}
     parts = cached_arrays("split", key, make)
     if sum(len(parts[k]) for k in ("train", "val", "test") if k in parts) != n or not all(
             np.issubdtype(parts[k].dtype, np.integer) for k in ("train", "val")):
@@ -88,7 +90,8 @@ def split_indices(raw: RawData, digest: str, val: float, test: float,
     return parts["train"], parts["val"], parts.get("test"), bool(parts["stratified"])
 
 
-def _split_all(raw: RawData, val: float, test: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+def _split_all(raw: RawData, val: float, test: float, seed: int,
+               folds: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
     idx = np.arange(len(raw.y))
     strat = raw.y if raw.task == "classification" else None  # sequences (language, translation): a random split
     stratified = strat is not None
@@ -99,8 +102,23 @@ def _split_all(raw: RawData, val: float, test: float, seed: int) -> tuple[np.nda
         pool, test_idx, ok = _split(idx, test, strat, seed)
         stratified &= ok
         val_frac = val / (1.0 - test)
-    train_idx, val_idx, ok = _split(pool, val_frac, None if strat is None else strat[pool], seed + 1)
+    if folds is not None:
+        train_idx, val_idx, ok = _fold(pool, *folds, None if strat is None else strat[pool], seed + 1)
+    else:
+        train_idx, val_idx, ok = _split(pool, val_frac, None if strat is None else strat[pool], seed + 1)
     return train_idx, val_idx, test_idx, bool(stratified and ok)
+
+
+def _fold(idx: np.ndarray, k: int, i: int, strat: np.ndarray | None, seed: int):
+    """Split ``idx`` into (rest, fold ``i`` of ``k``); stratified when every class has ``k`` examples."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if len(idx) < k:
+        raise DataError(f"{len(idx)} examples outside the test split cannot make {k} folds; use fewer folds")
+    ok = strat is not None and np.unique(strat, return_counts=True)[1].min() >= k
+    splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if ok else KFold(k, shuffle=True, random_state=seed)
+    rest, out = list(splitter.split(idx, strat if ok else None))[i - 1]
+    return np.sort(idx[rest]), np.sort(idx[out]), ok or strat is None
 
 
 def check_raw(raw: RawData, name: str) -> None:

@@ -179,6 +179,7 @@ def collect(run: Run) -> dict[str, Any]:
                  "sensitive": info.sensitive, "target": info.target_name},
         "training": {"summary": summary, "history": history, "overfitting": overfitting(history, summary)},
         "continual": _json(run, "continual.json"),
+        "cross_validation": _cross_validation(run),
         "metrics": _json(run, "eval.json"),
         "explanations": _json(run, "explain/explain.json"),
         "fairness": ({"audit": _json(run, "audit.json"), "mitigation": _json(run, "fairness/mitigate.json")}
@@ -194,6 +195,16 @@ def collect(run: Run) -> dict[str, Any]:
     }
     card["caveats"] = caveats(card)
     return card
+
+
+def _cross_validation(run: Run) -> dict[str, Any] | None:
+    """The study this run is a fold of (``../folds.json``), when there is one."""
+    fold = run.spec.data.fold
+    p = run.path.parent / "folds.json"
+    if fold is None or not p.is_file():
+        return None
+    study = json.loads(p.read_text(encoding="utf-8"))
+    return {"fold": fold, "folds": study["folds"], "summary": study["summary"], "ensemble": study["ensemble"]}
 
 
 def pictures(run: Run) -> dict[str, Path]:

@@ -168,6 +168,15 @@ def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:
                 f"{c['average_accuracy']:.4f}, average forgetting {c['average_forgetting']:.4f}.</p>")
         out += table(["after task"] + [" / ".join(t) for t in c["tasks"]],
                      [[k + 1] + ["" if v is None else v for v in row] for k, row in enumerate(c["accuracy_matrix"])])
+    cv = card.get("cross_validation")
+    if cv:  # one fold of a study: how much the folds differ
+        test = cv["summary"]["test"]
+        out += (f"<h3>Cross-validation</h3><p>This run is fold {cv['fold']} of {cv['folds']}; the test split is "
+                f"shared. Over the folds (mean, sd, range) and for the ensemble of the {cv['ensemble']['models']} "
+                "models:</p>")
+        out += table(["metric", "mean", "sd", "min", "max", "ensemble"],
+                     [[k, v["mean"], v["sd"], v["min"], v["max"], cv["ensemble"]["metrics"].get(k, "-")]
+                      for k, v in test.items()])
     return out + img(pics.get("curves"), "learning curves")
 
 
