@@ -264,13 +264,29 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_run(tmp_path: Path):
 def test_a_read_only_runs_folder_is_one_line(tmp_path: Path):
     runs = tmp_path / "runs"
     netwright.train(tiny_spec(), name="ro", runs_dir=runs, progress="quiet")
+    (tmp_path / "serve.py").write_text(f"""
+from fastapi.testclient import TestClient
+from netwright.deploy.server import create_app
+client = TestClient(create_app("{runs}/ro"))
+r = client.post("/v2/models/ro/infer", json={{"inputs": [{{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                                          "data": [0.1, 0.2, 0.3, 0.4]}}]}})
+print(r.status_code, client.get("/v2/models/ro").json()["platform"])
+""")
     done = in_namespace(f"""mount --bind {runs} {runs}
         mount -o remount,bind,ro {runs}
         for cmd in "evaluate {runs}/ro" "train --resume {runs}/ro" "explain {runs}/ro"; do
             "$PYTHON" -m netwright $cmd 2>> err && exit 9 || echo "exit $?" >> err
-        done""", tmp_path)
+        done
+        "$PYTHON" serve.py > served""", tmp_path)
     assert done.returncode == 0, done.stderr
+    # a read-only run is still served: without its ONNX export, by PyTorch
+    assert (tmp_path / "served").read_text().split() == ["200", "torch"]
     err = (tmp_path / "err").read_text().splitlines()
     assert err.count("exit 2") == 3, err
     problems = [line for line in err if line.startswith("error: ")]
     assert len(problems) == 3 and all("read-only file system" in line for line in problems), err
+
+
+def test_a_port_out_of_range_is_refused(old_run: Run, cli):
+    result = cli("serve", old_run.path, "--port", "99999")
+    assert result.code == 2 and "--port" in result.err and "65535" in result.err, result.err

@@ -73,9 +73,11 @@ def test_card_numbers_equal_the_stage_files(monkeypatch):
     assert card["data"]["fingerprint"] == run.read_json("data.json")["fingerprint"]
     assert card["model_details"]["parameters"] == netwright.count_parameters(run.load_model())
     page = run.file("report.html").read_text()
-    assert f"{ev['metrics']['accuracy']:.4f}" in page
+    from netwright.report.html import num
+
+    assert f"<td>{num(ev['metrics']['accuracy'])}</td>" in page  # at the card's precision (3 decimals)
     dp = audit["groupings"]["group"]["gaps"]["demographic_parity_difference"]["value"]
-    assert f"{dp:.4f}" in page
+    assert f"<td>{num(dp)}</td>" in page
 
 
 def test_flops_and_overfitting_diagnosis(tmp_path: Path):
@@ -123,3 +125,53 @@ def test_demo_card_in_a_real_browser(tmp_path: Path):
         browser.close()
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     assert shot.stat().st_size > 50_000
+
+
+def test_pictures_draw_no_text_under_nine_points(tmp_path: Path):
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from netwright.plots import MIN_FONT_PT, save_figure
+
+    fig, ax = plt.subplots()
+    ax.set_title("tiny", fontsize=5)
+    ax.text(0.5, 0.5, "also tiny", fontsize=6)
+    ax.tick_params(labelsize=4)
+    save_figure(fig, tmp_path / "f.png")
+    texts = [t for t in fig.findobj(Text) if t.get_text()]
+    assert {"tiny", "also tiny", "0.0"} <= {t.get_text() for t in texts}
+    assert all(t.get_fontsize() >= MIN_FONT_PT for t in texts)
+
+
+@needs_packages("chromium")
+def test_card_pictures_are_legible_and_its_text_is_spelled_right(tmp_path: Path):
+    """Headless Chromium opens a card with every picture unfolded: each is displayed at no less
+    than 0.9x its pixel width (its text was drawn at >= 9 pt: test above); the card's visible text
+    passes codespell; the two-line summary names the baseline."""
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    run = small("legible", {"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [16]}, "train": {}})
+    run.evaluate()
+    netwright.explain(run, samples=2)
+    card = netwright.report(run)
+    page_file = run.file("report.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(page_file.resolve().as_uri())
+        assert page.locator("details img").count() >= 1  # the per-example grid is behind a click
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        sizes = page.evaluate("[...document.images].map(i => [i.alt, i.clientWidth, i.naturalWidth])")
+        text = page.inner_text("body")
+        browser.close()
+    assert len(sizes) >= 3
+    for alt, shown, natural in sizes:
+        assert natural > 0 and shown >= 0.9 * natural, (alt, shown, natural)
+    (tmp_path / "card.txt").write_text(text)
+    spell = subprocess.run([sys.executable, "-m", "codespell_lib", str(tmp_path / "card.txt")],
+                           capture_output=True, text=True)
+    assert spell.returncode == 0, spell.stdout
+    assert text.splitlines().count(card["summary"][0]) == 1 and "against" in card["summary"][1], card["summary"]

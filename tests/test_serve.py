@@ -128,22 +128,22 @@ def test_protocol_round_trips(digits):
 BAD = [
     ("malformed JSON", "/predict", b'{"pixels": [[1, 2', 400, "malformed JSON"),
     ("NaN", "/predict", b'{"pixels": [[NaN]]}', 400, "NaN"),
-    ("wrong shape", "/predict", json.dumps({"pixels": [[1, 2], [3, 4]]}).encode(), 422, "must have shape (1, 8, 8)"),
-    ("missing field", "/predict", b"{}", 422, "expected one of the fields"),
-    ("text instead of numbers", "/predict", json.dumps({"pixels": [["a"] * 8] * 8}).encode(), 422, "not numbers"),
-    ("bad image", "/predict", json.dumps({"image": "bm90IGFuIGltYWdl"}).encode(), 422, "could not be decoded"),
+    ("wrong shape", "/predict", json.dumps({"pixels": [[1, 2], [3, 4]]}).encode(), 400, "must have shape (1, 8, 8)"),
+    ("missing field", "/predict", b"{}", 400, "expected one of the fields"),
+    ("text instead of numbers", "/predict", json.dumps({"pixels": [["a"] * 8] * 8}).encode(), 400, "not numbers"),
+    ("bad image", "/predict", json.dumps({"image": "bm90IGFuIGltYWdl"}).encode(), 400, "could not be decoded"),
     ("v2 wrong shape", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 8, 8],
-     "datatype": "FP32", "data": [0] * 64}]}).encode(), 422, "does not fit"),
+     "datatype": "FP32", "data": [0] * 64}]}).encode(), 400, "does not fit"),
     ("v2 wrong dtype", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
-     "datatype": "BYTES", "data": ["x"] * 64}]}).encode(), 422, "datatype 'BYTES'"),
+     "datatype": "BYTES", "data": ["x"] * 64}]}).encode(), 400, "datatype 'BYTES'"),
     ("v2 missing field", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
-     "datatype": "FP32"}]}).encode(), 422, "missing the field 'data'"),
+     "datatype": "FP32"}]}).encode(), 400, "missing the field 'data'"),
     ("v2 count mismatch", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
-     "datatype": "FP32", "data": [0] * 10}]}).encode(), 422, "needs 64"),
+     "datatype": "FP32", "data": [0] * 10}]}).encode(), 400, "needs 64"),
     ("unknown model", "/v2/models/nope/infer", b"{}", 404, "unknown model 'nope'"),
     ("too large", "/predict", b"[" + b"0," * 600_000 + b"0]", 413, "limit"),
     ("unknown route", "/nowhere", b"{}", 404, ""),
-    ("explain method", "/explain", json.dumps({"pixels": [[0] * 8] * 8, "method": "shap"}).encode(), 422, "not offered"),
+    ("explain method", "/explain", json.dumps({"pixels": [[0] * 8] * 8, "method": "shap"}).encode(), 400, "not offered"),
 ]
 
 
@@ -166,7 +166,7 @@ def test_tabular_server_takes_named_features(tmp_path):
         assert r.status_code == 200 and r.json()["engine"] == "torch"
         assert r.json()["predictions"][0]["label"] == run.predict({k: [v] for k, v in features.items()})[0]["label"]
         r = httpx.post(url + "/predict", json={"features": {"sepal length (cm)": 5.1}})
-        assert r.status_code == 422 and "missing feature(s)" in r.json()["error"]
+        assert r.status_code == 400 and "missing feature(s)" in r.json()["error"]
         assert 'name="petal width (cm)"' in httpx.get(url + "/").text
         e = httpx.post(url + "/explain", json={"features": features}).json()
         assert len(e["top_features"]) == 4

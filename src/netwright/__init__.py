@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 # that ``import netwright`` and every CLI command load only what they need: the compression,
 # ONNX, fairness and serving stacks cost seconds to import.
 _EXPORTS = {
+    "calibrate": ".calibrate",
     "compress": ".compress",
     "DATASETS": ".data", "Dataset": ".data", "DataInfo": ".data", "load_dataset": ".data",
     "register_dataset": ".data",
@@ -69,6 +70,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:
+    from .calibrate import calibrate
     from .compress import compress
     from .data import DATASETS, Dataset, DataInfo, load_dataset, register_dataset
     from .deploy import export
@@ -102,6 +104,7 @@ __all__ = [
     "TrainingError",
     "audit",
     "build_model",
+    "calibrate",
     "compress",
     "count_parameters",
     "evaluate",

@@ -44,11 +44,21 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="replace an existing run of the same name")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
     nproc: Annotated[Optional[int], typer.Option(help="data-parallel processes on this machine (torchrun)")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="cross-validation: train on K stratified folds into runs/NAME/fold-i")] = None,
 ) -> None:
     """Train a network as a spec declares; writes runs/NAME/."""
     import os
 
     from .training import train as train_stage
+
+    if folds is not None:
+        if resume or nproc is not None:
+            raise NetwrightError("--folds trains every fold from the start in one process; drop --resume / --nproc")
+        from .training.folds import train_folds
+
+        _print_study(train_folds(source, folds, overrides=set_, name=name, runs_dir=runs_dir, overwrite=overwrite,
+                                 progress="quiet" if quiet else "auto"))
+        return
 
     if nproc is not None and "WORLD_SIZE" not in os.environ:
         from .training.distributed import launch
@@ -77,34 +87,73 @@ def train(
     out.print(f"next: netwright evaluate {run.path}")
 
 
+def _print_study(result: dict) -> None:
+    """Every fold's metrics, their mean +- sd, and the ensemble's."""
+    test = result["summary"]["test"]
+    table = Table(title=f"{result['folds']}-fold cross-validation (test split)")
+    table.add_column("fold")
+    for k in test:
+        table.add_column(k, justify="right")
+    for row in result["rows"]:
+        table.add_row(row["run"], *[f"{row['test'][k]:.4f}" for k in test])
+    table.add_row("mean +- sd", *[f"{v['mean']:.4f} +- {v['sd']:.4f}" for v in test.values()])
+    ens = result["ensemble"]["metrics"]
+    table.add_row(f"ensemble of {result['ensemble']['models']}", *[f"{ens[k]:.4f}" if k in ens else "-" for k in test])
+    out.print(table)
+    val = result["summary"]["val"]
+    if val:
+        out.print("validation (best epoch): " + "  ".join(f"{k} {v['mean']:.4f} +- {v['sd']:.4f}" for k, v in val.items()),
+                  markup=False)
+
+
 @app.command()
 def evaluate(
     run: Annotated[str, typer.Argument(help="run directory")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     plots: Annotated[bool, typer.Option(help="write eval/*.png")] = True,
+    coverage: Annotated[Optional[float], typer.Option(help="conformal sets/intervals fitted on the validation split "
+                                                           "to cover this share (e.g. 0.9)")] = None,
 ) -> None:
-    """Score a trained run on a split; writes eval.json and pictures."""
+    """Score a trained run on a split (a cross-validation study: its ensemble); writes eval.json and pictures."""
     from .evaluate import evaluate as evaluate_stage
     from .run import Run
+    from .training.folds import evaluate_study, is_study
+
+    if is_study(run):
+        _print_study(evaluate_study(run))
+        return
 
     r = Run.open(run)
-    result = evaluate_stage(r, split=split, plots=plots)
+    result = evaluate_stage(r, split=split, plots=plots, coverage=coverage)
     out.print(f"{r.path}: {split} split, {result['n']} examples")
+    trivial = next((b for b in (result.get("baseline"), result.get("trivial_baseline")) if b and "metrics" in b), None)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if trivial is not None:  # the trivial predictor fitted on the train split, metric by metric
+        table.add_column(f"baseline ({trivial['name']})", justify="right")
     for k, v in result["metrics"].items():
-        table.add_row(k, f"{v:.4f}")
+        base = [] if trivial is None else [f"{trivial['metrics'][k]:.4f}" if k in trivial["metrics"] else ""]
+        table.add_row(k, f"{v:.4f}", *base)
     for key, value in result.get("baseline", {}).items():  # text, graph and ratings data: the baseline's scores
         if isinstance(value, float):
             table.add_row(f"baseline {key}", f"{value:.4f}")
     out.print(table)
-    if "baseline" in result:
+    if "baseline" in result and "model" in result["baseline"]:
         b = result["baseline"]
         fitted = ", fitted on the same training split" if b.get("fitted_on") == "train" else ""
         out.print(f"baseline: {b['model']}{fitted}", markup=False)
     if "sample" in result:
         out.print(f"sample: {result['sample']}", markup=False)
+    if "calibration" in result:  # netwright calibrate: the temperature's effect on this split
+        c = result["calibration"]
+        out.print(f"temperature {c['temperature']:.4f}: " + ", ".join(
+            f"{k} {c['before'][k]:.4f} -> {c['after'][k]:.4f}" for k in ("ece", "brier", "nll")), markup=False)
+    if "conformal" in result:
+        c = result["conformal"]
+        size = f"mean set size {c['mean_set_size']:.3f}" if "mean_set_size" in c else f"mean width {c['mean_width']:.4g}"
+        out.print(f"conformal ({c['calibrated_on']}, n {c['n']}): coverage {c['coverage']:.4f} for a target of "
+                  f"{c['coverage_target']:g}, {size}", markup=False)
     out.print(f"wrote {r.file('eval.json')}")
 
 
@@ -114,6 +163,8 @@ def predict(
     inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .npy, .npz, an image, or .txt")],
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json or .csv)")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="json or csv [default: by --out suffix, else json]")] = None,
+    coverage: Annotated[Optional[float], typer.Option(help="add a conformal set (classes) or interval per row, "
+                                                           "covering this share (e.g. 0.9)")] = None,
 ) -> None:
     """Predict for raw inputs with the run's preprocessing applied."""
     from .atomic import write_text
@@ -122,7 +173,7 @@ def predict(
     fmt = fmt or (output.suffix.lstrip(".").lower() if output is not None and output.suffix else "json")
     if fmt not in ("json", "csv"):
         raise NetwrightError(f"--format {fmt}: choose json or csv")
-    rows = predict_stage(run, inputs)
+    rows = predict_stage(run, inputs, coverage=coverage)
     text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else _csv(rows)
     if output is None:
         sys.stdout.write(text)
@@ -133,6 +184,9 @@ def predict(
 
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
+    rows = [{k: v for k, v in r.items() if k not in ("set", "interval")}  # conformal: flat columns
+            | ({"set": "|".join(r["set"])} if "set" in r else {})
+            | ({"lo": r["interval"][0], "hi": r["interval"][1]} if "interval" in r else {}) for r in rows]
     flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": p for n, p in r.get("probabilities", {}).items()}
             for r in rows]
     writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
@@ -251,6 +305,22 @@ def compress(
     if result["search"]:
         out.print(f"budget {result['search']['budget_points']:g} points: chose {result['search']['chosen']}")
     out.print(f"wrote {r.file('compress/compress.json')}")
+
+
+@app.command()
+def calibrate(run: Annotated[str, typer.Argument(help="run directory (a classifier)")]) -> None:
+    """Fit a temperature on the validation split (calibrated probabilities); writes calibration.json."""
+    from .calibrate import calibrate as calibrate_stage
+    from .run import Run
+
+    r = Run.open(run)
+    result = calibrate_stage(r)
+    out.print(f"{r.path}: temperature {result['temperature']:.4f} on {result['n']} validation examples; NLL "
+              f"{result['val_nll_before']:.4f} -> {result['val_nll_after']:.4f}, ECE {result['val_ece_before']:.4f} "
+              f"-> {result['val_ece_after']:.4f}")
+    if r.has("export/model.onnx"):
+        out.print(f"note: export/model.onnx predates this temperature; 'netwright export {r.path}' carries it in")
+    out.print(f"wrote {r.file('calibration.json')}; next: netwright evaluate {r.path}")
 
 
 @app.command()
@@ -376,17 +446,18 @@ def serve(
     run: Annotated[str, typer.Argument(help="run directory")],
     variant: Annotated[Optional[str], typer.Option(help="a compressed variant (see compress/)")] = None,
     host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=1, max=65535)] = 8000,
     engine: Annotated[str, typer.Option(help="auto (ONNX Runtime, PyTorch as fallback), onnx or torch")] = "auto",
     threads: Annotated[int, typer.Option(help="inference threads")] = 1,
     max_batch: Annotated[int, typer.Option(help="most rows of concurrent requests in one model call (1: no batching)")] = 64,
     max_wait_ms: Annotated[Optional[float], typer.Option(help="longest a request waits for others [default: about one single-row call]")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="NETWRIGHT_API_KEY", show_envvar=True, help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health routes stay open)")] = None,
 ) -> None:
     """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
     from .deploy.server import serve as serve_stage
 
     serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
-                max_wait_ms=max_wait_ms)
+                max_wait_ms=max_wait_ms, api_key=api_key)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .errors import NetwrightError
-from .metrics import confusion_matrix, expected_calibration_error, macro_f1
+from .metrics import confusion_matrix, expected_calibration_error, macro_f1, regression_metrics
 from .run import Run, writes_run
 from .tasks import SupervisedTask
 from .training.trainer import collect_outputs
@@ -16,14 +16,23 @@ from .training.trainer import collect_outputs
 
 @writes_run("netwright evaluate")
 def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = True,
-             batch_size: int = 1024) -> dict[str, Any]:
+             batch_size: int = 1024, coverage: float | None = None) -> dict[str, Any]:
     """Score a run's model on one split of its data and write ``eval.json`` (+ ``eval/*.png``).
 
     Classification: accuracy, macro F1, cross-entropy, expected calibration error with its
     reliability table, confusion matrix, per-class precision/recall/F1. Regression: MAE,
-    RMSE, R² in the target's units.
+    RMSE, R² in the target's units. Beside them, ``baseline``: the same metrics of the trivial
+    predictor fitted on the train split (the majority class with the train class shares as its
+    probabilities; the train mean); a language model's is a unigram model of the train tokens.
+    With ``calibration.json`` (``netwright calibrate``): ECE, Brier score and NLL before and
+    after temperature scaling. ``coverage`` (e.g. 0.9): split-conformal prediction sets or
+    intervals fitted on the validation split, their empirical coverage and size on ``split``.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    if coverage is not None:
+        from .conformal import check_coverage
+
+        check_coverage(coverage)
     from .generative import evaluate_generative, is_generative, model_task
 
     if is_generative(run):
@@ -31,8 +40,13 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     if run.info.task in ("language_model", "translation"):
         from .text.generate import evaluate_language, evaluate_translation
 
-        return _written(run, evaluate_language(run) if run.info.task == "language_model" else evaluate_translation(run),
-                        plots)
+        if run.info.task == "language_model":
+            result = evaluate_language(run)
+            m = result["metrics"]
+            result["baseline"] = {"name": "unigram model (add-one smoothed train token counts)",
+                                  "metrics": {"loss": m["unigram_loss"], "perplexity": m["unigram_perplexity"]}}
+            return _written(run, result, plots)
+        return _written(run, evaluate_translation(run), plots)
     if split not in ("train", "val", "test"):
         raise NetwrightError(f"split '{split}': choose train, val or test")
     head = {"split": split, "n": run.info.splits[split]}
@@ -60,8 +74,13 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     outputs = collect_outputs(model, task, part, batch_size, torch.device("cpu"))
     info = data.info
     result: dict[str, Any] = {"split": split, "n": len(part), "task": info.task}
+    # the trivial predictor fitted on the train split; where the data brings a stronger baseline
+    # (text, graph, ratings: under "baseline") this one is kept as "trivial_baseline"
+    trivial = trivial_baseline(info, data.train.y, outputs["target"], task)
     if info.task == "classification":
         result.update(_classification(outputs["output"], outputs["target"], info.num_classes, info.class_names))
+        if run.has("calibration.json"):
+            result["calibration"] = calibration_report(run, outputs["output"], outputs["target"])
         if "tokenizer" in info.preprocess:  # text: beside the same data's bag-of-words baseline
             from .text.generate import bag_of_words_baseline
 
@@ -80,6 +99,9 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
             result.update(report)
         pred = task.unscale(outputs["output"].squeeze(-1)).numpy()
         true = task.unscale(outputs["target"]).numpy()
+    result["baseline" if "baseline" not in result else "trivial_baseline"] = trivial
+    if coverage is not None:
+        result["conformal"] = conformal_report(run, model, data, outputs, task, coverage)
     run.write_json("eval.json", result)
     if plots:
         from . import plots as P
@@ -95,6 +117,57 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
         if history:
             P.curves_plot(history, folder / "curves.png")
     return result
+
+
+def trivial_baseline(info: Any, train_y: torch.Tensor, target: torch.Tensor, task: SupervisedTask) -> dict[str, Any]:
+    """The metrics of the trivial predictor fitted on the train targets, scored on ``target``.
+
+    Classification: the majority class of the train split (the first on ties), its probabilities
+    the train class shares (scikit-learn's ``DummyClassifier(strategy="prior")``). Regression: the
+    train mean in the target's units (``DummyRegressor()``).
+    """
+    n = len(target)
+    if info.task == "classification":
+        k = info.num_classes
+        prior = torch.bincount(train_y.long(), minlength=k).double()
+        prior = prior / prior.sum()
+        probs = prior.expand(n, k)
+        pred = torch.full((n,), int(prior.argmax()), dtype=torch.long)
+        ece, _ = expected_calibration_error(probs, target)
+        return {"name": "majority class", "fitted_on": "train",
+                "detail": f"always '{info.class_names[int(prior.argmax())]}', probabilities the train class shares",
+                "metrics": {"accuracy": float((pred == target).double().mean()),
+                            "f1": macro_f1(confusion_matrix(pred, target, k)),
+                            "loss": float(-prior.clamp(min=1e-15).log()[target.long()].mean()),
+                            "ece": ece}}
+    mean = float(task.unscale(train_y).mean())
+    true = task.unscale(target)
+    return {"name": "train mean", "fitted_on": "train", "detail": f"always {mean:.6g}",
+            "metrics": regression_metrics(torch.full_like(true, mean), true)}
+
+
+def calibration_report(run: Run, logits: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+    """ECE, Brier score and NLL of the evaluated split before and after the run's temperature."""
+    from .calibrate import calibration_scores, temperature
+
+    t = temperature(run)
+    return {"method": "temperature scaling fitted on the validation split (netwright calibrate)", "temperature": t,
+            "before": calibration_scores(logits, target), "after": calibration_scores(logits, target, t)}
+
+
+def conformal_report(run: Run, model: Any, data: Any, outputs: dict[str, torch.Tensor], task: SupervisedTask,
+                     coverage: float) -> dict[str, Any]:
+    """Conformal sets (intervals) fitted on the validation split, scored on the evaluated outputs."""
+    from .calibrate import probabilities
+    from .conformal import aps_sets, run_calibration, score_intervals, score_sets
+
+    fit = run_calibration(run, model, data, coverage)
+    if run.info.task == "classification":
+        scores = score_sets(aps_sets(probabilities(outputs["output"]), fit["q"]), outputs["target"].numpy())
+    else:
+        pred = task.unscale(outputs["output"].squeeze(-1)).numpy()
+        scores = score_intervals(pred, fit["q"], task.unscale(outputs["target"]).numpy())
+    return {**fit, **scores}
 
 
 def _classification(logits: torch.Tensor, target: torch.Tensor, k: int, names: list[str]) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def _grid(raw: np.ndarray, info, labels, path: Path) -> Path:
             img = np.clip((raw[i] - lo) / (hi - lo), 0, 1).transpose(1, 2, 0)
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             if labels is not None and i < cols:
-                ax.set_title(info.class_names[int(labels[i])], fontsize=7)
+                ax.set_title(info.class_names[int(labels[i])], fontsize=9)
     fig.subplots_adjust(wspace=0.05, hspace=0.05 if labels is None else 0.3)
     return save_figure(fig, path)
 

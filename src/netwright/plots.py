@@ -14,10 +14,20 @@ import numpy as np  # noqa: E402
 from .atomic import write_with  # noqa: E402
 
 
+MIN_FONT_PT = 9  # no text in a picture is smaller: the card shows pictures at (nearly) their pixel size
+DPI = 110
+
+
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically and close it."""
+    """Write ``fig`` as PNG atomically and close it; text under ``MIN_FONT_PT`` is raised to it."""
+    from matplotlib.text import Text
+
+    fig.draw_without_rendering()  # creates the tick labels, which exist only once the figure is laid out
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_fontsize() < MIN_FONT_PT:
+            text.set_fontsize(MIN_FONT_PT)
     try:
-        return write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+        return write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
     finally:
         plt.close(fig)
 
@@ -37,7 +47,7 @@ def confusion_plot(cm: list[list[int]], class_names: list[str], path: str | Path
         for i in range(k):
             for j in range(k):
                 if cm_arr[i, j]:
-                    ax.text(j, i, str(cm_arr[i, j]), ha="center", va="center", fontsize=8,
+                    ax.text(j, i, str(cm_arr[i, j]), ha="center", va="center", fontsize=9,
                             color="white" if cm_arr[i, j] > top / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

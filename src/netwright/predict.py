@@ -97,14 +97,21 @@ def _read_csv_inputs(pre: dict[str, Any], path: Path) -> Any:
         raise DataError(f"{path}: expected rows of numbers ({e})") from None
 
 
-def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -> list[dict[str, Any]]:
+def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024,
+            coverage: float | None = None) -> list[dict[str, Any]]:
     """Predictions for raw inputs, one dict per example.
 
-    Classification: ``label``, ``class`` (index) and ``probabilities`` per class name.
-    Regression: ``prediction`` in the target's units. Detection: ``objects``, each with its
-    ``label``, ``score`` and ``box`` (x1, y1, x2, y2 in pixels).
+    Classification: ``label``, ``class`` (index) and ``probabilities`` per class name
+    (temperature-scaled when the run has ``calibration.json``). Regression: ``prediction`` in the
+    target's units. Detection: ``objects``, each with its ``label``, ``score`` and ``box`` (x1, y1,
+    x2, y2 in pixels). ``coverage`` (e.g. 0.9): split-conformal ``set`` (class names) or
+    ``interval`` ``[lo, hi]`` per example, fitted on the run's validation split.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    if coverage is not None:
+        from .conformal import check_coverage
+
+        check_coverage(coverage)
     from .generative import require_supervised
 
     info = run.info
@@ -124,14 +131,44 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024) -
                               "box": [round(float(v), 1) for v in b]}
                              for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]}
                 for d in decode(out, model.stride, model.box_size, threshold=0.3)]
-    out = out.double()
+    conformal = None
+    if coverage is not None:
+        from .conformal import run_calibration
+
+        conformal = run_calibration(run, model, run.load_data(), coverage)
+    from .calibrate import temperature
+
+    return decode_outputs(info, out, temperature(run) if info.task == "classification" else 1.0, conformal)
+
+
+def decode_outputs(info: DataInfo, out: np.ndarray | torch.Tensor, temperature: float = 1.0,
+                   conformal: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Model outputs (logits, standardised values) -> one prediction dict per example.
+
+    The one place a classifier's probabilities are made: ``softmax(logits / temperature)``
+    (:func:`netwright.calibrate.temperature` gives a run's). ``conformal`` (from
+    :func:`netwright.conformal.run_calibration`) adds each example's ``set`` or ``interval``.
+    """
+    from .calibrate import probabilities
+
+    out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, np.float64)
     if info.picks_class:  # a classifier, or a policy choosing among actions
-        probs = torch.softmax(out, dim=1)
+        probs = probabilities(out, temperature)
         names = info.class_names
-        return [
+        rows = [
             {"label": names[int(p.argmax())], "class": int(p.argmax()),
              "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}}
             for p in probs
         ]
+        if conformal is not None:  # the sets use the model's own probabilities (see netwright.conformal)
+            from .conformal import aps_sets
+
+            for row, keep in zip(rows, aps_sets(probabilities(out), conformal["q"])):
+                row["set"] = [n for n, k in zip(names, keep) if k]
+        return rows
     t = info.preprocess["target"]
-    return [{"prediction": float(v) * t["std"] + t["mean"]} for v in out.squeeze(-1)]
+    rows = [{"prediction": float(v) * t["std"] + t["mean"]} for v in out[:, 0]]
+    if conformal is not None:
+        for row in rows:
+            row["interval"] = [row["prediction"] - conformal["q"], row["prediction"] + conformal["q"]]
+    return rows

@@ -187,6 +187,8 @@ class TrainSpec(_Section):
     dist_timeout: float = Field(60.0, gt=0, description="seconds before a dead or missing rank ends a distributed job")
     checkpoint_interval: float = Field(
         30.0, ge=0, description="seconds between resumable checkpoints (0: every epoch); always one at the end")
+    calibrate: bool = Field(False, description="classification: fit a temperature on the validation split after "
+                                               "training (calibration.json; netwright calibrate RUN does it later)")
 
     @model_validator(mode="after")
     def _threads(self) -> "TrainSpec":

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import NetwrightError
 from ..run import Run, writes_run
-from .onnx_io import export_onnx, onnx_session, run_session, variable_length
+from .onnx_io import TemperatureScaled, export_onnx, onnx_session, run_session, variable_length
 
 FP32_TOLERANCE = 1e-4     # max |diff| of outputs, fp32 export
 INT8_AGREEMENT = 0.95     # share of test inputs with the same predicted class, int8 models
@@ -107,8 +107,14 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
     folder = run.file("export") if variant is None else run.file("export") / variant
     target = folder / "model.onnx"
     quantized = False
+    t = 1.0
     if variant is None:
         reference = run.load_model()
+        if run.info.task == "classification" and run.has("calibration.json"):  # calibrated: logits / T in the graph
+            from ..calibrate import temperature
+
+            t = temperature(run)
+            reference = TemperatureScaled(reference, t)
         export_onnx(reference, run.info, target)
     else:
         from ..compress.variants import load_variant
@@ -124,6 +130,7 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
         reference = None if quantized else v.module
     result = verify(run, target, quantized=quantized, samples=samples, reference=reference)
     result["variant"] = variant or "original"
+    result["temperature"] = t  # outputs are logits / T: softmax of them gives the calibrated probabilities
     result["size_bytes"] = Path(target).stat().st_size
     run.write_json(str(Path(target).parent.relative_to(run.path) / "verify.json"), result)
     if not result["passed"]:

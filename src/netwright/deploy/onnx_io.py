@@ -31,12 +31,25 @@ def example_input(info: DataInfo, n: int = 2) -> torch.Tensor:
     return torch.zeros((n, *info.input_shape), dtype=torch.float32)
 
 
+class TemperatureScaled(nn.Module):
+    """A classifier whose outputs are its logits divided by a fitted temperature (``calibrate``)."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, float(temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) / self.temperature
+
+
 def variable_length(model: nn.Module, info: DataInfo) -> bool:
     """Whether the model takes sequences of any length: a recurrent net that pools over steps, or
     a language model (any length up to its longest position)."""
     from ..models.lm import CausalLM
     from ..models.rnn import RNN
 
+    if isinstance(model, TemperatureScaled):
+        model = model.model
     if isinstance(model, CausalLM):
         return True
     return isinstance(model, RNN) and model.pool != "flatten" and info.modality in ("sequence", "tokens")

@@ -10,32 +10,25 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.info import DataInfo
 from ..errors import NetwrightError
 from ..run import Run
+from .protocol import BadRequest
 
-MAX_BODY = 1 << 20  # bytes: larger requests get 413
-DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+MAX_PIXELS = 1 << 24  # pixels of an uploaded image (4096 x 4096): larger ones get 413 before they are decoded
 
 
 class Model:
@@ -61,17 +54,28 @@ class Model:
             except NetwrightError:
                 if engine == "onnx":
                     raise
+            except OSError as e:  # a read-only run without its ONNX export: serve with PyTorch
+                if engine == "onnx":
+                    raise NetwrightError(f"{run.path}: cannot write the ONNX export ({e.strerror}); export it where "
+                                         "the run is writable, or serve with --engine torch") from None
         if self.torch_model is None and self.session is None:
             raise NetwrightError(f"variant '{self.variant}' runs on ONNX Runtime only and its file did not load")
         torch.set_num_threads(threads)
         self.input_name = "input"
         self.dtype = np.int64 if self.info.modality == "tokens" else np.float32
+        from ..calibrate import served_temperature
+
+        # a calibrated run's temperature; an ONNX graph exported after calibration divides by it already
+        self.temperature = served_temperature(run, self._export_folder() if self.session is not None else None)
+
+    def _export_folder(self) -> Path:
+        return self.run.file("export") if self.variant == "original" else self.run.file("export") / self.variant
 
     def _onnx_session(self, threads: int):
         from .export import export
         from .onnx_io import onnx_session
 
-        folder = self.run.file("export") if self.variant == "original" else self.run.file("export") / self.variant
+        folder = self._export_folder()
         if not (folder / "model.onnx").is_file() or not (folder / "verify.json").is_file():
             export(self.run, variant=None if self.variant == "original" else self.variant)
         return onnx_session(folder / "model.onnx", threads)
@@ -93,73 +97,27 @@ class Model:
                                "POST /predict takes raw inputs"}}
 
     def decode(self, out: np.ndarray) -> list[dict[str, Any]]:
-        info = self.info
-        if info.picks_class:
-            z = out.astype(np.float64)
-            p = np.exp(z - z.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            return [{"label": info.class_names[int(r.argmax())], "class": int(r.argmax()), "confidence": float(r.max()),
-                     "probabilities": {n: round(float(v), 6) for n, v in zip(info.class_names, r)}} for r in p]
-        t = info.preprocess["target"]
-        return [{"prediction": float(v) * t["std"] + t["mean"]} for v in out[:, 0]]
+        from ..predict import decode_outputs
+
+        rows = decode_outputs(self.info, out, self.temperature)
+        if self.info.picks_class:
+            for row in rows:
+                row["confidence"] = row["probabilities"][row["label"]]
+        return rows
 
 
 # ---------------------------------------------------------------------- request parsing
 
 
-def parse_json(body: bytes) -> Any:
-    if len(body) > MAX_BODY:
-        raise BadRequest(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY}")
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except BadRequest:
-        raise
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(400, f"malformed JSON: {e}") from None
-
-
-def _reject_constant(name: str) -> float:
-    raise BadRequest(400, f"{name} is not a number this model accepts; send finite values")
-
-
-def v2_tensor(model: Model, request: Any) -> np.ndarray:
-    """The input tensor of an Open Inference Protocol v2 request, checked against the model."""
-    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
-        raise BadRequest(422, "expected {\"inputs\": [{\"name\", \"shape\", \"datatype\", \"data\"}]}")
-    if len(request["inputs"]) != 1:
-        raise BadRequest(422, f"this model takes one input tensor, got {len(request['inputs'])}")
-    t = request["inputs"][0]
-    for key in ("name", "shape", "datatype", "data"):
-        if key not in t:
-            raise BadRequest(422, f"inputs[0] is missing the field '{key}'")
-    if t["name"] != model.input_name:
-        raise BadRequest(422, f"unknown input '{t['name']}'; this model's input is '{model.input_name}'")
-    if t["datatype"] not in DATATYPES:
-        raise BadRequest(422, f"datatype {t['datatype']!r} is not supported; use {', '.join(DATATYPES)}")
-    expected = tuple(model.info.input_shape)
-    shape = t["shape"]
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s > 0 for s in shape)):
-        raise BadRequest(422, "shape must be a list of positive integers")
-    if tuple(shape[1:]) != expected:
-        raise BadRequest(422, f"shape {shape} does not fit: this model takes [N, {', '.join(map(str, expected))}]")
-    try:
-        x = np.asarray(t["data"], dtype=DATATYPES[t["datatype"]])
-    except (ValueError, TypeError):
-        raise BadRequest(422, f"data is not all numbers of type {t['datatype']}") from None
-    if x.size != math.prod(shape):
-        raise BadRequest(422, f"data has {x.size} values; shape {shape} needs {math.prod(shape)}")
-    return check_values(model, x.reshape(shape))
-
-
 def check_values(model: Model, x: np.ndarray) -> np.ndarray:
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise BadRequest(422, "inputs hold NaN or infinity; send finite values")
+        raise BadRequest(400, "inputs hold NaN or infinity; send finite values")
     if model.info.modality == "tokens":
         if np.issubdtype(x.dtype, np.floating) and not np.all(x == np.round(x)):
-            raise BadRequest(422, "token inputs must be whole numbers")
+            raise BadRequest(400, "token inputs must be whole numbers")
         x = x.astype(np.int64)
         if x.min() < 0 or x.max() >= len(model.info.vocab):
-            raise BadRequest(422, f"token ids must be in 0..{len(model.info.vocab) - 1}")
+            raise BadRequest(400, f"token ids must be in 0..{len(model.info.vocab) - 1}")
         return x
     return np.ascontiguousarray(x, dtype=np.float32)
 
@@ -171,30 +129,20 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
     ``{"features": {"name": value}}`` or a list of such objects, ``{"values": [...]}``
     (a sequence), ``{"text": "..."}``.
     """
-    from ..data.preprocess import encode_image
+    from ..data.preprocess import encode_image, encode_text, encode_texts, normalize
     from ..predict import encode_inputs
 
     info = model.info
     if not isinstance(request, dict):
-        raise BadRequest(422, "expected a JSON object such as {\"features\": {...}} or {\"image\": \"<base64 PNG>\"}")
+        raise BadRequest(400, "expected a JSON object such as {\"features\": {...}} or {\"image\": \"<base64 PNG>\"}")
     try:
         if "image" in request:
-            from PIL import Image, UnidentifiedImageError
-
             if info.modality != "image":
-                raise BadRequest(422, f"this model takes {info.modality} inputs, not an image")
+                raise BadRequest(400, f"this model takes {info.modality} inputs, not an image")
             data = request["image"]
             if not isinstance(data, str):
-                raise BadRequest(422, "image must be a base64 string (a PNG or JPEG, optionally a data: URL)")
-            try:
-                raw = base64.b64decode(data.split(",", 1)[-1], validate=False)
-                image = Image.open(io.BytesIO(raw))
-                image.load()
-            except (ValueError, UnidentifiedImageError, OSError) as e:
-                raise BadRequest(422, f"image could not be decoded ({e.__class__.__name__})") from None
-            from ..data.preprocess import normalize
-
-            x = normalize(info.preprocess, encode_image({**info.preprocess, "resize": True}, image, "image"))
+                raise BadRequest(400, "image must be a base64 string (a PNG or JPEG, optionally a data: URL)")
+            x = normalize(info.preprocess, encode_image({**info.preprocess, "resize": True}, decode_image(data), "image"))
         elif "pixels" in request:
             x = encode_inputs(info, np.asarray(request["pixels"], dtype=np.float64), "pixels")
         elif "values" in request:
@@ -203,25 +151,47 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
             rows = request["features"]
             rows = [rows] if isinstance(rows, dict) else rows
             if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
-                raise BadRequest(422, "features must be an object {name: value} or a list of them")
+                raise BadRequest(400, "features must be an object {name: value} or a list of them")
             if info.preprocess["kind"] != "table":
-                raise BadRequest(422, f"this model takes {info.modality} inputs, not named features")
+                raise BadRequest(400, f"this model takes {info.modality} inputs, not named features")
             table = {c["name"]: [r.get(c["name"], "") for r in rows] for c in info.preprocess["columns"]}
             missing = [c for c, v in table.items() if any(x == "" or x is None for x in v)]
             if missing:
-                raise BadRequest(422, f"missing feature(s): {', '.join(missing)}")
+                raise BadRequest(400, f"missing feature(s): {', '.join(missing)}")
             x = encode_inputs(info, {k: [str(v) for v in vals] for k, vals in table.items()}, "features")
         elif "text" in request:
-            if not isinstance(request["text"], str):
-                raise BadRequest(422, "text must be a string")
-            x = encode_inputs(info, request["text"], "text")
+            text, pre = request["text"], info.preprocess
+            if not isinstance(text, str):
+                raise BadRequest(400, "text must be a string")
+            if pre["kind"] != "tokens":
+                raise BadRequest(400, f"this model takes {info.modality} inputs, not text")
+            # encoded here, not by encode_inputs: a string naming a file would be read from the server's disk
+            x = encode_texts(pre, [text], "text") if "tokenizer" in pre else encode_text(pre, text, "text")
         else:
-            raise BadRequest(422, "expected one of the fields image, pixels, features, values or text")
+            raise BadRequest(400, "expected one of the fields image, pixels, features, values or text")
     except NetwrightError as e:
-        raise BadRequest(422, str(e)) from None
-    except (ValueError, TypeError) as e:
-        raise BadRequest(422, f"inputs are not numbers of the expected shape ({e})") from None
+        raise BadRequest(400, str(e)) from None
+    except (ValueError, TypeError, OverflowError) as e:
+        raise BadRequest(400, f"inputs are not numbers of the expected shape ({e})") from None
     return check_values(model, np.asarray(x))
+
+
+def decode_image(data: str) -> Any:
+    """A PIL image from base64, refusing images over ``MAX_PIXELS`` before decoding them."""
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[-1], validate=False)))
+        w, h = image.size
+        if w * h <= MAX_PIXELS:
+            image.load()
+            return image
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours
+        w = h = None
+    except Exception as e:  # a decoder fed untrusted bytes fails in many ways (OSError, SyntaxError, zlib.error...)
+        raise BadRequest(400, f"image could not be decoded ({e.__class__.__name__}); send a PNG or JPEG") from None
+    size = f"{w}x{h} pixels" if w else "too many pixels"
+    raise BadRequest(413, f"image has {size}; the limit is {MAX_PIXELS} pixels: scale it down first")
 
 
 # ---------------------------------------------------------------------- explanations
@@ -233,13 +203,13 @@ def explanation(model: Model, x: np.ndarray, method: str) -> dict[str, Any]:
 
     torch_model = model.torch_model
     if torch_model is None:
-        raise BadRequest(422, f"variant '{model.variant}' has no PyTorch model to explain; serve the original")
+        raise BadRequest(400, f"variant '{model.variant}' has no PyTorch model to explain; serve the original")
     if method not in ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion"):
-        raise BadRequest(422, f"method '{method}' is not offered here; use saliency or integrated_gradients")
+        raise BadRequest(400, f"method '{method}' is not offered here; use saliency or integrated_gradients")
     try:
         check_method(method, torch_model, model.info)
     except NetwrightError as e:
-        raise BadRequest(422, str(e)) from None
+        raise BadRequest(400, str(e)) from None
     t = torch.from_numpy(x[:1])
     with torch.no_grad():
         target = torch_model(t).argmax(1) if model.info.picks_class else torch.zeros(1, dtype=torch.long)
@@ -256,58 +226,23 @@ def explanation(model: Model, x: np.ndarray, method: str) -> dict[str, Any]:
 
 
 def _overlay(info: DataInfo, x: np.ndarray, a: np.ndarray) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: its global state is unsafe across the worker threads
 
     pre = info.preprocess
     raw = x * np.asarray(pre["std"]).reshape(-1, 1, 1) + np.asarray(pre["mean"]).reshape(-1, 1, 1)
     img = raw[0] if raw.shape[0] == 1 else np.clip(raw.transpose(1, 2, 0) / max(raw.max(), 1e-8), 0, 1)
     heat = np.abs(a).sum(0)
-    fig, ax = plt.subplots(figsize=(2.4, 2.4), dpi=100)
+    fig = Figure(figsize=(2.4, 2.4), dpi=100)
+    ax = fig.subplots()
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
     ax.imshow(heat / max(heat.max(), 1e-12), cmap="inferno", alpha=0.6, vmin=0, vmax=1)
     ax.axis("off")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", pad_inches=0)
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 # ---------------------------------------------------------------------- the app
-
-
-class Observe:
-    """ASGI middleware: refuse bodies over ``MAX_BODY`` (413) and count requests and latency
-    per route for ``/metrics``. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs more per
-    request than the digits model does."""
-
-    def __init__(self, app: Any, requests_total: Any, latency: Any):
-        self.app, self.requests_total, self.latency = app, requests_total, latency
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        status = [500]
-        length = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if length.isdigit() and int(length) > MAX_BODY:
-            status[0] = 413
-            await JSONResponse({"error": f"request body is {int(length)} bytes; the limit is {MAX_BODY}"}, 413)(
-                scope, receive, send)
-        else:
-            async def send_status(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
-
-            await self.app(scope, receive, send_status)
-        route = scope.get("route")
-        name = route.path if route is not None else "unmatched"
-        self.requests_total.labels(name, str(status[0])).inc()
-        self.latency.labels(name).observe(time.perf_counter() - t0)
 
 
 def default_wait_s(model: Model) -> float:
@@ -323,23 +258,53 @@ def default_wait_s(model: Model) -> float:
     return float(min(0.005, max(0.0005, sorted(times)[2])))
 
 
+class Error(BaseModel):
+    error: str  # one line: what was wrong and how to fix it
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {400: "malformed request (the message says what to fix)", 401: "missing or wrong API key",
+            404: "unknown model, version or route", 408: "the request body came too slowly",
+            413: "request body or image too large", 422: "invalid request", 503: "busy: retry after Retry-After seconds"}
+    out: dict[int | str, dict[str, Any]] = {c: {"model": Error, "description": text[c]} for c in codes}
+    if 503 in out:
+        out[503]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out
+
+
+READ_ERRORS, POST_ERRORS = _errors(401, 404, 422), _errors(400, 401, 404, 408, 413, 422, 503)
+
+
 def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine: str = "auto", threads: int = 1,
-               max_batch: int = 64, max_wait_ms: float | None = None):
+               max_batch: int = 64, max_wait_ms: float | None = None, api_key: str | None = None,
+               workers: int | None = None, queue: int = 64, body_timeout_s: float = 30.0):
     """A FastAPI application serving one run's model.
 
     Args:
         max_batch: most rows stacked into one model call from concurrent requests (1: no batching).
         max_wait_ms: longest a request waits for others (default: about one single-row call).
+        api_key: every route but /v2/health/* then needs ``Authorization: Bearer KEY`` or
+            ``X-API-Key: KEY`` (default: the environment variable NETWRIGHT_API_KEY; unset or empty: open).
+        workers: threads decoding requests off the event loop (default: one per core).
+        queue: requests in progress beyond ``workers`` before new ones get 503 and Retry-After.
+        body_timeout_s: a request body must arrive within this many seconds (else 408).
     """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
     from .batching import Batcher
+    from .guard import Guard, Workers
     from .page import page
+    from .protocol import (EXPLAIN_REQUEST, HEADER_LENGTH, INFER_REQUEST, RAW_REQUEST, body_schema, infer_response,
+                           input_tensor, parse_json, split_request, wants_binary)
 
     if max_batch < 1:
         raise NetwrightError(f"--max-batch {max_batch}: give 1 (no batching) or more rows")
     if max_wait_ms is not None and not 0 <= max_wait_ms <= 1000:
         raise NetwrightError(f"--max-wait-ms {max_wait_ms:g}: give 0 to 1000 milliseconds")
+    if (workers is not None and workers < 1) or queue < 0 or body_timeout_s <= 0:
+        raise NetwrightError(f"workers {workers}, queue {queue}, body_timeout_s {body_timeout_s:g}: give 1 or more "
+                             "workers, a queue of 0 or more and a positive timeout")
+    api_key = (os.environ.get("NETWRIGHT_API_KEY") if api_key is None else api_key) or None
     run = run if isinstance(run, Run) else Run.open(run)
     model = Model(run, variant, engine, threads)
     registry = CollectorRegistry()
@@ -350,17 +315,19 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
     wait_s = default_wait_s(model) if max_wait_ms is None else max_wait_ms / 1000
     batcher = Batcher(model.outputs, max_batch, wait_s, observe=batch_rows.observe)
+    pool = Workers(workers, queue)
 
     app = FastAPI(title=f"netwright: {model.name}", version="1",
                   description=f"{model.info.task} on {model.info.name} ({model.engine})")
     app.state.model = model
     app.state.batching = {"max_batch": max_batch, "max_wait_ms": round(wait_s * 1000, 3)}
-
-    app.add_middleware(Observe, requests_total=requests_total, latency=latency)
+    app.state.api_key = api_key is not None
+    app.add_middleware(Guard, requests_total=requests_total, latency=latency, api_key=api_key,
+                       body_timeout_s=body_timeout_s)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest):
-        return JSONResponse({"error": exc.message}, exc.status)
+        return JSONResponse({"error": exc.message}, exc.status, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -369,15 +336,27 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": exc.detail if isinstance(exc.detail, str) else "error"}, exc.status_code)
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        return JSONResponse({"error": f"{detail}: {request.method} {request.url.path}; the routes are listed at /docs"},
+                            exc.status_code, exc.headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):  # a bug, not bad input: keep serving
         return JSONResponse({"error": f"internal error: {exc.__class__.__name__}"}, 500)
 
-    def check_name(name: str) -> None:
-        if name != model.name:
-            raise BadRequest(404, f"unknown model '{name}'; this server serves '{model.name}'")
+    def decode_v2(body: bytes, header_length: str | None) -> tuple[dict, bool, np.ndarray]:
+        request, tail = split_request(body, header_length)
+        x = input_tensor(request, tail, model.input_name, tuple(model.info.input_shape))
+        return request, wants_binary(request, "output"), check_values(model, x)
+
+    def explain_now(body: bytes) -> Response:
+        payload = parse_json(body)
+        method = payload.pop("method", "saliency") if isinstance(payload, dict) else "saliency"
+        if not isinstance(method, str):
+            raise BadRequest(400, "method must be a string such as \"saliency\"")
+        x = raw_inputs(model, payload)
+        return JSONResponse({"model": model.name, "prediction": model.decode(model.outputs(x[:1]))[0],
+                             **explanation(model, x, method)})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
@@ -391,47 +370,66 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     async def ready() -> dict[str, bool]:
         return {"ready": True}
 
-    @app.get("/v2")
+    @app.get("/v2", responses=READ_ERRORS)
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "netwright", "version": "1", "extensions": []}
+        return {"name": "netwright", "version": "1", "extensions": ["binary_tensor_data"]}
 
-    @app.get("/v2/models/{name}")
-    async def model_metadata(name: str) -> dict[str, Any]:
-        check_name(name)
+    def known_model(name: str) -> None:
+        if name != model.name:
+            raise BadRequest(404, f"unknown model '{name}'; this server serves '{model.name}'")
+
+    def known_version(name: str, version: str) -> None:
+        known_model(name)
+        if version != "1":
+            raise BadRequest(404, f"unknown version '{version}' of model '{name}'; this server serves version 1")
+
+    models = APIRouter()  # mounted twice: /v2/models/{name} and /v2/models/{name}/versions/{version}
+
+    @models.get("", responses=READ_ERRORS)
+    async def model_metadata() -> dict[str, Any]:
         return model.metadata()
 
-    @app.get("/v2/models/{name}/ready")
-    async def model_ready(name: str) -> dict[str, Any]:
-        check_name(name)
-        return {"name": name, "ready": True}
+    @models.get("/ready", responses=READ_ERRORS)
+    async def model_ready() -> dict[str, Any]:
+        return {"name": model.name, "ready": True}
 
-    @app.post("/v2/models/{name}/infer")
-    async def infer(name: str, request: Request) -> dict[str, Any]:
-        check_name(name)
-        payload = parse_json(await request.body())
-        x = v2_tensor(model, payload)
-        out = await batcher.run(x)
-        response = {"model_name": model.name, "model_version": "1",
-                    "outputs": [{"name": "output", "datatype": "FP32", "shape": list(out.shape),
-                                 "data": out.reshape(-1).tolist()}]}
-        if isinstance(payload, dict) and "id" in payload:
-            response["id"] = payload["id"]
-        return response
+    binary_ok = {200: {"description": "outputs as JSON, or (binary tensor extension, when asked) a JSON header of "
+                                      "Inference-Header-Content-Length bytes followed by raw little-endian FP32",
+                       "content": {"application/json": {"schema": {"type": "object"}},
+                                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
-    @app.post("/predict")
-    async def predict(request: Request) -> dict[str, Any]:
+    @models.post("/infer", response_class=Response, responses={**binary_ok, **POST_ERRORS},
+                 openapi_extra=body_schema(INFER_REQUEST, "an inference request; with the header "
+                                           "Inference-Header-Content-Length, that many bytes of JSON followed by each "
+                                           "input's parameters.binary_data_size raw little-endian bytes"))
+    async def infer(request: Request) -> Response:
+        body = await request.body()
+        async with pool.admit():
+            payload, binary, x = await pool.run(decode_v2, body, request.headers.get(HEADER_LENGTH))
+            out = await batcher.run(x)
+            return await pool.run(infer_response, payload, model.name, "output", out, binary)
+
+    app.include_router(models, prefix="/v2/models/{name}", dependencies=[Depends(known_model)])
+    app.include_router(models, prefix="/v2/models/{name}/versions/{version}", dependencies=[Depends(known_version)])
+
+    @app.post("/predict", response_class=JSONResponse, responses=POST_ERRORS,
+              openapi_extra=body_schema(RAW_REQUEST, "raw inputs: one of image, pixels, values, features or text"))
+    async def predict(request: Request) -> Response:
         """Raw inputs in (features, pixels, a base64 image, values or text); labels and probabilities out."""
-        x = raw_inputs(model, parse_json(await request.body()))
-        return {"model": model.name, "engine": model.engine, "predictions": model.decode(await batcher.run(x))}
+        body = await request.body()
+        async with pool.admit():
+            x = await pool.run(lambda: raw_inputs(model, parse_json(body)))
+            out = await batcher.run(x)
+            return await pool.run(lambda: JSONResponse({"model": model.name, "engine": model.engine,
+                                                        "predictions": model.decode(out)}))
 
-    @app.post("/explain")
-    async def explain(request: Request) -> dict[str, Any]:
+    @app.post("/explain", response_class=JSONResponse, responses=POST_ERRORS,
+              openapi_extra=body_schema(EXPLAIN_REQUEST, "one raw input (as for /predict) and an attribution method"))
+    async def explain(request: Request) -> Response:
         """Attribution for one raw input (as for /predict), with a heat-map overlay for images."""
-        payload = parse_json(await request.body())
-        method = payload.pop("method", "saliency") if isinstance(payload, dict) else "saliency"
-        x = raw_inputs(model, payload)
-        return {"model": model.name, "prediction": model.decode(model.outputs(x[:1]))[0],
-                **explanation(model, x, method)}
+        body = await request.body()
+        async with pool.admit():
+            return await pool.run(explain_now, body)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -441,12 +439,18 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
 
 
 def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          engine: str = "auto", threads: int = 1, max_batch: int = 64, max_wait_ms: float | None = None) -> None:
-    """Serve a run until interrupted (SIGINT/SIGTERM shut down gracefully)."""
+          engine: str = "auto", threads: int = 1, max_batch: int = 64, max_wait_ms: float | None = None,
+          api_key: str | None = None, header_timeout_s: float = 10.0, **options: Any) -> None:
+    """Serve a run until interrupted (SIGINT/SIGTERM shut down gracefully). ``options``: the rest
+    of :func:`create_app`'s (workers, queue, body_timeout_s); a client whose request line and
+    headers take over ``header_timeout_s`` is disconnected."""
     import contextlib
     import signal
+    import socket
 
     import uvicorn
+
+    from .guard import server_config
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -455,20 +459,19 @@ def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = 
                 signal.signal(sig, self.handle_exit)
             yield
 
-    import socket
-
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError as e:
             raise NetwrightError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
-    app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5)
-    server = Server(config)
+    app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key,
+                     **options)
+    server = Server(server_config(app, host, port, header_timeout_s, timeout_graceful_shutdown=5))
     model = app.state.model
     b = app.state.batching
     batching = f"batches of up to {b['max_batch']} rows, {b['max_wait_ms']:g} ms wait" if b["max_batch"] > 1 else "no batching"
-    print(f"serving {model.name} ({model.engine}; {batching}) on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    auth = "; API key required" if app.state.api_key else ""
+    print(f"serving {model.name} ({model.engine}; {batching}{auth}) on http://{host}:{port}/  (Ctrl-C to stop)",
+          flush=True)
     server.run()
     print("stopped", flush=True)

@@ -24,7 +24,7 @@ def image_grid(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list[str],
         img = raw[i].transpose(1, 2, 0)
         img = img[..., 0] if img.shape[-1] == 1 else (img - img.min()) / max(np.ptp(img), 1e-8)
         axes[i, 0].imshow(img, cmap="gray" if img.ndim == 2 else None)
-        axes[i, 0].set_title(titles[i], fontsize=8)
+        axes[i, 0].set_title(titles[i], fontsize=9)
         for j, m in enumerate(methods, start=1):
             heat = _norm(attrs[m][i].sum(0))
             axes[i, j].imshow(img, cmap="gray" if img.ndim == 2 else None)
@@ -32,7 +32,7 @@ def image_grid(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list[str],
             axes[i, j].imshow(heat, cmap="bwr" if signed else "inferno", alpha=0.6,
                               vmin=-1 if signed else 0, vmax=1)
             if i == 0:
-                axes[i, j].set_title(m.replace("_", " "), fontsize=8)
+                axes[i, j].set_title(m.replace("_", " "), fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -40,34 +40,53 @@ def image_grid(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list[str],
     return save_figure(fig, path)
 
 
+TOP_FEATURES = 8  # bars per chart; the other features are summed into one bar
+
+
+def _top_with_rest(values: dict[str, float], top: int, absolute: bool) -> tuple[list[str], list[float]]:
+    """The ``top`` features by |value| (largest last, for a horizontal bar chart) and one bar
+    summing the rest."""
+    items = sorted(values.items(), key=lambda kv: abs(kv[1]))
+    shown, rest = items[-top:], items[:-top]
+    labels, heights = [k for k, _ in shown], [v for _, v in shown]
+    if rest:
+        labels.insert(0, f"{len(rest)} other features")
+        heights.insert(0, sum(abs(v) if absolute else v for _, v in rest))
+    return labels, heights
+
+
 def feature_bars(attrs: dict[str, np.ndarray], names: list[str], titles: list[str], path: Path,
-                 top: int = 10) -> Path:
-    """Rows: samples; columns: methods; the top features by |attribution|, with signs."""
+                 top: int = TOP_FEATURES) -> Path:
+    """Rows: samples; columns: methods; the top features by |attribution|, with signs, and the
+    other features' attributions summed."""
     n, methods = len(titles), list(attrs)
-    fig, axes = plt.subplots(n, len(methods), figsize=(3.6 * len(methods), 0.35 * top * n + 0.6 * n),
+    bars = min(top + 1, len(names))
+    fig, axes = plt.subplots(n, len(methods), figsize=(4.2 * len(methods), 0.3 * bars * n + 0.8 * n),
                              squeeze=False)
     for i in range(n):
         for j, m in enumerate(methods):
-            a = attrs[m][i]
-            idx = np.argsort(-np.abs(a))[:top][::-1]
+            labels, heights = _top_with_rest(dict(zip(names, attrs[m][i])), top, absolute=False)
             ax = axes[i, j]
-            ax.barh([names[k] for k in idx], a[idx], color=["#c44e52" if v < 0 else "#4c72b0" for v in a[idx]])
+            ax.barh(labels, heights, color=["#c44e52" if v < 0 else "#4c72b0" for v in heights])
             ax.axvline(0, color="grey", lw=0.5)
-            ax.tick_params(labelsize=7)
-            ax.set_title(f"{m.replace('_', ' ')}\n{titles[i]}" if j == 0 else m.replace("_", " "), fontsize=8)
+            ax.set_title(f"{m.replace('_', ' ')}\n{titles[i]}" if j == 0 else m.replace("_", " "))
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def global_bars(importance: dict[str, dict[str, float]], path: Path, top: int = 15) -> Path:
+def global_bars(importance: dict[str, dict[str, float]], path: Path, top: int = TOP_FEATURES) -> Path:
     """Mean |attribution| per feature over the test split, one panel per method."""
     methods = list(importance)
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 0.3 * top + 1), squeeze=False)
-    for ax, m in zip(axes[0], methods):
-        items = sorted(importance[m].items(), key=lambda kv: kv[1])[-top:]
-        ax.barh([k for k, _ in items], [v for _, v in items], color="#4c72b0")
-        ax.set_title(f"{m.replace('_', ' ')}: mean |attribution|", fontsize=9)
-        ax.tick_params(labelsize=7)
+    bars = min(top + 1, max(len(v) for v in importance.values()))
+    cols = min(3, len(methods))  # rows of three panels: the picture fits a page at its own size
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, (0.3 * bars + 1) * rows), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, methods):
+        labels, heights = _top_with_rest(importance[m], top, absolute=True)
+        ax.barh(labels, heights, color="#4c72b0")
+        ax.set_title(f"{m.replace('_', ' ')}: mean |attribution|")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -89,8 +108,8 @@ def sequence_shading(raw: np.ndarray, attrs: dict[str, np.ndarray], titles: list
                       vmax=1, extent=(-0.5, len(signal) - 0.5, lo - pad, hi + pad), alpha=0.7)
             ax.plot(t, signal, color="black", lw=1)
             ax.set_yticks([])
-            ax.tick_params(labelsize=6)
-            ax.set_title(f"{m.replace('_', ' ')} - {titles[i]}" if j == 0 else m.replace("_", " "), fontsize=7)
+            ax.tick_params(labelsize=9)
+            ax.set_title(f"{m.replace('_', ' ')} - {titles[i]}" if j == 0 else m.replace("_", " "), fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -122,14 +141,14 @@ def token_text(texts: list[list[str]], attrs: dict[str, np.ndarray], titles: lis
     top = 0.0
     for i, m, placed in blocks:
         if m == methods[0]:  # the sample's title line
-            ax.text(13, top + 0.6, titles[i], fontsize=6)
+            ax.text(13, top + 0.6, titles[i], fontsize=9)
             top += 0.9
         heat = _norm(np.asarray(attrs[m][i], dtype=np.float64)[: len(placed)])
-        ax.text(0, top + 0.6, m[:12], fontsize=6, family="monospace")
+        ax.text(0, top + 0.6, m[:12], fontsize=9, family="monospace")
         for k, (line, col, tok) in enumerate(placed):
             w = max(len(tok), 1)
             ax.add_patch(plt.Rectangle((13 + col, top + line + 0.1), w, 0.8, color=cmap(0.5 + heat[k] / 2), lw=0))
             ax.text(13 + col + w / 2, top + line + 0.6, tok if tok.strip() else "·", ha="center",
-                    fontsize=6, family="monospace")
+                    fontsize=9, family="monospace")
         top += 1 + max((p[0] for p in placed), default=0) + (0.4 if m == methods[-1] else 0)
     return save_figure(fig, path)

@@ -28,13 +28,13 @@ def audit_plot(result: dict[str, Any], path: Path) -> Path:
             if all(r.get(f"{m}_ci") for r in rows):
                 err = np.array([[v - r[f"{m}_ci"][0], r[f"{m}_ci"][1] - v] for v, r in zip(vals, rows)]).T
             ax.bar(xs, vals, width, yerr=err, capsize=2, label=m.replace("_", " "))
-        ax.set_xticks(range(len(rows)), [f"{r['group']}\n(n={r['count']})" for r in rows], fontsize=8)
+        ax.set_xticks(range(len(rows)), [f"{r['group']}\n(n={r['count']})" for r in rows], fontsize=9)
         ax.set_ylim(0, 1.05)
         dp = result["groupings"][key]["gaps"]["demographic_parity_difference"]
         ci = dp["ci"]
         ax.set_title(f"{key}: parity gap {dp['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""),
                      fontsize=9)
-    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[0, 0].legend(fontsize=9, loc="upper right")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -47,7 +47,7 @@ def tradeoff_plot(rows: list[dict[str, Any]], path: Path, gap: str = "demographi
         ax.plot([r[gap] for r in sweep], [r["accuracy"] for r in sweep], "-o", color="#8172b2",
                 label="penalty sweep (lambda)")
         for r in sweep:
-            ax.annotate(f"{r['weight']:g}", (r[gap], r["accuracy"]), fontsize=7, xytext=(3, 3),
+            ax.annotate(f"{r['weight']:g}", (r[gap], r["accuracy"]), fontsize=9, xytext=(3, 3),
                         textcoords="offset points")
     markers = {"none": ("black", "s"), "reweighing": ("#55a868", "^"), "thresholds": ("#c44e52", "D"),
                "penalty": ("#8172b2", "o")}
@@ -59,7 +59,7 @@ def tradeoff_plot(rows: list[dict[str, Any]], path: Path, gap: str = "demographi
     ax.set_xlabel(gap.replace("_", " "))
     ax.set_ylabel("test accuracy")
     ax.set_title("accuracy / fairness trade-off")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
@@ -73,6 +73,6 @@ def drift_plot(features: list[dict[str, Any]], alpha: float, path: Path) -> Path
     ax.barh(names, stats, color=colors)
     ax.set_xlabel("test statistic (KS distance, or chi-square / n for categories)")
     ax.set_title(f"drift (red: significant at family-wise alpha {alpha:g})", fontsize=9)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(labelsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -194,7 +194,34 @@ def collect(run: Run) -> dict[str, Any]:
         "resources": resources(run, summary, details.get("flops_per_example")),
     }
     card["caveats"] = caveats(card)
+    card["summary"] = headline(card)
     return card
+
+
+HEADLINE = {"classification": "accuracy", "regression": "r2"}  # the metric a summary leads with
+
+
+def headline(card: dict[str, Any]) -> list[str]:
+    """Two lines for the top of the card: what the model does; how good it is against the
+    baseline, and the main caveat."""
+    d, m = card["data"], card["model_details"]
+    kind = {"classification": f"classifies {d['name']} examples into {len(d['classes'] or [])} classes",
+            "regression": f"predicts {d.get('target') or 'the target'} of {d['name']} examples"}.get(
+        d["task"], f"is a {d['task'].replace('_', ' ')} model on {d['name']}")
+    params = f" ({m['parameters']:,} parameters)" if m.get("parameters") else ""
+    first = f"This {m['name']} model{params} {kind}; it was trained on {d['splits']['train']:,} examples."
+    ev = card.get("metrics") or {}
+    key = HEADLINE.get(d["task"])
+    value = (ev.get("metrics") or {}).get(key) if key else None
+    if value is None:
+        second = "Not evaluated yet (netwright evaluate RUN)." if not ev else "Scored by its own measure (Metrics)."
+    else:
+        base = next((b for b in (ev.get("trivial_baseline"), ev.get("baseline"))
+                     if isinstance(b, dict) and isinstance(b.get("metrics"), dict) and key in b["metrics"]), None)
+        against = f" against {base['metrics'][key]:.3f} for {base.get('name', 'the baseline')}" if base else ""
+        second = f"Test {key.replace('r2', 'R²')} {value:.3f}{against}."
+    caveat = card["caveats"][0] if card["caveats"] else "none found by the stages that ran."
+    return [first, f"{second} Main caveat: {caveat}"]
 
 
 def _cross_validation(run: Run) -> dict[str, Any] | None:

@@ -17,8 +17,9 @@ h1{font-size:28px;margin:0 0 4px}h2{font-size:21px;border-bottom:2px solid #d0d7
 h3{font-size:16px;margin:20px 0 6px}.muted{color:#59636e}.stages span{display:inline-block;margin:2px 6px 2px 0;
 padding:1px 8px;border-radius:10px;font-size:13px}.ran{background:#dafbe1;color:#116329}.skipped{background:#eee;color:#555}
 table{border-collapse:collapse;margin:8px 0 14px;font-size:13.5px}th,td{border:1px solid #d0d7de;padding:3px 9px;
-text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}img{max-width:min(100%,560px);vertical-align:top;
+text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}.pic{overflow-x:auto;max-width:100%}img{max-width:none;vertical-align:top;
 border:1px solid #eee;margin:6px 0}.caveat{background:#fff8c5;border-left:4px solid #d4a72c;padding:6px 10px;margin:6px 0}
+.summary{font-size:16px;background:#f6f8fa;border-left:4px solid #0969da;padding:8px 12px}
 .flag{color:#cf222e;font-weight:600}.ok{color:#1a7f37}pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}
 nav a{margin-right:12px;font-size:13px;color:#0969da;text-decoration:none}dl{display:grid;grid-template-columns:max-content 1fr;
 gap:2px 14px}dt{font-weight:600}dd{margin:0}
@@ -38,7 +39,9 @@ def e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def num(v: Any, digits: int = 4) -> str:
+def num(v: Any, digits: int = 3) -> str:
+    """A number as a reader wants it: ``digits`` decimals, two significant digits below 0.01,
+    thousands separated."""
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -46,15 +49,22 @@ def num(v: Any, digits: int = 4) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}"
+        if v != v:
+            return "-"
+        if 0 < abs(v) < 0.01:
+            return f"{v:.2g}"
+        return f"{v:,.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}"
     return e(v)
 
 
-def img(path: Path | None, alt: str) -> str:
+def img(path: Path | None, alt: str, folded: bool = False) -> str:
+    """A picture at its own pixel size (a wide one scrolls rather than shrinks, so that its text
+    stays legible); ``folded``: behind a click (the per-example grids)."""
     if path is None or not Path(path).is_file():
         return ""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{e(alt)}" src="data:image/png;base64,{data}">'
+    picture = f'<div class="pic"><img alt="{e(alt)}" src="data:image/png;base64,{data}"></div>'
+    return f"<details><summary>{e(alt)} (click to show)</summary>{picture}</details>" if folded else picture
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -71,7 +81,8 @@ def dl(items: dict[str, Any]) -> str:
 
 def render(card: dict[str, Any], pictures: dict[str, Path]) -> str:
     parts = [f"<h1>{e(card['title'])}</h1>",
-             f"<p class=muted>Model card for run <b>{e(card['run'])}</b>, generated {e(card['generated'])} by netwright.</p>"]
+             f"<p class=muted>Model card for run <b>{e(card['run'])}</b>, generated {e(card['generated'])} by netwright.</p>",
+             "<p class=summary>" + "<br>".join(e(line) for line in card.get("summary", [])) + "</p>"]
     if card["intended_use"].get("description"):
         parts.append(f"<p>{e(card['intended_use']['description'])}</p>")
     parts.append("<p class=stages>" + "".join(
@@ -129,8 +140,24 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
     if not ev:
         return _not_run("evaluate", card)
     out = f"<p>{e(ev['split'])} split, {ev['n']} examples.</p>"
-    out += table(["metric", "value"], [[k, v] for k, v in ev["metrics"].items()])
-    if ev.get("baseline"):  # text, graph and ratings data
+    trivial = next((b for b in (ev.get("baseline"), ev.get("trivial_baseline")) if b and "metrics" in b), None)
+    if trivial is None:
+        out += table(["metric", "value"], [[k, v] for k, v in ev["metrics"].items()])
+    else:  # beside each metric, the trivial predictor's (fitted on the train split)
+        out += table(["metric", "value", f"baseline: {trivial['name']}"],
+                     [[k, v, trivial["metrics"].get(k, "")] for k, v in ev["metrics"].items()])
+        out += f"<p class=muted>Baseline: {e(trivial['name'])}, fitted on the train split" \
+               f"{': ' + e(trivial['detail']) if trivial.get('detail') else ''}.</p>"
+    if ev.get("calibration"):  # netwright calibrate
+        c = ev["calibration"]
+        out += f"<p>Temperature scaling (T = {c['temperature']:.4f}, fitted on the validation split) on this split:</p>"
+        out += table(["measure", "before", "after"], [[k, c["before"][k], c["after"][k]] for k in ("ece", "brier", "nll")])
+    if ev.get("conformal"):  # evaluate --coverage
+        c = ev["conformal"]
+        size = f"mean set size {c['mean_set_size']:.3f}" if "mean_set_size" in c else f"mean interval width {c['mean_width']:.4g}"
+        out += (f"<p>Conformal prediction ({e(c['method'])}, {c['n']} examples): coverage {c['coverage']:.4f} "
+                f"for a target of {c['coverage_target']:g}, {e(size)}.</p>")
+    if ev.get("baseline") and "model" in ev["baseline"]:  # text, graph and ratings data
         b = ev["baseline"]
         scores = ", ".join(f"{k} {v:.4f}" for k, v in b.items() if isinstance(v, float))
         out += f"<p>Baseline on the same split: {e(b['model'])}, fitted on {e(b['fitted_on'])}: {e(scores)}.</p>"
@@ -199,8 +226,10 @@ def _explanations(card: dict[str, Any], pics: dict[str, Path]) -> str:
     if rows:
         out += "<h3>Sanity checks</h3>" + table(["method", "randomised |rho|", "deletion AUC", "random", "insertion AUC",
                                                   "random", "result"], rows)
-    for k in ("overlay", "features", "global", "sequences", "tokens"):
-        out += img(pics.get(k), k)
+    out += img(pics.get("global"), "mean |attribution| per feature")
+    for k, alt in (("overlay", "attribution of each example"), ("features", "attribution of each example"),
+                   ("sequences", "attribution of each example"), ("tokens", "attribution of each token")):
+        out += img(pics.get(k), alt, folded=True)
     return out
 
 

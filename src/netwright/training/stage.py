@@ -129,7 +129,8 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
             raise NetwrightError("--resume continues a run exactly as it was specified; "
                                  "start a new run to change the spec")
         run = Run.open(spec)
-        scope.enter_context(run.transaction("netwright train --resume"))
+        if from_env().main:  # one lock for a distributed job: rank 0 writes the run
+            scope.enter_context(run.transaction("netwright train --resume"))
         resolved = run.spec
     else:
         resolved = load_spec(spec, overrides)
@@ -139,6 +140,9 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
+    from ..calibrate import check_calibrate_spec  # train.calibrate: a classifier with a validation split
+
+    check_calibrate_spec(resolved, info)
     if info.task in ("language_model", "translation", "control", "detection") \
             and MODELS.get(resolved.model.name).meta.get("task") != info.task:
         preset = {"language_model": "transformer_lm", "translation": "transformer_seq2seq", "control": "policy",
@@ -246,6 +250,10 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         from ..fairness.mitigate import save_thresholds
 
         save_thresholds(run, data, model.cpu().eval())
+    if resolved.train.calibrate and dist.main:  # a temperature fitted on the validation split
+        from ..calibrate import calibrate
+
+        calibrate(run, model=model.cpu().eval(), data=data)
     return run
 
 

@@ -1,0 +1,138 @@
+"""Temperature scaling: the fitted T against a brute-force grid, an overconfident classifier made
+honest on unseen data (validation NLL never up, test ECE down, predictions unchanged), and the
+places T is applied (predict, evaluate, ONNX export, the CLI, train.calibrate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import netwright
+from netwright.calibrate import brier_score, fit_temperature, nll, probabilities, served_temperature
+from conftest import assert_one_line_error, tiny_spec
+
+GRID = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))  # log-spaced steps of 0.15%
+
+
+def grid_minimum(logits: torch.Tensor, y: torch.Tensor) -> float:
+    losses = [nll(logits, y, t) for t in GRID]
+    return float(GRID[int(np.argmin(losses))])
+
+
+@pytest.fixture(scope="module")
+def overconfident(tmp_path_factory):
+    """An MLP on digits trained for many epochs, last weights kept: sure of itself beyond its accuracy."""
+    runs = tmp_path_factory.mktemp("runs")
+    run = netwright.train({"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [64]},
+                           "train": {"epochs": 80, "threads": 1, "keep": "last",
+                                     "optimizer": {"name": "adam", "lr": 0.01}}},
+                          name="digits", runs_dir=runs, progress="quiet")
+    before = run.evaluate(plots=False)
+    return run, before, netwright.calibrate(run)
+
+
+def test_fitted_temperature_is_the_grid_minimum_and_never_raises_nll():
+    rng = np.random.default_rng(0)
+    for scale in (0.3, 1.0, 4.0):  # under-, roughly and over-confident logits
+        y = torch.from_numpy(rng.integers(0, 5, 400))
+        signal = torch.nn.functional.one_hot(y, 5).double() * 2 + torch.from_numpy(rng.normal(size=(400, 5)))
+        logits = signal * scale
+        fit = fit_temperature(logits, y)
+        assert fit["temperature"] == pytest.approx(grid_minimum(logits, y), rel=0.005)
+        assert fit["nll_after"] <= fit["nll_before"] == pytest.approx(nll(logits, y, 1.0))
+        assert fit["nll_after"] == pytest.approx(nll(logits, y, fit["temperature"]), abs=1e-12)
+
+
+def test_temperature_scaling_makes_an_overconfident_classifier_honest(overconfident):
+    run, before, cal = overconfident
+    from netwright.calibrate import split_logits
+
+    logits, y = split_logits(run.load_model(), run.load_data(), "val")
+    t = cal["temperature"]
+    assert t > 1.2  # overconfident: the logits are too large
+    assert t == pytest.approx(grid_minimum(logits, y), rel=0.005)
+    assert cal["val_nll_after"] <= cal["val_nll_before"]
+    assert run.read_json("calibration.json") == cal
+    after = run.evaluate(plots=False)
+    c = after["calibration"]
+    assert c["temperature"] == t
+    assert c["after"]["ece"] < c["before"]["ece"] == pytest.approx(before["metrics"]["ece"])  # test ECE down
+    assert c["after"]["nll"] < c["before"]["nll"]
+    assert after["metrics"]["accuracy"] == before["metrics"]["accuracy"]  # argmax unchanged
+    # Brier score and ECE recomputed here with numpy from the test logits
+    test_logits, test_y = split_logits(run.load_model(), run.load_data(), "test")
+    p = np.exp(test_logits.numpy() / t)
+    p /= p.sum(1, keepdims=True)
+    assert c["after"]["brier"] == pytest.approx(((p - np.eye(10)[test_y.numpy()]) ** 2).sum(1).mean())
+    conf, correct = p.max(1), p.argmax(1) == test_y.numpy()
+    bins = np.minimum(np.ceil(conf * 15).astype(int) - 1, 14)  # bin b holds (b/15, (b+1)/15]
+    ece = sum((bins == b).mean() * abs(correct[bins == b].mean() - conf[bins == b].mean())
+              for b in range(15) if (bins == b).any())
+    assert c["after"]["ece"] == pytest.approx(ece, abs=1e-9)
+
+
+def test_predict_and_onnx_apply_the_temperature(overconfident, tmp_path):
+    run, _, cal = overconfident
+    from sklearn.datasets import load_digits
+
+    from netwright.predict import encode_inputs
+
+    images = load_digits().images[:8]
+    rows = run.predict(images)
+    x = torch.from_numpy(encode_inputs(run.info, images))
+    with torch.no_grad():
+        logits = run.load_model()(x).double()
+    expected = probabilities(logits, cal["temperature"])
+    raw = torch.softmax(logits, 1).numpy()
+    for row, p, q in zip(rows, expected, raw):
+        assert list(row["probabilities"].values()) == pytest.approx(list(p), abs=1e-6)
+        assert row["class"] == int(q.argmax())  # the same class as the uncalibrated model
+    assert max(r["probabilities"][r["label"]] for r in rows) < raw.max(1).max()
+    assert served_temperature(run) == cal["temperature"]
+    pytest.importorskip("onnxruntime")
+    result = netwright.export(run)
+    assert result["passed"] and result["temperature"] == cal["temperature"]
+    from netwright.deploy.onnx_io import onnx_session, run_session
+
+    got = run_session(onnx_session(run.file("export") / "model.onnx"), x.numpy())
+    assert got == pytest.approx(logits.numpy() / cal["temperature"], abs=1e-4)  # logits / T inside the graph
+    assert served_temperature(run, run.file("export")) == 1.0  # a server reading the ONNX file divides no further
+
+
+def test_brier_score_of_a_certain_classifier():
+    assert brier_score(np.eye(3), [0, 1, 2]) == 0.0
+    assert brier_score(np.full((2, 2), 0.5), [0, 1]) == pytest.approx(0.5)
+
+
+def test_calibrate_cli_and_train_calibrate(cli, tmp_path):
+    import json
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(tiny_spec(calibrate=True)))
+    assert cli("train", spec, "--name", "cal").code == 0
+    run = netwright.Run.open("cal")
+    cal = run.read_json("calibration.json")
+    assert cal["n"] == run.info.splits["val"] and cal["val_nll_after"] <= cal["val_nll_before"]
+    r = cli("calibrate", "cal")
+    assert r.code == 0 and f"temperature {cal['temperature']:.4f}" in r.out and "calibration.json" in r.out
+    r = cli("evaluate", "cal", "--no-plots")
+    assert r.code == 0 and f"temperature {cal['temperature']:.4f}: ece" in r.out
+
+
+def test_calibrate_refuses_regressors_and_runs_without_a_validation_split(cli, tmp_path):
+    import json
+
+    reg = {"data": {"name": "diabetes"}, "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 1, "threads": 1}}
+    (tmp_path / "reg.json").write_text(json.dumps(reg))
+    assert cli("train", tmp_path / "reg.json", "--name", "reg").code == 0
+    assert_one_line_error(cli("calibrate", "reg"), "applies to classifiers", "--coverage")
+    (tmp_path / "noval.json").write_text(json.dumps({**tiny_spec(epochs=1), "data": {"name": "iris", "val": 0}}))
+    assert cli("train", tmp_path / "noval.json", "--name", "noval").code == 0
+    assert_one_line_error(cli("calibrate", "noval"), "no validation split", "data.val")
+    # train.calibrate is checked before any training
+    assert_one_line_error(cli("train", tmp_path / "reg.json", "--name", "reg2", "--set", "train.calibrate=true"),
+                          "train.calibrate", "drop train.calibrate")
+    assert_one_line_error(cli("train", tmp_path / "noval.json", "--name", "nv2", "--set", "train.calibrate=true"),
+                          "train.calibrate", "data.val")
+    assert not (tmp_path / "runs" / "reg2").exists() and not (tmp_path / "runs" / "nv2").exists()
