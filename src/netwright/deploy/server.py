@@ -405,9 +405,9 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     async def infer(request: Request) -> Response:
         body = await request.body()
         async with pool.admit():
-            payload, binary, x = await pool.run(decode_v2, body, request.headers.get(HEADER_LENGTH))
+            payload, binary, x = await pool.run(decode_v2, body, request.headers.get(HEADER_LENGTH), size=len(body))
             out = await batcher.run(x)
-            return await pool.run(infer_response, payload, model.name, "output", out, binary)
+            return await pool.run(infer_response, payload, model.name, "output", out, binary, size=out.nbytes * 4)
 
     app.include_router(models, prefix="/v2/models/{name}", dependencies=[Depends(known_model)])
     app.include_router(models, prefix="/v2/models/{name}/versions/{version}", dependencies=[Depends(known_version)])
@@ -418,6 +418,7 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
         """Raw inputs in (features, pixels, a base64 image, values or text); labels and probabilities out."""
         body = await request.body()
         async with pool.admit():
+            # always on the pool: a small body may hold a PNG that decodes to millions of pixels
             x = await pool.run(lambda: raw_inputs(model, parse_json(body)))
             out = await batcher.run(x)
             return await pool.run(lambda: JSONResponse({"model": model.name, "engine": model.engine,
