@@ -136,3 +136,37 @@ def test_calibrate_refuses_regressors_and_runs_without_a_validation_split(cli, t
     assert_one_line_error(cli("train", tmp_path / "noval.json", "--name", "nv2", "--set", "train.calibrate=true"),
                           "train.calibrate", "data.val")
     assert not (tmp_path / "runs" / "reg2").exists() and not (tmp_path / "runs" / "nv2").exists()
+
+
+def test_a_perfectly_separated_validation_split_keeps_t_one():
+    """Every validation example right with a margin: the NLL falls towards 0 as T -> 0, which
+    says nothing about confidence on new data; T = 1 is kept, with a note."""
+    y = torch.arange(30) % 3
+    logits = torch.nn.functional.one_hot(y, 3).double() * 4.0
+    fit = fit_temperature(logits, y)
+    assert fit["temperature"] == 1.0 and "separated perfectly" in fit["note"]
+    assert fit["nll_after"] == fit["nll_before"]
+
+
+def test_the_server_applies_the_temperature_on_every_engine_and_route(overconfident):
+    """Served probabilities equal run.predict's (PyTorch and ONNX Runtime), and the softmax of
+    the v2 infer output equals /predict's, on a calibrated run."""
+    from fastapi.testclient import TestClient
+
+    from netwright.deploy.server import create_app
+
+    run, _, cal = overconfident
+    from sklearn.datasets import load_digits
+
+    image = load_digits().images[0]
+    expected = run.predict(image[None])[0]["probabilities"]
+    x = run.load_data().split("test").x[:1].numpy()
+    with torch.no_grad():
+        logits = run.load_model()(torch.from_numpy(x)).double().numpy()
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}]}
+    for engine in ("torch", "onnx"):
+        client = TestClient(create_app(run, engine=engine, api_key=""))
+        got = client.post("/predict", json={"pixels": image.tolist()}).json()["predictions"][0]["probabilities"]
+        assert list(got.values()) == pytest.approx(list(expected.values()), abs=1e-5), engine
+        out = np.array(client.post("/v2/models/digits/infer", json=body).json()["outputs"][0]["data"]).reshape(1, -1)
+        assert probabilities(out)[0] == pytest.approx(probabilities(logits, cal["temperature"])[0], abs=1e-5), engine

@@ -338,12 +338,15 @@ def assert_answered(r: httpx.Response) -> None:
 
 
 @PROPERTY
-@given(request=V2_REQUESTS, header=st.none() | st.text("0123456789- x", max_size=5), tail=st.binary(max_size=64))
+@given(request=V2_REQUESTS, tail=st.binary(max_size=64),
+       header=st.none() | st.text("0123456789- x", max_size=5) | st.just("9" * 5000) | st.just("\u00b2")
+       | st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=8))
 def test_v2_infer_never_answers_5xx(client, request, header, tail):
     body = json.dumps(request).encode()  # NaN and Infinity included
     headers = {"Content-Type": "application/json"}
     if header is not None:
-        body, headers["Inference-Header-Content-Length"] = body + tail, header or str(len(body))
+        # as bytes: any latin-1 header value a client can send, superscript digits included
+        body, headers["Inference-Header-Content-Length"] = body + tail, (header or str(len(body))).encode("latin-1")
     for path in (V2, "/v2/models/digits/versions/1/infer"):
         assert_answered(client.post(path, content=body, headers=headers))
 

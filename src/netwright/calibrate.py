@@ -46,9 +46,17 @@ def fit_temperature(logits: np.ndarray | torch.Tensor, target: np.ndarray | torc
                             options={"xatol": 1e-6})
     before = nll(z, y)
     t, after = math.exp(float(found.x)), float(found.fun)
+    note = None
     if not after < before:  # T = 1 is a candidate: calibration never makes the validation NLL worse
         t, after = 1.0, before
-    return {"temperature": t, "nll_before": before, "nll_after": after}
+    elif after < SEPARABLE_NLL:  # every validation example right with a margin: NLL falls as T -> 0
+        note = (f"the validation split is separated perfectly (NLL {after:.1e} at T = {t:.3g}), so it cannot tell "
+                "how confident the model should be; T = 1 kept")
+        t, after = 1.0, before
+    return {"temperature": t, "nll_before": before, "nll_after": after, **({"note": note} if note else {})}
+
+
+SEPARABLE_NLL = 1e-4  # a validation NLL this low: the split no longer constrains the temperature
 
 
 def temperature(run: Run) -> float:
@@ -136,7 +144,8 @@ def calibrate(run: Run | str | os.PathLike, model: "nn.Module | None" = None,
               "val_ece_before": before["ece"], "val_ece_after": after["ece"],
               "val_brier_before": before["brier"], "val_brier_after": after["brier"],
               "search": f"bounded scalar search (scipy minimize_scalar) over log T in [{LOG_T_BOUNDS[0]:.4f}, "
-                        f"{LOG_T_BOUNDS[1]:.4f}], T = 1 kept unless beaten"}
+                        f"{LOG_T_BOUNDS[1]:.4f}], T = 1 kept unless beaten",
+              **({"note": fit["note"]} if "note" in fit else {})}
     run.write_json("calibration.json", result)
     return result
 

@@ -129,7 +129,7 @@ def run_calibration(run: Any, model: Any, data: Any, coverage: float) -> dict[st
         fit = regressor_intervals(unscale(out[:, 0]).numpy(), unscale(y).numpy(), coverage)
         method = "split conformal, absolute residuals on the validation split (target units)"
     if math.isinf(fit["q"]):
-        need = math.ceil(coverage / (1 - coverage))
+        need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point
         raise NetwrightError(f"--coverage {coverage:g} needs at least {need} validation examples, {run.path} has "
                              f"{fit['n']}; lower --coverage or train with a larger data.val")
     return {"method": method, "coverage_target": coverage, "calibrated_on": "val", **fit}

@@ -33,6 +33,9 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
         from .conformal import check_coverage
 
         check_coverage(coverage)
+        if split == "val":
+            raise NetwrightError("--coverage fits its threshold on the validation split, so coverage there holds by "
+                                 "construction; evaluate --split test (or train)")
     from .generative import evaluate_generative, is_generative, model_task
 
     if is_generative(run):

@@ -57,6 +57,10 @@ class Batcher:
         task = loop.create_task(self._call(loop, np.concatenate([a for a, _ in queue])))
 
         def answer(done: asyncio.Future) -> None:
+            if done.cancelled():  # the server is shutting down: nobody waits for an answer
+                for _, future in queue:
+                    future.cancel()
+                return
             if done.exception() is not None:
                 for _, future in queue:
                     if not future.done():

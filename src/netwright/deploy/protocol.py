@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ def split_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     """The JSON request and the bytes after it (the binary tensor extension)."""
     if header_length is None:
         return _object(parse_json(body), "the request"), b""
-    n = int(header_length) if header_length.strip().isdigit() else -1
+    n = int(header_length) if re.fullmatch(r"\s*[0-9]{1,15}\s*", header_length) else -1  # ASCII digits only
     if not 0 <= n <= len(body):
         raise BadRequest(400, f"Inference-Header-Content-Length {_show(header_length)}: give the byte length of the "
                               f"JSON part (0..{len(body)})")
@@ -196,8 +197,9 @@ RAW_REQUEST = {"type": "object", "properties": {
                  "description": "{feature name: value}, or a list of them"},
     "text": {"type": "string"}},
     "anyOf": [{"required": [k]} for k in ("image", "pixels", "values", "features", "text")]}
+SERVED_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion")  # fast enough per request
 EXPLAIN_REQUEST = {**RAW_REQUEST, "properties": {**RAW_REQUEST["properties"], "method": {
-    "type": "string", "enum": ["saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion"]}}}
+    "type": "string", "enum": list(SERVED_METHODS)}}}
 
 
 def body_schema(schema: dict, description: str) -> dict:

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..data.info import DataInfo
 from ..errors import NetwrightError
 from ..run import Run
-from .protocol import BadRequest
+from .protocol import SERVED_METHODS, BadRequest
 
 MAX_PIXELS = 1 << 24  # pixels of an uploaded image (4096 x 4096): larger ones get 413 before they are decoded
 
@@ -66,7 +66,8 @@ class Model:
         from ..calibrate import served_temperature
 
         # a calibrated run's temperature; an ONNX graph exported after calibration divides by it already
-        self.temperature = served_temperature(run, self._export_folder() if self.session is not None else None)
+        self.temperature = served_temperature(run, self._export_folder() if self.session is not None else None) \
+            if self.variant == "original" else 1.0  # compressed variants are not calibrated
 
     def _export_folder(self) -> Path:
         return self.run.file("export") if self.variant == "original" else self.run.file("export") / self.variant
@@ -81,10 +82,14 @@ class Model:
         return onnx_session(folder / "model.onnx", threads)
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs; a calibrated classifier's logits divided by its temperature, on
+        every engine and route (as the exported ONNX graph does)."""
         if self.session is not None:
-            return self.session.run(None, {self.input_name: x})[0]
-        with torch.no_grad():
-            return self.torch_model(torch.from_numpy(x)).numpy()
+            out = self.session.run(None, {self.input_name: x})[0]
+        else:
+            with torch.no_grad():
+                out = self.torch_model(torch.from_numpy(x)).numpy()
+        return out if self.temperature == 1.0 else (out / self.temperature).astype(out.dtype)
 
     def metadata(self) -> dict[str, Any]:
         shape = [-1, *self.info.input_shape]
@@ -99,7 +104,7 @@ class Model:
     def decode(self, out: np.ndarray) -> list[dict[str, Any]]:
         from ..predict import decode_outputs
 
-        rows = decode_outputs(self.info, out, self.temperature)
+        rows = decode_outputs(self.info, out)  # outputs() has applied the temperature
         if self.info.picks_class:
             for row in rows:
                 row["confidence"] = row["probabilities"][row["label"]]
@@ -204,8 +209,8 @@ def explanation(model: Model, x: np.ndarray, method: str) -> dict[str, Any]:
     torch_model = model.torch_model
     if torch_model is None:
         raise BadRequest(400, f"variant '{model.variant}' has no PyTorch model to explain; serve the original")
-    if method not in ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion"):
-        raise BadRequest(400, f"method '{method}' is not offered here; use saliency or integrated_gradients")
+    if method not in SERVED_METHODS:
+        raise BadRequest(400, f"method '{method}' is not offered here; use one of {', '.join(SERVED_METHODS)}")
     try:
         check_method(method, torch_model, model.info)
     except NetwrightError as e:
@@ -407,7 +412,9 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
         async with pool.admit():
             payload, binary, x = await pool.run(decode_v2, body, request.headers.get(HEADER_LENGTH), size=len(body))
             out = await batcher.run(x)
-            return await pool.run(infer_response, payload, model.name, "output", out, binary, size=out.nbytes * 4)
+            # ~20 bytes of JSON a value; raw bytes when the binary extension asks for them
+            return await pool.run(infer_response, payload, model.name, "output", out, binary,
+                                  size=out.nbytes if binary else out.size * 20)
 
     app.include_router(models, prefix="/v2/models/{name}", dependencies=[Depends(known_model)])
     app.include_router(models, prefix="/v2/models/{name}/versions/{version}", dependencies=[Depends(known_version)])
