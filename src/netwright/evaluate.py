@@ -134,15 +134,12 @@ def trivial_baseline(info: Any, train_y: torch.Tensor, target: torch.Tensor, tas
         k = info.num_classes
         prior = torch.bincount(train_y.long(), minlength=k).double()
         prior = prior / prior.sum()
-        probs = prior.expand(n, k)
-        pred = torch.full((n,), int(prior.argmax()), dtype=torch.long)
-        ece, _ = expected_calibration_error(probs, target)
+        # scored by the model's own metrics: log-probabilities are logits whose softmax is the prior
+        # (a prior of 0 becomes 1e-15, argmax is the first majority class)
+        logits = prior.clamp(min=1e-15).log().expand(n, k)
         return {"name": "majority class", "fitted_on": "train",
                 "detail": f"always '{info.class_names[int(prior.argmax())]}', probabilities the train class shares",
-                "metrics": {"accuracy": float((pred == target).double().mean()),
-                            "f1": macro_f1(confusion_matrix(pred, target, k)),
-                            "loss": float(-prior.clamp(min=1e-15).log()[target.long()].mean()),
-                            "ece": ece}}
+                "metrics": _classification(logits, target.long(), k, info.class_names)["metrics"]}
     mean = float(task.unscale(train_y).mean())
     true = task.unscale(target)
     return {"name": "train mean", "fitted_on": "train", "detail": f"always {mean:.6g}",
