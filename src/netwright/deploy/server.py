@@ -9,6 +9,7 @@ serving.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import time
@@ -322,7 +323,13 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     batcher = Batcher(model.outputs, max_batch, wait_s, observe=batch_rows.observe)
     pool = Workers(workers, queue)
 
-    app = FastAPI(title=f"netwright: {model.name}", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+        batcher.close()  # the model's and the decoders' threads end with the server
+        pool.close()
+
+    app = FastAPI(title=f"netwright: {model.name}", version="1", lifespan=lifespan,
                   description=f"{model.info.task} on {model.info.name} ({model.engine})")
     app.state.model = model
     app.state.batching = {"max_batch": max_batch, "max_wait_ms": round(wait_s * 1000, 3)}
