@@ -296,3 +296,29 @@ def test_fairness_bad_input(cli, tmp_path: Path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n3,4\n")
     assert_one_line_error(cli("monitor", run.path, tmp_path / "other.csv"), "missing column(s) x1, x2")
     assert_one_line_error(cli("audit", "runs/fair", "--data", tmp_path / "other.csv"), "missing column(s)")
+
+
+def test_a_thresholds_run_decides_by_its_group_thresholds_when_the_input_has_the_column(tmp_path: Path):
+    """fairness.mitigation: thresholds is deployable: predict applies the group thresholds to rows
+    that carry the sensitive column (the parity gap on new data shrinks) and says so in each row;
+    without the column every row says they were not applied."""
+    import csv
+
+    run = netwright.train(fair_spec(mitigation="thresholds"), name="thr", progress="quiet")
+    new = write_csv(str(tmp_path / "new.csv"), n=3000, seed=11)
+    rows = netwright.predict(run, new)
+    groups = np.array([r["group"] for r in csv.DictReader(open(new))])
+    assert all(r["thresholds"].startswith("applied: the demographic parity thresholds of group=") for r in rows)
+
+    def gap(labels: list[str]) -> float:
+        approved = np.array([label == "approved" for label in labels])
+        return abs(approved[groups == "A"].mean() - approved[groups == "B"].mean())
+
+    assert gap([r["label"] for r in rows]) < gap([r["model_label"] for r in rows]) / 2
+    lines = list(csv.reader(open(new)))
+    keep = [i for i, c in enumerate(lines[0]) if c != "group"]
+    with open(tmp_path / "blind.csv", "w", newline="") as f:
+        csv.writer(f).writerows([[row[i] for i in keep] for row in lines])
+    blind = netwright.predict(run, tmp_path / "blind.csv")
+    assert all(r["thresholds"].startswith("not applied: the input has no group column") for r in blind)
+    assert [r["label"] for r in blind] == [r["model_label"] for r in rows]

@@ -117,7 +117,11 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024,
     info = run.info
     if info.task != "detection":  # a detector's outputs are decoded into boxes below
         require_supervised(run, "predict")
-    x = torch.from_numpy(encode_inputs(info, inputs))
+    table = inputs  # the columns as given: a fairness-thresholds run decides by their sensitive ones
+    if info.preprocess["kind"] == "table" and isinstance(inputs, (str, os.PathLike)) and \
+            Path(inputs).suffix.lower() == ".csv" and Path(inputs).is_file():
+        table = read_csv(Path(inputs))
+    x = torch.from_numpy(encode_inputs(info, table, str(inputs) if table is not inputs else "input"))
     if len(x) == 0:
         where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
         raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
@@ -138,7 +142,12 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024,
         conformal = run_calibration(run, model, run.load_data(), coverage)
     from .calibrate import temperature
 
-    return decode_outputs(info, out, temperature(run) if info.task == "classification" else 1.0, conformal)
+    rows = decode_outputs(info, out, temperature(run) if info.task == "classification" else 1.0, conformal)
+    if info.task == "classification":
+        from .fairness.postprocess import deployed_decisions
+
+        rows = deployed_decisions(run, table, out.numpy(), rows)
+    return rows
 
 
 def decode_outputs(info: DataInfo, out: np.ndarray | torch.Tensor, temperature: float = 1.0,

@@ -73,3 +73,34 @@ def apply_thresholds(score: np.ndarray, groups: np.ndarray, thresholds: dict[str
             pred = np.where(rng.random(m.sum()) < t["p_ignore"], bool(t["prediction_constant"]), pred)
         out[m] = pred
     return out
+
+
+def deployed_decisions(run: Any, table: Any, logits: np.ndarray, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run trained with ``fairness.mitigation: thresholds`` decides by its group thresholds
+    when the input carries the sensitive columns (each row says which group's thresholds it got),
+    and says in every row that they were not applied when it does not."""
+    if run.spec.fairness.mitigation != "thresholds" or not run.has("fairness/thresholds.json"):
+        return rows
+    from .groups import group_labels
+
+    t = run.read_json("fairness/thresholds.json")
+    names = run.info.class_names
+    positive = names.index(t["positive_label"])
+    missing = [c for c in t["sensitive"] if not isinstance(table, dict) or c not in table]
+    if missing:
+        for r in rows:
+            r["thresholds"] = (f"not applied: the input has no {', '.join(missing)} column, so this is the model's "
+                               "own decision; add the column to get the fairness thresholds' decision")
+        return rows
+    groups = group_labels({c: np.array([str(v).strip() for v in table[c]]) for c in t["sensitive"]}, t["sensitive"])
+    z = np.asarray(logits, np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)  # the uncalibrated scores the thresholds were fitted on
+    decide = apply_thresholds(p[:, positive], groups, t, seed=run.spec.seed)
+    others = p.copy()
+    others[:, positive] = -1.0
+    for r, d, g, alt in zip(rows, decide, groups, others.argmax(1)):
+        k = positive if d else (int(alt) if r["class"] == positive else r["class"])
+        r["model_label"], r["label"], r["class"] = r["label"], names[k], k
+        r["thresholds"] = f"applied: the {t['constraint'].replace('_', ' ')} thresholds of {g}"
+    return rows
