@@ -72,12 +72,17 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     fair = netwright.train(LOANS, name="demo-fairness", runs_dir=runs_dir, overwrite=True, progress="quiet")
     acc = fair.evaluate()["metrics"]["accuracy"]
     netwright.explain(fair, samples=4)
-    gap = netwright.audit(fair)["groupings"]["group"]["gaps"]["demographic_parity_difference"]
+    audit = netwright.audit(fair)
+    gap = audit["groupings"]["group"]["gaps"]["demographic_parity_difference"]
     say(f"loan decisions: test accuracy {acc:.4f}; approval gap between groups {gap['value']:.3f} "
         f"[{gap['ci'][0]:.3f}, {gap['ci'][1]:.3f}] ({fair.path})")
-    for row in netwright.mitigate(fair, sweep=True)["rows"][1:]:
+    say(f"  {audit['summary'][0]}")
+    mitigation = netwright.mitigate(fair, sweep=True)
+    for row in mitigation["rows"][1:]:
+        flags = f" ({'; '.join(row['flags'])})" if row["flags"] else ""
         say(f"  {row['label']}: gap {row['demographic_parity_difference']:.3f}, "
-            f"accuracy {row['accuracy_points']:+.1f} points")
+            f"accuracy {row['accuracy_points']:+.1f} points{flags}")
+    say(f"  recommended: {mitigation['judgement']['recommended']}")
     new = write_csv(str(fair.file("new_applicants.csv")), n=800, shift=0.5, seed=7)
     drift = netwright.monitor(fair, new)
     say(f"  new applicants: drift in {', '.join(drift['drifted']) or 'nothing'}")
