@@ -102,7 +102,7 @@ def resolve_channels_last(train_spec: TrainSpec, model: torch.nn.Module) -> bool
 
 def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None = None,
           runs_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-          progress: Mode = "auto") -> Run:
+          progress: Mode = "auto", callbacks: list[Any] | None = None) -> Run:
     """Train a network as ``spec`` declares and write a run directory.
 
     Args:
@@ -114,16 +114,19 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         resume: continue the run directory ``spec`` from its last checkpoint.
         overwrite: replace an existing run of the same name.
         progress: ``auto`` (bar on a terminal, lines otherwise), ``bar``, ``lines`` or ``quiet``.
+        callbacks: :class:`netwright.training.callbacks.Callback` instances, run after the
+            spec's ``train.callbacks``.
 
     Returns:
         The :class:`Run`; ``run.read_json("train.json")`` holds the summary.
     """
     with contextlib.ExitStack() as scope:  # the run's lock and transaction, once the run is known
-        return _train(scope, spec, overrides, name, runs_dir, resume, overwrite, progress)
+        return _train(scope, spec, overrides, name, runs_dir, resume, overwrite, progress, callbacks)
 
 
 def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] | None, name: str | None,
-           runs_dir: str | os.PathLike | None, resume: bool, overwrite: bool, progress: Mode) -> Run:
+           runs_dir: str | os.PathLike | None, resume: bool, overwrite: bool, progress: Mode,
+           callbacks: list[Any] | None = None) -> Run:
     if resume:
         if overrides:
             raise NetwrightError("--resume continues a run exactly as it was specified; "
@@ -140,6 +143,9 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
+    from .callbacks import build_callbacks
+
+    hooks = build_callbacks(resolved.train.callbacks) + list(callbacks or [])
     from ..calibrate import check_calibrate_spec  # train.calibrate: a classifier with a validation split
 
     check_calibrate_spec(resolved, info)
@@ -233,7 +239,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
                           precision="bf16" if bf16 else "fp32", precision_reason=precision_reason, extras=extras,
-                          dist=dist, frozen=frozen, flops_per_example=flops)
+                          dist=dist, frozen=frozen, flops_per_example=flops, callbacks=hooks)
         if resume:
             trainer.resume()
         else:

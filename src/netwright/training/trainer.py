@@ -62,8 +62,9 @@ class Trainer:
                  device: torch.device, progress: TrainingProgress, channels_last: bool = False,
                  precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None, dist: Dist | None = None,
                  frozen: list[nn.Module] | None = None, precision_reason: str | None = None,
-                 flops_per_example: int | None = None):
+                 flops_per_example: int | None = None, callbacks: list[Any] | None = None):
         self.dist = dist or Dist()
+        self.callbacks = list(callbacks or [])  # netwright.training.callbacks.Callback instances
         self.frozen = frozen or []  # kept in eval mode while the rest trains
         self.module = model  # the network itself: its weights are what checkpoints hold
         if self.dist.active:  # gradients are averaged over the ranks in backward
@@ -150,6 +151,8 @@ class Trainer:
             self.progress.message(f"{self.run.path} finished already (epoch {st['epoch']}); nothing to resume")
             return self._summary()
         self.progress.start(ts.epochs, self.steps_per_epoch, st["epoch"])
+        for cb in self.callbacks:
+            cb.on_train_start(self.run, st)
         with self._interruptible():
             try:
                 for epoch in range(st["epoch"] + 1, ts.epochs + 1):
@@ -158,6 +161,12 @@ class Trainer:
                     seconds = time.perf_counter() - t0
                     stop = self._after_epoch(epoch, record, seconds)
                     self.progress.epoch_end(record, seconds, st["step"], self.monitor)
+                    asked = [getattr(cb, "name", type(cb).__name__) for cb in self.callbacks
+                             if cb.on_epoch_end(self.run, record)]
+                    if asked and not stop:
+                        st["stopped_by"] = asked[0]
+                        self.progress.message(f"stopped by callback {asked[0]} after epoch {epoch}")
+                        break
                     if stop:
                         self.progress.message(f"early stopping: {self.monitor} has not improved for "
                                               f"{st['bad_epochs']} epochs; best was epoch {st['best_epoch']}")
@@ -309,6 +318,8 @@ class Trainer:
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
             self.run.checkpointed()
+            for cb in self.callbacks:
+                cb.on_checkpoint(self.run, self.run.file("checkpoints/last.safetensors"))
             self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
         return stop
 
@@ -324,6 +335,9 @@ class Trainer:
                           "epoch": st["best_epoch"] if self.spec.train.keep == "best" else st["epoch"]})
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers, self.best, st)
             self.run.write_json("train.json", summary)
+            for cb in self.callbacks:
+                cb.on_checkpoint(self.run, self.run.file("checkpoints/last.safetensors"))
+                cb.on_train_end(self.run, summary)
         return summary
 
     def _summary(self) -> dict[str, Any]:
@@ -336,6 +350,9 @@ class Trainer:
             "epochs": st["epoch"],
             "steps": st["step"],
             "stopped_early": st["stopped_early"],
+            **({"stopped_by": st["stopped_by"]} if st.get("stopped_by") else {}),
+            **({"callbacks": [getattr(cb, "name", type(cb).__name__) for cb in self.callbacks]}
+               if self.callbacks else {}),
             "monitor": self.monitor,
             "best_epoch": st["best_epoch"],
             "best_value": st["best_value"],
