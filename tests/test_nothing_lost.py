@@ -81,6 +81,7 @@ def test_a_second_writer_is_refused_naming_the_holder(old_run: Run, cli):
                               cwd=old_run.path.parent.parent)
         assert proc.returncode == 2, proc.stderr
         assert f"in use by 'netwright evaluate' (pid {os.getpid()}" in proc.stderr
+        assert leftovers(old_run.path.parent) == [".old.lock"]  # the refused writer left nothing behind
         proc = subprocess.run([sys.executable, "-m", "netwright", "evaluate", str(old_run.path)],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and "in use by" in proc.stderr, proc.stderr
@@ -95,8 +96,9 @@ def test_a_stale_lock_is_cleared_with_a_note(old_run: Run, capsys):
                                              "command": "netwright train", "since": "earlier"}))
     stale = old_run.path.parent / ".old.new-abc"  # what the dead process was building
     stale.mkdir()
-    netwright.train(tiny_spec(epochs=1), name="old", overwrite=True, progress="quiet")
+    run = netwright.train(tiny_spec(epochs=1), name="old", overwrite=True, progress="quiet")
     assert "cleared a stale lock" in capsys.readouterr().err
+    assert run.read_json("train.json")["epochs"] == 1 and run.has("spec.yaml")
     assert not stale.exists() and not old_run.lock_file.exists()
 
 

@@ -118,7 +118,12 @@ class Run:
     def transaction(self, command: str) -> Iterator["Run"]:
         """Hold the run's lock while ``command`` writes into it; a run being built is committed
         when the block ends (or is interrupted after a checkpoint) and discarded on any failure."""
-        with self.lock(command):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.lock(command))
+            except BaseException:  # another writer holds it: what this one began building goes
+                self.discard()
+                raise
             try:
                 yield self
             except TrainingInterrupted:
@@ -167,7 +172,7 @@ class Run:
             finally:
                 _held[key] -= 1
             return
-        _acquire(path, command, self.home)
+        _acquire(path, command, self.home, keep=self.path)
         _held[key] = 1
         try:
             yield
@@ -268,7 +273,7 @@ class Run:
         return predict(self, inputs, **kwargs)
 
 
-def _acquire(path: Path, command: str, home: Path) -> None:
+def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
     host = socket.gethostname()
     for _ in range(3):
         try:
@@ -285,7 +290,8 @@ def _acquire(path: Path, command: str, home: Path) -> None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 for stale in home.parent.glob(f".{home.name}.new-*"):  # what that process was building
-                    shutil.rmtree(stale, ignore_errors=True)
+                    if stale != keep:
+                        shutil.rmtree(stale, ignore_errors=True)
                 continue
             raise RunLocked(f"{home}: in use by '{holder.get('command')}' (pid {pid} on {holder_host}, since "
                             f"{holder.get('since')}); wait for it to finish, or delete {path} if that process "
