@@ -205,9 +205,14 @@ class Run:
 
     @property
     def spec(self) -> "Spec":
-        """The resolved spec saved at training time."""
+        """The resolved spec saved at training time (the plugins it used imported first, each
+        checked unchanged)."""
         from .spec import load_spec
 
+        if self.has("plugins.json"):
+            from .plugins import load_recorded
+
+            load_recorded(self.read_json("plugins.json"), self.home)
         return load_spec(self.path / "spec.yaml")
 
     def write_spec(self, spec: "Spec") -> None:

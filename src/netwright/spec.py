@@ -265,6 +265,8 @@ class Spec(_Section):
 
     name: str | None = Field(None, description="run name (folder under runs/)")
     seed: int = Field(0, description="seed of initialisation, shuffling, dropout and augmentation")
+    plugins: list[str] = Field(default_factory=list, description="your own code, imported first: .py files "
+                               "(relative to the spec) or module names that register models, data sets, callbacks")
     data: DataSpec
     model: ModelSpec
     train: TrainSpec = TrainSpec()
@@ -301,6 +303,13 @@ def load_spec(source: SpecSource, overrides: list[str] | None = None) -> Spec:
         raw = read_yaml(source)
     for item in overrides or []:
         apply_override(raw, item)
+    if raw.get("plugins"):  # imported before validation: they register the names the spec uses
+        from .plugins import load_plugins
+
+        if not isinstance(raw["plugins"], list):
+            raise SpecError([f"plugins: give a list of .py files or module names, not {type(raw['plugins']).__name__}"])
+        base = Path(source).parent if isinstance(source, (str, os.PathLike)) else Path.cwd()
+        raw["plugins"] = [r["plugin"] for r in load_plugins(raw["plugins"], base)]
     return validate(raw)
 
 

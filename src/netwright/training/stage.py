@@ -200,6 +200,10 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
             run = Run.create(run_name, runs_dir, overwrite=overwrite, explicit=explicit)
             scope.enter_context(run.transaction("netwright train"))
             run.write_spec(resolved.model_copy(update={"name": run.name}))
+            if resolved.plugins:
+                from ..plugins import describe
+
+                run.write_json("plugins.json", describe(resolved.plugins))
             run.write_json("data.json", info.to_dict())
             save_tokenizer(run)
             share_path(run.path, dist)

@@ -1,0 +1,65 @@
+"""Plugins: a model from the user's own file, trained by the CLI and used by every later verb in
+fresh processes; the run records the file's hash, so a changed or missing plugin is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from conftest import assert_one_line_error, run_subprocess
+
+PLUGIN = '''
+import torch
+from netwright import register_model
+
+
+@register_model("two_layer", family="feed-forward")
+def two_layer(info, width: int = 16):
+    """A user's own network: flatten, one hidden layer.
+
+    Args:
+        width: hidden units.
+    """
+    n_in = 1
+    for s in info.input_shape:
+        n_in *= s
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(n_in, width), torch.nn.ReLU(),
+                               torch.nn.Linear(width, info.num_outputs))
+'''
+
+
+def test_a_plugin_model_works_in_every_verb_and_a_changed_plugin_is_one_line(tmp_path: Path, cli):
+    (tmp_path / "mine").mkdir()
+    plugin = tmp_path / "mine" / "my_models.py"
+    plugin.write_text(PLUGIN)
+    spec = tmp_path / "mine" / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"plugins": ["my_models.py"], "data": {"name": "iris"},
+                                    "model": {"name": "two_layer", "width": 8}, "train": {"epochs": 2, "threads": 1}}))
+    runs = tmp_path / "runs"
+    trained = run_subprocess("train", spec, "--runs-dir", runs, "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    run = runs / "spec"
+    recorded = json.loads((run / "plugins.json").read_text())
+    assert recorded[0]["plugin"] == str(plugin.resolve()) and len(recorded[0]["sha256"]) == 64
+    for verb in (["evaluate", run], ["predict", run, tmp_path / "x.npy"]):
+        if verb[0] == "predict":
+            import numpy as np
+
+            np.save(tmp_path / "x.npy", np.zeros((2, 4), np.float32))
+        done = run_subprocess(*verb)  # a fresh process: only the run says where the model comes from
+        assert done.returncode == 0, done.stderr
+    plugin.write_text(PLUGIN + "\n# edited\n")
+    assert_one_line_error(cli("evaluate", run), "my_models.py changed since training", "restore it")
+    plugin.unlink()
+    assert_one_line_error(cli("evaluate", run), "my_models.py, which is missing")
+
+
+def test_bad_plugins_are_one_line(tmp_path: Path, cli):
+    (tmp_path / "broken.py").write_text("raise RuntimeError('oops')\n")
+    for plugins, fragment in ((["nope.py"], "nope.py: no such file"), (["broken.py"], "failed to import"),
+                              (["no_such_module_xyz"], "cannot be imported")):
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump({"plugins": plugins, "data": {"name": "iris"},
+                                                         "model": {"name": "mlp"}}))
+        assert_one_line_error(cli("validate", tmp_path / "s.yaml"), fragment)
