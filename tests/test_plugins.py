@@ -63,3 +63,22 @@ def test_bad_plugins_are_one_line(tmp_path: Path, cli):
         (tmp_path / "s.yaml").write_text(yaml.safe_dump({"plugins": plugins, "data": {"name": "iris"},
                                                          "model": {"name": "mlp"}}))
         assert_one_line_error(cli("validate", tmp_path / "s.yaml"), fragment)
+
+
+def test_an_installed_package_registers_through_the_entry_point_group(tmp_path: Path):
+    """A distribution on the path whose entry_points.txt names a module in netwright.plugins:
+    its model is listed and usable with no spec line (importlib.metadata finds it)."""
+    site = tmp_path / "site"
+    dist = site / "mine_models-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mine-models\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[netwright.plugins]\nmine = mine_models\n")
+    (site / "mine_models.py").write_text(PLUGIN)
+    import os
+
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    listed = run_subprocess("models", env=env)
+    assert listed.returncode == 0 and "two_layer" in listed.stdout, listed.stderr
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"data": {"name": "iris"}, "model": {"name": "two_layer"}}))
+    checked = run_subprocess("validate", tmp_path / "s.yaml", env=env)
+    assert checked.returncode == 0 and "two_layer" in checked.stdout, checked.stderr

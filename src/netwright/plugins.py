@@ -21,6 +21,7 @@ from .errors import NetwrightError
 
 ENTRY_POINTS = "netwright.plugins"
 _loaded: dict[str, str] = {}  # what this process imported: plugin key -> module name
+_scanned = False  # the installed entry points were imported
 
 
 def sha256(path: Path) -> str:
@@ -30,7 +31,7 @@ def sha256(path: Path) -> str:
 def load_plugins(items: list[str], base: Path) -> list[dict[str, Any]]:
     """Import the spec's ``plugins`` (files relative to ``base``, or module names) and the
     installed entry points; returns what to record in the run."""
-    _import_entry_points()
+    import_entry_points()
     records: list[dict[str, Any]] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
@@ -83,7 +84,12 @@ def import_module(name: str) -> None:
     _loaded[name] = name
 
 
-def _import_entry_points() -> None:
+def import_entry_points() -> None:
+    """Import every installed package's ``netwright.plugins`` entry points, once per process."""
+    global _scanned
+    if _scanned:
+        return
+    _scanned = True
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINTS):
@@ -98,7 +104,7 @@ def _import_entry_points() -> None:
 
 def load_recorded(records: list[dict[str, Any]], run: Any) -> None:
     """Import the plugins a run was trained with, checking that each file is unchanged."""
-    _import_entry_points()
+    import_entry_points()
     for r in records:
         if r["kind"] == "module":
             import_module(r["plugin"])

@@ -132,16 +132,21 @@ class Registry:
         return decorate
 
     def names(self) -> list[str]:
+        _installed_plugins()
         return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._entries:
+            _installed_plugins()
         return name in self._entries
 
     def get(self, name: str, path: str | None = None) -> Entry:
         """The entry for ``name``; an unknown name fails with the list of known ones."""
+        if name not in self._entries:
+            _installed_plugins()  # an installed package may register it (the netwright.plugins entry points)
         if name not in self._entries:
             where = f"{path}: " if path else ""
             raise NetwrightError(
@@ -158,6 +163,12 @@ class Registry:
         except ValidationError as e:
             return {}, format_errors(e, path, entry.params)
         return resolved.model_dump(mode="json"), []
+
+
+def _installed_plugins() -> None:
+    from .plugins import import_entry_points
+
+    import_entry_points()
 
 
 def _params_model(name: str, fn: Callable[..., Any], skip: int) -> type[BaseModel]:
