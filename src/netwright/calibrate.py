@@ -112,7 +112,12 @@ def require_classifier_with_val(run: Run, verb: str) -> None:
     if info.task != "classification":
         raise NetwrightError(f"{verb} applies to classifiers; {run.path} is a {info.task} model (regressors get "
                              f"intervals instead: 'netwright evaluate {run.path} --coverage 0.9')")
-    if not info.splits.get("val"):
+    require_val(run)
+
+
+def require_val(run: Run) -> None:
+    """Calibration (a temperature, conformal thresholds) is fitted on the run's validation split."""
+    if not run.info.splits.get("val"):
         raise NetwrightError(f"{run.path} has no validation split to calibrate on; train it again with data.val "
                              "above 0 (e.g. --set data.val=0.15)")
 

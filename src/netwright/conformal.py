@@ -99,17 +99,9 @@ def score_intervals(pred: np.ndarray, q: float, target: np.ndarray) -> dict[str,
     return {"coverage": float((err <= q).mean()), "mean_width": 2 * q}
 
 
-def target_units(info: Any) -> Any:
-    """Standardised regression values -> the target's units (the task's own ``unscale``)."""
-    from .spec import TrainSpec
-    from .tasks import SupervisedTask
-
-    return SupervisedTask(info, TrainSpec()).unscale
-
-
 def run_calibration(run: Any, model: Any, data: Any, coverage: float) -> dict[str, Any]:
     """Fit the conformal threshold of a run on its validation split (classifier or regressor)."""
-    from .calibrate import probabilities, split_logits
+    from .calibrate import probabilities, require_val, split_logits
     from .generative import require_supervised
 
     check_coverage(coverage)
@@ -117,16 +109,13 @@ def run_calibration(run: Any, model: Any, data: Any, coverage: float) -> dict[st
     info = run.info
     if info.task not in ("classification", "regression"):
         raise NetwrightError(f"--coverage applies to classifiers and regressors; {run.path} is a {info.task} model")
-    if not info.splits.get("val"):
-        raise NetwrightError(f"{run.path} has no validation split to calibrate the sets on; train it again with "
-                             "data.val above 0 (e.g. --set data.val=0.15)")
+    require_val(run)
     out, y = split_logits(model, data, "val")
     if info.task == "classification":
         fit = classifier_sets(probabilities(out), y.numpy(), coverage)
         method = "split conformal, adaptive prediction sets (APS) on the validation split"
     else:
-        unscale = target_units(info)
-        fit = regressor_intervals(unscale(out[:, 0]).numpy(), unscale(y).numpy(), coverage)
+        fit = regressor_intervals(info.unscale(out[:, 0].double()).numpy(), info.unscale(y.double()).numpy(), coverage)
         method = "split conformal, absolute residuals on the validation split (target units)"
     if math.isinf(fit["q"]):
         need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point

@@ -175,8 +175,7 @@ def decode_outputs(info: DataInfo, out: np.ndarray | torch.Tensor, temperature: 
             for row, keep in zip(rows, aps_sets(probabilities(out), conformal["q"])):
                 row["set"] = [n for n, k in zip(names, keep) if k]
         return rows
-    t = info.preprocess["target"]
-    rows = [{"prediction": float(v) * t["std"] + t["mean"]} for v in out[:, 0]]
+    rows = [{"prediction": info.unscale(float(v))} for v in out[:, 0]]
     if conformal is not None:
         for row in rows:
             row["interval"] = [row["prediction"] - conformal["q"], row["prediction"] + conformal["q"]]

@@ -47,6 +47,11 @@ class DataInfo:
             return len(self.vocab)
         return self.num_classes if self.picks_class else 1
 
+    def unscale(self, y: Any) -> Any:
+        """Standardised regression values (a tensor, an array or a float) -> the target's units."""
+        t = self.preprocess.get("target", {"mean": 0.0, "std": 1.0})
+        return y * t["std"] + t["mean"]
+
     @property
     def picks_class(self) -> bool:
         """Whether the model's outputs are logits over ``class_names``: a classifier, or a policy

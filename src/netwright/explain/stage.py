@@ -116,7 +116,7 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
             row.update(prediction=info.class_names[int(probs[i].argmax())], confidence=float(probs[i].max()),
                        target=info.class_names[int(tgt[i])])
         else:
-            row["prediction"] = float(out[i, 0]) * info.preprocess["target"]["std"] + info.preprocess["target"]["mean"]
+            row["prediction"] = info.unscale(float(out[i, 0]))
         if y is not None and info.task != "control":  # a policy's examples hold episode seeds, not labels
             row["label"] = info.class_names[int(y[i])] if classification else float(y[i])
         result["samples"].append(row)

@@ -93,9 +93,9 @@ def deployed_decisions(run: Any, table: Any, logits: np.ndarray, rows: list[dict
                                "own decision; add the column to get the fairness thresholds' decision")
         return rows
     groups = group_labels({c: np.array([str(v).strip() for v in table[c]]) for c in t["sensitive"]}, t["sensitive"])
-    z = np.asarray(logits, np.float64)
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)  # the uncalibrated scores the thresholds were fitted on
+    from ..calibrate import probabilities
+
+    p = probabilities(logits)  # the uncalibrated scores the thresholds were fitted on
     decide = apply_thresholds(p[:, positive], groups, t, seed=run.spec.seed)
     others = p.copy()
     others[:, positive] = -1.0

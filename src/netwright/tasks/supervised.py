@@ -38,8 +38,6 @@ class SupervisedTask:
         self.regularized = bool(train.l1 or train.l2)
         self.fairness = fairness
         self.loss_scale = 1.0  # set by the trainer in distributed runs (a rank's share of the global batch)
-        target = info.preprocess.get("target", {"mean": 0.0, "std": 1.0})
-        self.y_mean, self.y_std = target["mean"], target["std"]
         self._penalized: list[nn.Parameter] = []
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
@@ -103,4 +101,4 @@ class SupervisedTask:
 
     def unscale(self, y: torch.Tensor) -> torch.Tensor:
         """Standardised regression values -> original units."""
-        return y.double() * self.y_std + self.y_mean
+        return self.info.unscale(y.double())

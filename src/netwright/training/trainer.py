@@ -29,6 +29,10 @@ from .optim import build_scheduler
 from .progress import TrainingProgress
 
 
+def callback_name(cb: Any) -> str:
+    return getattr(cb, "name", type(cb).__name__)
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers, e.g. (run seed, epoch, stream), mixed with splitmix64."""
     mask = (1 << 64) - 1
@@ -161,7 +165,7 @@ class Trainer:
                     seconds = time.perf_counter() - t0
                     stop = self._after_epoch(epoch, record, seconds)
                     self.progress.epoch_end(record, seconds, st["step"], self.monitor)
-                    asked = [getattr(cb, "name", type(cb).__name__) for cb in self.callbacks
+                    asked = [callback_name(cb) for cb in self.callbacks
                              if cb.on_epoch_end(self.run, record)]
                     if asked and not stop:
                         st["stopped_by"] = asked[0]
@@ -351,7 +355,7 @@ class Trainer:
             "steps": st["step"],
             "stopped_early": st["stopped_early"],
             **({"stopped_by": st["stopped_by"]} if st.get("stopped_by") else {}),
-            **({"callbacks": [getattr(cb, "name", type(cb).__name__) for cb in self.callbacks]}
+            **({"callbacks": [callback_name(cb) for cb in self.callbacks]}
                if self.callbacks else {}),
             "monitor": self.monitor,
             "best_epoch": st["best_epoch"],
