@@ -163,13 +163,14 @@ def test_an_interrupt_of_an_overwrite_replaces_the_run_with_a_resumable_one(old_
 def test_sigterm_to_the_cli_exits_143_with_the_resume_line(tmp_path: Path):
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump({"data": {"name": "digits"}, "model": {"name": "mlp"},
-                                    "train": {"epochs": 400, "batch_size": 16, "threads": 1}}))
+                                    "train": {"epochs": 400, "batch_size": 16, "threads": 1,
+                                              "checkpoint_interval": 0}}))
     proc = subprocess.Popen([sys.executable, "-m", "netwright", "train", str(spec), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (tmp_path / "runs" / ".s.lock").exists():
+    deadline = time.monotonic() + 120
+    # the first epoch's checkpoint: training has started (its signal handlers are in place)
+    while time.monotonic() < deadline and not (tmp_path / "runs" / "s" / "checkpoints" / "last.json").exists():
         time.sleep(0.02)
-    time.sleep(1.0)  # inside training
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
