@@ -16,7 +16,7 @@ from typing import Any
 
 PACKAGES = ("netwright", "torch", "numpy", "scikit-learn", "pydantic", "onnx", "onnxruntime", "captum",
             "fairlearn", "fastapi", "uvicorn", "safetensors", "tokenizers")
-EXTRAS = ("lightning", "keras", "mlflow", "tensorboard", "optuna", "mutmut", "playwright", "jsonschema")
+EXTRAS = ("lightning", "keras", "mlflow-skinny", "tensorboard", "psycopg", "mutmut", "playwright", "jsonschema")
 # what each Debian package of tools/system-deps provides, as the data loaders look for it
 SYSTEM = {
     "chromium": lambda: shutil.which("chromium") is not None,
@@ -25,7 +25,17 @@ SYSTEM = {
     "dataset-fashion-mnist": lambda: Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
     "espeak-ng": lambda: shutil.which("espeak-ng") is not None,
     "flite": lambda: shutil.which("flite") is not None,
+    "postgresql": lambda: postgres_bin("initdb") is not None,
 }
+
+
+def postgres_bin(name: str) -> str | None:
+    """A PostgreSQL server program (Debian keeps them off PATH, under /usr/lib/postgresql/N/bin)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
 
 
 def _version(name: str) -> str:

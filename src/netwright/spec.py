@@ -191,6 +191,11 @@ class TrainSpec(_Section):
                                             "by name: [{name: stop_at, metric: val_accuracy, value: 0.95}]")
     calibrate: bool = Field(False, description="classification: fit a temperature on the validation split after "
                                                "training (calibration.json; netwright calibrate RUN does it later)")
+    log: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="tracking: TensorBoard event files in the run, an MLflow run "
+        "(extras netwright[tensorboard], netwright[mlflow])")
+    mlflow_uri: str | None = Field(None, description="MLflow tracking URI; default: sqlite:///RUNS/mlflow.db "
+                                   "beside the runs, or $MLFLOW_TRACKING_URI")
 
     @model_validator(mode="after")
     def _threads(self) -> "TrainSpec":
@@ -260,6 +265,62 @@ class CardSpec(_Section):
     license: str | None = None
 
 
+class TuneParamSpec(_Section):
+    """One searched spec value: a range (float, int, log) or a list of choices (categorical)."""
+
+    type: Literal["float", "int", "log", "categorical"] = Field(
+        description="float or int: uniform in [low, high]; log: a float on a log scale; categorical: one of choices")
+    low: float | None = None
+    high: float | None = None
+    step: float | None = Field(None, gt=0, description="float, int: spacing of the values (the grid sampler "
+                               "needs it for floats)")
+    log: bool = Field(False, description="int: on a log scale (type: log is the float on a log scale)")
+    choices: list[Any] | None = Field(None, description="categorical: the values, e.g. [[64], [128, 128]]")
+
+    @model_validator(mode="after")
+    def _range(self) -> "TuneParamSpec":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs choices: [a, b, ...]")
+            if self.low is not None or self.high is not None or self.step is not None:
+                raise ValueError("categorical takes choices, not low/high/step")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"{self.type} takes low and high, not choices (for a list use type: categorical)")
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs low and high, e.g. {{type: {self.type}, low: 1, high: 10}}")
+        if self.low >= self.high:
+            raise ValueError(f"low {self.low:g} must be below high {self.high:g}")
+        if (self.type == "log" or self.log) and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0 (got {self.low:g})")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("int needs whole numbers for low and high")
+        if self.log and self.type != "int":
+            raise ValueError("log: true is for type: int; a float on a log scale is type: log")
+        if self.step is not None and (self.type == "log" or self.log):
+            raise ValueError("step and a log scale do not go together")
+        return self
+
+
+class TuneSpec(_Section):
+    """``tune:`` - the search ``netwright tune`` runs: which spec values, scored by what, how long."""
+
+    params: dict[str, TuneParamSpec] = Field(
+        min_length=1, description="spec path -> range, e.g. train.optimizer.lr: {type: log, low: 1.0e-4, high: 0.01}")
+    metric: str = Field("auto", description="a trial's score: this metrics.jsonl column at the epoch the run "
+                        "keeps; auto: train.monitor (val_loss when that is auto)")
+    direction: Literal["auto", "maximize", "minimize"] = Field(
+        "auto", description="auto: minimize losses and errors, maximize the rest")
+    trials: int = Field(20, ge=1, description="trials to finish (complete or pruned)")
+    timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts")
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = Field("tpe", description="how the next trial's values are "
+                                                               "chosen (Optuna's samplers)")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stops a trial whose metric lags the others' at the same epoch")
+    warmup_epochs: int = Field(5, ge=0, description="median pruner: epochs a trial trains before it can be stopped")
+    startup_trials: int = Field(5, ge=0, description="median pruner: trials that finish before any is stopped")
+
+
 class Spec(_Section):
     """A whole run: data, model and training, plus a name and a seed."""
 
@@ -273,6 +334,8 @@ class Spec(_Section):
     fairness: FairnessSpec = FairnessSpec()
     continual: ContinualSpec | None = None
     card: CardSpec = CardSpec()
+    tune: TuneSpec | None = Field(None, description="netwright tune: the search over this spec's values "
+                                  "(netwright train ignores it)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON/YAML-safe), every default filled in."""

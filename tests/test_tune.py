@@ -1,0 +1,244 @@
+"""``netwright tune``: a spec's search on Optuna. Two workers share one study through SQLite and
+through a throwaway PostgreSQL server and produce distinct trials, none lost or doubled; a
+worker killed with SIGKILL loses only its trial (failed, its values tried again) and ``--resume``
+after the whole study was killed completes it; the pruner stops lagging trials; spec problems are
+one line before anything trains."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from netwright.doctor import postgres_bin
+from netwright.spec import load_spec
+
+from conftest import assert_one_line_error
+
+
+def study_spec(trials: int = 4, epochs: int = 3, **tune) -> dict:
+    """A fast study: a small MLP on iris, its learning rate and width searched."""
+    return {"data": {"name": "iris", "val": 0.2}, "model": {"name": "mlp", "hidden": [16]},
+            "train": {"epochs": epochs, "batch_size": 16, "threads": 1, "checkpoint_interval": 0},
+            "tune": {"metric": "val_accuracy", "trials": trials, "startup_trials": 1, "warmup_epochs": 1,
+                     "params": {"train.optimizer.lr": {"type": "log", "low": 1e-3, "high": 0.1},
+                                "model.hidden": {"type": "categorical", "choices": [[8], [16, 16]]}},
+                     **tune}}
+
+
+def write_spec(tmp_path: Path, spec: dict, name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def netwright(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netwright", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def check_study(folder: Path, trials: int, workers: int | None = None) -> dict:
+    """Every finished trial is an ordinary run whose spec holds the trial's values; none doubled."""
+    summary = json.loads((folder / "study.json").read_text())
+    done = [t for t in summary["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
+    assert len(done) == trials, summary["counts"]
+    numbers = [t["number"] for t in summary["trials"]]
+    assert len(set(numbers)) == len(numbers)
+    assert len({t["run"] for t in done}) == len(done)
+    for t in done:
+        spec = load_spec(folder / t["run"] / "spec.yaml")
+        assert spec.train.optimizer.lr == pytest.approx(t["params"]["train.optimizer.lr"])
+        assert spec.model.params["hidden"] == t["params"]["model.hidden"]
+        assert spec.tune is None  # a trial is an ordinary run
+        epochs = [json.loads(line)["epoch"] for line in (folder / t["run"] / "metrics.jsonl").read_text().splitlines()]
+        assert len(epochs) == t["epochs"]
+        if t["state"] == "COMPLETE":
+            train = json.loads((folder / t["run"] / "train.json").read_text())
+            kept = train["best" if train["kept"] == "best" else "final"]["val_accuracy"]
+            assert kept == pytest.approx(t["value"])
+    if workers:
+        assert len({t["worker"]["pid"] for t in done}) == workers, [t["worker"] for t in done]
+    best = summary["best"]
+    assert best["value"] == max(t["value"] for t in done if t["state"] == "COMPLETE")
+    best_spec = load_spec(folder / "best.yaml")  # an ordinary spec with the best values
+    assert best_spec.train.optimizer.lr == pytest.approx(best["params"]["train.optimizer.lr"])
+    assert 0 <= best["test"]["accuracy"] <= 1
+    return summary
+
+
+def test_two_workers_share_one_sqlite_study(_runs_dir, capfd):
+    from netwright.tune import tune
+
+    tune(study_spec(trials=4), name="s2", workers=2)
+    summary = check_study(_runs_dir / "s2", 4, workers=2)
+    assert summary["storage"].startswith("sqlite:///") and (_runs_dir / "s2" / "study.db").is_file()
+    out = capfd.readouterr().out  # the workers' lines come from their own processes
+    assert "(worker 1)" in out and "(worker 2)" in out and "best: trial" in out
+    card = (_runs_dir / "s2" / "card.html").read_text()
+    assert "Tuning study s2" in card and card.count("data:image/png;base64,") >= 2
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server of its own in a temporary folder on a free port, stopped afterwards."""
+    initdb, pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
+    assert initdb and pg_ctl, "PostgreSQL is not installed: tools/system-deps installs it (make test runs it)"
+    home = Path(tempfile.mkdtemp(prefix="netwright-pg-"))  # not under pytest's folders: the server's user reads it
+    data = home / "pg"
+    data.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        os.chmod(home, 0o755)
+        shutil.chown(data, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "netwright"], check=True,
+                   capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(prefix + [pg_ctl, "-D", str(data), "-w", "-l", str(data / "log"), "-o",
+                             f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run(prefix + [str(Path(os.path.realpath(initdb)).with_name("createdb")), "-h", "127.0.0.1", "-p", str(port),
+                                 "-U", "netwright", "studies"], check=True, capture_output=True)
+        yield f"postgresql://netwright@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study(tmp_path, _runs_dir, postgres):
+    import optuna
+
+    from netwright.tune import tune
+
+    spec = study_spec(trials=4)
+    tune(spec, name="pg", workers=2, storage=postgres, quiet=True)
+    summary = check_study(_runs_dir / "pg", 4, workers=2)
+    assert summary["storage"] == postgres and not (_runs_dir / "pg" / "study.db").exists()
+    # a second machine joins the same study through the server: its trials continue the numbering
+    tune(spec, name="pg", storage=postgres, trials=6, runs_dir=tmp_path / "machine2", quiet=True)
+    study = optuna.load_study(study_name="pg", storage=postgres)
+    numbers = sorted(t.number for t in study.trials if t.state.name in ("COMPLETE", "PRUNED"))
+    assert numbers == list(range(6))
+    assert sorted(p.name for p in (tmp_path / "machine2" / "pg").glob("trial-*")) == ["trial-0004", "trial-0005"]
+
+
+def _finished(db: Path) -> int:
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    with sqlite3.connect(db, timeout=30) as c:
+        try:
+            return c.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def _running(db: Path) -> dict[int, int]:
+    """Trial number -> worker pid of the trials the database has in flight."""
+    import sqlite3
+
+    with sqlite3.connect(db, timeout=30) as c:
+        rows = c.execute("select t.number, a.value_json from trials t join trial_user_attributes a "
+                         "on a.trial_id = t.trial_id where t.state = 'RUNNING' and a.key = 'worker'").fetchall()
+    return {number: json.loads(value)["pid"] for number, value in rows}
+
+
+def _wait(what, deadline: float):
+    while time.time() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_a_killed_worker_loses_only_its_trial_and_resume_completes_the_study(tmp_path, _runs_dir):
+    from netwright.tune import tune
+
+    spec = write_spec(tmp_path, study_spec(trials=6, epochs=100, pruner="none"))
+    folder, db = _runs_dir / "k9", _runs_dir / "k9" / "study.db"
+    proc = subprocess.Popen([sys.executable, "-m", "netwright", "tune", str(spec), "--workers", "2", "--name", "k9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        _wait(lambda: _finished(db) >= 1, deadline)
+        number, pid = next(iter(_wait(lambda: _running(db), deadline).items()))
+        os.kill(pid, signal.SIGKILL)  # one worker, mid-trial; the other goes on
+        _wait(lambda: _finished(db) >= 3, deadline)
+        os.killpg(proc.pid, signal.SIGKILL)  # then the whole study: parent and workers
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert f"worker pid {pid} ended by signal 9" in out and f"trial {number}: its worker (pid {pid}) is gone" in out
+    assert not (folder / "study.json").exists()
+    tune(folder, resume=True, quiet=True)
+    summary = check_study(folder, 6)
+    failed = [t for t in summary["trials"] if t["state"] == "FAIL"]
+    assert number in [t["number"] for t in failed]
+    retried = {t["retry_of"]: t for t in summary["trials"] if t["retry_of"] is not None}
+    for t in failed:  # each lost trial's values were tried again
+        assert t["number"] in retried, (t, retried)
+        assert retried[t["number"]]["params"] == t["params"]
+    r = netwright("tune", folder, "--resume")  # nothing left to do
+    assert r.returncode == 0 and "6 of 6 trials finished" in r.stdout, r.stderr
+
+
+def test_the_median_pruner_stops_lagging_trials_after_the_warmup(_runs_dir):
+    from netwright.tune import tune
+
+    spec = study_spec(trials=6, epochs=12, sampler="random", warmup_epochs=2)
+    spec["tune"]["params"] = {"train.optimizer.lr": {"type": "categorical", "choices": [0.05, 1e-6]}}
+    summary = tune(spec, name="pruned", quiet=True)
+    pruned = [t for t in summary["trials"] if t["state"] == "PRUNED"]
+    assert pruned and all(t["params"]["train.optimizer.lr"] == 1e-6 for t in pruned)
+    for t in pruned:
+        train = json.loads((_runs_dir / "pruned" / t["run"] / "train.json").read_text())
+        assert train["stopped_by"] == "tune" and 2 <= train["epochs"] < 12 and t["epochs"] == train["epochs"]
+    assert summary["epochs_trained"] == sum(t["epochs"] for t in summary["trials"]) < 6 * 12
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda s: s["tune"]["params"].update({"train.optimizer.lrr": {"type": "float", "low": 0.1, "high": 1}}),
+     ["tune.params.train.optimizer.lrr", "lrr"]),
+    (lambda s: s["tune"]["params"].update({"model.hidden": {"type": "categorical", "choices": [[8], "wide"]}}),
+     ["tune.params.model.hidden", "wide"]),
+    (lambda s: s["tune"]["params"].update({"model.dropout": {"type": "float", "low": 0.5, "high": 0.1}}),
+     ["tune.params.model.dropout", "below high"]),
+    (lambda s: s["tune"]["params"].update({"model.dropout": {"type": "categorical"}}), ["choices"]),
+    (lambda s: s["tune"].update({"sampler": "grid"}), ["grid sampler needs a step"]),
+    (lambda s: s["data"].update({"val": 0.0}), ["tune.metric", "data.val"]),
+    (lambda s: s.pop("tune"), ["no tune: section"]),
+])
+def test_spec_problems_are_one_line_before_any_trial(cli, tmp_path, _runs_dir, change, fragments):
+    spec = study_spec()
+    change(spec)
+    r = cli("tune", write_spec(tmp_path, spec))
+    assert_one_line_error(r, *fragments)
+    assert not any(_runs_dir.glob("*/trial-*"))
+
+
+def test_existing_studies_and_bad_storage_are_one_line(cli, tmp_path, _runs_dir):
+    spec = write_spec(tmp_path, study_spec(trials=1, epochs=1))
+    assert cli("tune", spec, "--quiet").code == 0
+    assert_one_line_error(cli("tune", spec), "already exists", "--resume")
+    changed = study_spec(trials=1, epochs=2)
+    assert_one_line_error(cli("tune", write_spec(tmp_path, changed), "--resume"), "differs", "--resume")
+    assert_one_line_error(cli("tune", tmp_path / "nowhere", "--resume"), "nowhere")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("tune", tmp_path / "empty", "--resume"), "no tuning study")
+    assert_one_line_error(cli("tune", spec, "--name", "x", "--storage", "nosuchdb://u@h/d"), "--storage")
