@@ -63,3 +63,31 @@ def test_unknown_and_malformed_callbacks_are_refused_before_a_run_is_written(_ru
 def test_registered_callbacks_are_documented():
     for entry in CALLBACKS.entries():
         assert entry.summary and set(entry.help()) == set(entry.params.model_fields), entry.name
+
+
+class Explodes(Callback):
+    name = "explodes"
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_epoch_end(self, run, record):
+        if record["epoch"] == self.at:
+            raise ValueError("the log server is down")
+
+
+def test_a_callback_that_raises_stops_with_a_resumable_checkpoint(_runs_dir):
+    from netwright.errors import CallbackFailed
+
+    spec = tiny_spec(epochs=5, checkpoint_interval=1000)  # no periodic checkpoint before the failure
+    with pytest.raises(CallbackFailed) as e:
+        netwright.train(spec, name="boom", progress="quiet", callbacks=[Explodes(3)])
+    line = str(e.value)
+    assert "callback explodes failed in on_epoch_end: ValueError: the log server is down" in line
+    assert "end of epoch 3" in line and "--resume" in line and "\n" not in line
+    run = netwright.Run.open(_runs_dir / "boom")  # the new run was committed with its checkpoint
+    assert not run.has("model.safetensors") and [r["epoch"] for r in run.metrics()] == [1, 2, 3]
+    resumed = netwright.train(run.path, resume=True, progress="quiet")
+    reference = netwright.train(spec, name="straight", progress="quiet")
+    assert resumed.metrics() == reference.metrics()  # the same as a run no callback interrupted
+    assert (resumed.path / "model.safetensors").read_bytes() == (reference.path / "model.safetensors").read_bytes()

@@ -242,3 +242,22 @@ def test_existing_studies_and_bad_storage_are_one_line(cli, tmp_path, _runs_dir)
     (tmp_path / "empty").mkdir()
     assert_one_line_error(cli("tune", tmp_path / "empty", "--resume"), "no tuning study")
     assert_one_line_error(cli("tune", spec, "--name", "x", "--storage", "nosuchdb://u@h/d"), "--storage")
+
+
+def test_tracked_trials_are_child_runs_of_the_study_in_mlflow(_runs_dir):
+    from mlflow import MlflowClient
+
+    from netwright.tune import tune
+
+    spec = study_spec(trials=2, epochs=2, pruner="none")
+    spec["train"]["log"] = ["mlflow"]
+    summary = tune(spec, name="tracked", quiet=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{_runs_dir / 'mlflow.db'}")
+    parent = client.get_run(summary["mlflow_parent"])
+    assert parent.info.run_name == "tracked" and parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 2
+    for child in children:  # each trial's own MLflow run holds its values
+        trial = next(t for t in summary["trials"] if t["run"] == child.info.run_name)
+        assert float(child.data.params["train.optimizer.lr"]) == pytest.approx(trial["params"]["train.optimizer.lr"])

@@ -36,6 +36,8 @@ _EXPORTS = {
     "Run": ".run", "list_runs": ".run",
     "Spec": ".spec", "load_spec": ".spec",
     "train": ".training", "train_folds": ".training.folds",
+    "tune": ".tune",
+    "compare": ".report.compare",
 }
 
 

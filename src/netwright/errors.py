@@ -48,6 +48,10 @@ class TrainingInterrupted(NetwrightError):
         self.signum = signum
 
 
+class CallbackFailed(NetwrightError):
+    """A training callback raised; training stopped with a checkpoint (resumable)."""
+
+
 MAX_MESSAGE = 2000  # characters of one error line; the rest is cut (a YAML alias bomb, a huge value)
 
 

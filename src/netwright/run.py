@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .atomic import DIR_MODE, write_json, write_text
-from .errors import NetwrightError, RunLocked, TrainingInterrupted
+from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,7 +126,7 @@ class Run:
                 raise
             try:
                 yield self
-            except TrainingInterrupted:
+            except (TrainingInterrupted, CallbackFailed):  # stopped with a checkpoint: resumable
                 if (self.path / "checkpoints" / "last.safetensors").is_file():
                     self.commit()
                 else:

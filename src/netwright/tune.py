@@ -356,8 +356,13 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
     deadline = config.get("deadline")
     left = None if deadline is None else deadline - time.time()
     if finished(study) < target and (left is None or left > 0):
-        study.optimize(objective, timeout=left, catch=(TrainingError,), callbacks=[told, stop_when_done],
-                       gc_after_trial=True)
+        with contextlib.ExitStack() as scope:
+            if config.get("mlflow_parent"):
+                from .training.tracking import parent_run
+
+                scope.enter_context(parent_run(config["mlflow_parent"], config["mlflow_uri"]))
+            study.optimize(objective, timeout=left, catch=(TrainingError,), callbacks=[told, stop_when_done],
+                           gc_after_trial=True)
 
 
 def _short(v: Any) -> str:
@@ -396,6 +401,12 @@ def tune(spec: SpecSource, overrides: list[str] | None = None, name: str | None 
     study_dir, raw, config = _open(spec, overrides, name, runs_dir, trials, storage, timeout, resume, overwrite)
     if config.get("timeout") is not None:
         config["deadline"] = time.time() + config["timeout"]
+    spec_ = load_spec(raw)
+    if "mlflow" in spec_.train.log and not config.get("mlflow_parent"):  # the trials are its child runs
+        from .training.tracking import start_parent, tracking_uri
+
+        config["mlflow_uri"] = tracking_uri(spec_, study_dir.parent)
+        config["mlflow_parent"] = start_parent(config["name"], config["mlflow_uri"], params={"tune": raw["tune"]})
     write_json(study_dir / CONFIG_FILE, config)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=config["name"], storage=_storage(config["storage"]),
@@ -410,6 +421,10 @@ def tune(spec: SpecSource, overrides: list[str] | None = None, name: str | None 
     else:
         _run_workers(study_dir, workers, config, study, say, quiet)
     summary = summarize(study_dir, study, config, raw)
+    if config.get("mlflow_parent"):
+        from .training.tracking import end_parent
+
+        end_parent(config["mlflow_parent"], config["mlflow_uri"])
     best = summary.get("best")
     if best is None:
         say(f"no trial completed; the failed ones are in {study_dir / STUDY_FILE}")
@@ -562,7 +577,7 @@ def summarize(study_dir: Path, study: Any, config: dict[str, Any], raw: dict[str
 
     spec = load_spec(raw)
     rows = trial_rows(study, spec)
-    summary: dict[str, Any] = {**{k: v for k, v in config.items() if k != "deadline"},
+    summary: dict[str, Any] = {**{k: v for k, v in config.items() if k not in ("deadline", "mlflow_uri")},
                                "storage": shown_url(config["storage"]), "folder": str(study_dir), "trials_requested": config["trials"],
                                "counts": _counts(study), "epochs_trained": sum(r["epochs"] or 0 for r in rows),
                                "trials": rows, "best": None}

@@ -84,10 +84,12 @@ def _export_generator(run: Run, samples: int) -> dict[str, Any]:
 
 @writes_run("netwright export")
 def export(run: Run | str | os.PathLike, variant: str | None = None, format: str = "onnx",
-           samples: int = 512) -> dict[str, Any]:
+           samples: int = 512, register: str | None = None) -> dict[str, Any]:
     """Export the run's model (or a compressed variant) to ONNX and verify it.
 
     Writes ``export/model.onnx`` (``export/<variant>/model.onnx``) and ``verify.json`` beside it.
+    A run tracked with MLflow (``tracking.json``) gets the verified file as an artefact;
+    ``register`` makes it a version of that registered MLflow model (``result["tracking"]``).
 
     Raises:
         NetwrightError: an unknown format or variant, or a verification that fails.
@@ -100,7 +102,7 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
     if is_generative(run):
         if variant is not None:
             raise NetwrightError("a GAN has no compressed variants; export it without --variant")
-        return _export_generator(run, samples)
+        return _tracked(run, _export_generator(run, samples), register)
     if run.info.task == "translation":
         raise NetwrightError(f"{run.path} is a translation model: ONNX export covers classifiers, regressors, language "
                              "models and GAN generators; translate with 'netwright generate'")
@@ -136,4 +138,12 @@ def export(run: Run | str | os.PathLike, variant: str | None = None, format: str
     if not result["passed"]:
         raise NetwrightError(f"ONNX verification failed for {result['variant']}: {result['criterion']} not met "
                              f"(max |diff| {result['max_abs_diff']:.3g}); see {folder / 'verify.json'}")
-    return result
+    return _tracked(run, result, register)
+
+
+def _tracked(run: Run, result: dict[str, Any], register: str | None) -> dict[str, Any]:
+    """The verified file logged to the run's MLflow run (and registered), when there is one."""
+    from ..training.tracking import log_export
+
+    logged = log_export(run, result["onnx"], register)
+    return {**result, "tracking": logged} if logged else result

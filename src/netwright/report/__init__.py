@@ -31,6 +31,9 @@ def report(run: Run | str | os.PathLike) -> dict[str, Any]:
         page = render(card, pics)
     run.write_json("report.json", card)
     write_text(run.file("report.html"), page)
+    from ..training.tracking import log_artifacts  # a run tracked with MLflow gets the card too
+
+    log_artifacts(run, [run.file("report.html"), run.file("report.json")], "report")
     return card
 
 

@@ -145,7 +145,10 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     check_groups(data, resolved.fairness)
     from .callbacks import build_callbacks
 
-    hooks = build_callbacks(resolved.train.callbacks) + list(callbacks or [])
+    from .tracking import tracking_callbacks  # train.log: TensorBoard / MLflow, written by rank 0 only
+
+    hooks = build_callbacks(resolved.train.callbacks) + list(callbacks or []) \
+        + (tracking_callbacks(resolved) if from_env().main else [])
     from ..calibrate import check_calibrate_spec  # train.calibrate: a classifier with a validation split
 
     check_calibrate_spec(resolved, info)

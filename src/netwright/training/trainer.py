@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data.augment import Augmenter
 from ..data.info import Dataset, Split
-from ..errors import NetwrightError, TrainingError, TrainingInterrupted
+from ..errors import CallbackFailed, NetwrightError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
 from ..run import Run
 from ..spec import Spec
@@ -155,8 +155,7 @@ class Trainer:
             self.progress.message(f"{self.run.path} finished already (epoch {st['epoch']}); nothing to resume")
             return self._summary()
         self.progress.start(ts.epochs, self.steps_per_epoch, st["epoch"])
-        for cb in self.callbacks:
-            cb.on_train_start(self.run, st)
+        self._hook("on_train_start", st)
         with self._interruptible():
             try:
                 for epoch in range(st["epoch"] + 1, ts.epochs + 1):
@@ -165,8 +164,10 @@ class Trainer:
                     seconds = time.perf_counter() - t0
                     stop = self._after_epoch(epoch, record, seconds)
                     self.progress.epoch_end(record, seconds, st["step"], self.monitor)
-                    asked = [callback_name(cb) for cb in self.callbacks
-                             if cb.on_epoch_end(self.run, record)]
+                    asked = self._hook("on_epoch_end", record)
+                    if self.dist.active and self.callbacks:  # every rank stops at the same epoch
+                        asked = asked or (["callback on rank 0"] if all_sum([float(bool(asked))], self.dist)[0]
+                                          else [])
                     if asked and not stop:
                         st["stopped_by"] = asked[0]
                         self.progress.message(f"stopped by callback {asked[0]} after epoch {epoch}")
@@ -322,8 +323,7 @@ class Trainer:
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
             self.run.checkpointed()
-            for cb in self.callbacks:
-                cb.on_checkpoint(self.run, self.run.file("checkpoints/last.safetensors"))
+            self._hook("on_checkpoint", self.run.file("checkpoints/last.safetensors"))
             self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
         return stop
 
@@ -339,10 +339,40 @@ class Trainer:
                           "epoch": st["best_epoch"] if self.spec.train.keep == "best" else st["epoch"]})
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers, self.best, st)
             self.run.write_json("train.json", summary)
-            for cb in self.callbacks:
-                cb.on_checkpoint(self.run, self.run.file("checkpoints/last.safetensors"))
-                cb.on_train_end(self.run, summary)
+            self._hook("on_checkpoint", self.run.file("checkpoints/last.safetensors"))
+            self._hook("on_train_end", summary)
         return summary
+
+    def _hook(self, hook: str, *args: Any) -> list[str]:
+        """Call ``hook`` of every callback (on rank 0 only, unless a callback sets ``all_ranks``);
+        returns the names of those that ask to stop. A callback that raises ends training with a
+        checkpoint at the end of the last whole epoch and one line naming it."""
+        asked = []
+        for cb in self.callbacks:
+            if not (self.dist.main or getattr(cb, "all_ranks", False)):
+                continue
+            try:
+                if getattr(cb, hook)(self.run, *args):
+                    asked.append(callback_name(cb))
+            except (KeyboardInterrupt, TrainingInterrupted):
+                raise
+            except Exception as e:
+                self._callback_failed(callback_name(cb), hook, e)
+        return asked
+
+    def _callback_failed(self, name: str, hook: str, error: Exception) -> None:
+        st = self.state
+        if self.dist.main and not st["finished"]:
+            st["batch"], st["partial"] = 0, None
+            write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
+            write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
+            save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
+                            self.best, st)
+        problem = str(error) if isinstance(error, NetwrightError) else f"{type(error).__name__}: {error}"
+        then = ("training had finished; the weights and train.json are written" if st["finished"] else
+                f"a checkpoint is written at the end of epoch {st['epoch']}; fix it and resume with: "
+                f"netwright train {self.run.home} --resume")
+        raise CallbackFailed(f"callback {name} failed in {hook}: {problem}; {then}") from error
 
     def _summary(self) -> dict[str, Any]:
         st = self.state
