@@ -37,6 +37,7 @@ _EXPORTS = {
     "Spec": ".spec", "load_spec": ".spec",
     "train": ".training", "train_folds": ".training.folds",
     "tune": ".tune",
+    "Callback": ".training.callbacks", "register_callback": ".training.callbacks",
     "compare": ".report.compare",
 }
 

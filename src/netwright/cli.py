@@ -5,10 +5,13 @@ Problems a user can fix print one line and exit with code 2; ``--debug`` shows t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -30,8 +33,13 @@ RunsDir = Annotated[Optional[Path], typer.Option(help="folder holding runs [defa
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
-    """--debug is read by main() itself, before any command runs."""
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    trust_changed_plugins: Annotated[bool, typer.Option(
+        "--trust-changed-plugins", help="import a run's plugin files even if they changed since training (a "
+        "warning names each); or set NETWRIGHT_TRUST_CHANGED_PLUGINS=1")] = False,
+) -> None:
+    """--debug and --trust-changed-plugins are read by main() itself, before any command runs."""
 
 
 @app.command()
@@ -104,6 +112,45 @@ def _print_study(result: dict) -> None:
     if val:
         out.print("validation (best epoch): " + "  ".join(f"{k} {v['mean']:.4f} +- {v['sd']:.4f}" for k, v in val.items()),
                   markup=False)
+
+
+@app.command()
+def tune(
+    source: Annotated[str, typer.Argument(metavar="SPEC|STUDY", help="spec YAML with a tune: section, or a study "
+                                                                   "folder with --resume")],
+    set_: SetOpt = None,
+    name: Annotated[Optional[str], typer.Option(help="study name [default: spec name or file stem]")] = None,
+    runs_dir: RunsDir = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, help="finished trials to reach [default: tune.trials]")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes on this machine (they share its cores)")] = 1,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL shared by workers on several machines, "
+                                                        "e.g. postgresql://user@host/db [default: SQLite in the "
+                                                        "study folder]")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="seconds after which no new trial starts")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the study (trials lost in a crash are tried again)")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing study folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Search the spec values its tune: section declares (Optuna); each trial an ordinary run in runs/STUDY/."""
+    from .tune import tune as tune_stage
+
+    summary = tune_stage(source, overrides=set_, name=name, runs_dir=runs_dir, trials=trials, workers=workers,
+                         storage=storage, timeout=timeout, resume=resume, overwrite=overwrite, quiet=quiet)
+    ranked = sorted((r for r in summary["trials"] if r["state"] == "COMPLETE"),
+                    key=lambda r: r["value"], reverse=summary["direction"] == "maximize")
+    table = Table(title=f"study {summary['name']}: best of {len(ranked)} complete trials "
+                        f"({summary['counts'].get('PRUNED', 0)} pruned, {summary['counts'].get('FAIL', 0)} failed)")
+    for col in ["trial", summary["metric"], "epochs", *summary["params"]]:
+        table.add_column(col, justify="left" if col == "trial" else "right")
+    for r in ranked[:10]:
+        table.add_row(str(r["number"]), f"{r['value']:.4f}", str(r["epochs"]),
+                      *[f"{v:.3g}" if isinstance(v, float) else str(v) for v in
+                        (r["params"].get(p) for p in summary["params"])])
+    if not quiet:
+        out.print(table)
+        if summary.get("best"):
+            out.print(f"next: netwright train {Path(summary['folder']) / 'best.yaml'}; "
+                      f"netwright compare {summary['folder']}")
 
 
 @app.command()
@@ -329,6 +376,8 @@ def export(
     variant: Annotated[Optional[str], typer.Option(help="a compressed variant (see compress/) [default: the model]")] = None,
     fmt: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
     verify_file: Annotated[Optional[Path], typer.Option("--verify", help="only verify this existing .onnx file")] = None,
+    register: Annotated[Optional[str], typer.Option(
+        "--register", metavar="NAME", help="register the verified ONNX file as a version of MLflow model NAME")] = None,
 ) -> None:
     """Export to one ONNX file and verify it with ONNX Runtime against PyTorch."""
     from .deploy import export as export_stage
@@ -337,15 +386,21 @@ def export(
 
     r = Run.open(run)
     if verify_file is not None:
+        if register is not None:
+            raise NetwrightError("--register registers what export writes; drop --verify")
         result = verify(r, verify_file)
         if not result["passed"]:
             raise NetwrightError(f"{verify_file}: verification failed ({result['criterion']} not met, "
                                  f"max |diff| {result['max_abs_diff']:.3g})")
     else:
-        result = export_stage(r, variant=variant, format=fmt)
+        result = export_stage(r, variant=variant, format=fmt, register=register)
     agree = f", argmax agreement {result['argmax_agreement']:.4f}" if "argmax_agreement" in result else ""
     out.print(f"{result['onnx']}: verified on {result['samples']} inputs, max |diff| "
               f"{result['max_abs_diff']:.2e}{agree} ({result['criterion']})")
+    if result.get("tracking", {}).get("registered"):
+        reg, where = result["tracking"]["registered"], result["tracking"]
+        out.print(f"registered MLflow model {reg['name']} version {reg['version']} (run {where['run_id']}, "
+                  f"{where['tracking_uri']})")
 
 
 @app.command()
@@ -472,6 +527,25 @@ def report(run: Annotated[str, typer.Argument(help="run directory")]) -> None:
     out.print(f"wrote {r.file('report.html')} and {r.file('report.json')}{missing}")
     for c in card["caveats"]:
         err.print(f"caveat: {c}", markup=False)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="runs, or folders holding runs (a tuning "
+                                                                      "study, cross-validation folds)")],
+    output: Annotated[Optional[str], typer.Option("--out", "-o", help="page (or folder) to write [default: "
+                                                                     "./compare.html]")] = None,
+) -> None:
+    """Compare runs on one self-contained page: spec differences, learning curves, test metrics, trade-offs."""
+    from .report.compare import compare as compare_stage
+
+    result = compare_stage(runs, out=output)
+    for note in result["notes"]:
+        err.print(f"note: {note}", markup=False)
+    if result["not_evaluated"]:
+        err.print(f"note: not evaluated: {', '.join(result['not_evaluated'])} ('netwright evaluate RUN' writes "
+                  "their test metrics)", markup=False)
+    out.print(f"wrote {result['path']} ({len(result['runs'])} runs)", markup=False)
 
 
 @app.command()
@@ -657,13 +731,35 @@ def runs(runs_dir: RunsDir = None) -> None:
     out.print(table)
 
 
+@contextlib.contextmanager
+def _trusting_plugins(argv: list[str]) -> Iterator[None]:
+    """``netwright --trust-changed-plugins VERB``: NETWRIGHT_TRUST_CHANGED_PLUGINS=1 while the command
+    runs (seen by the processes it starts too), restored after it (main may run in a test's process)."""
+    options = argv[:next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))]
+    if "--trust-changed-plugins" not in options:
+        yield
+        return
+    from .plugins import TRUST_ENV
+
+    before = os.environ.get(TRUST_ENV)
+    os.environ[TRUST_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TRUST_ENV, None)
+        else:
+            os.environ[TRUST_ENV] = before
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``netwright`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _state["argv"] = argv
     debug = "--debug" in argv
     try:
-        app(args=argv, prog_name="netwright")  # standalone: usage errors exit 2 on their own
+        with _trusting_plugins(argv):
+            app(args=argv, prog_name="netwright")  # standalone: usage errors exit 2 on their own
     except TrainingInterrupted as e:  # the checkpoint is written; the line says how to resume
         err.print(one_line(str(e)), soft_wrap=True, markup=False)
         sys.exit(128 + e.signum)

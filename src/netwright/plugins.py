@@ -5,7 +5,9 @@ or modules on the Python path); an installed package registers its own through t
 ``netwright.plugins`` entry-point group, with no spec line. Importing a plugin runs its
 ``register_model`` / ``register_dataset`` / ``register_callback`` decorators. A run records the
 plugins it used (``plugins.json``: each file's absolute path and SHA-256), and every later verb
-imports them first; a missing or changed file is one line naming it and the run.
+imports them first; a missing or changed file is one line naming it and the run. A changed file
+is imported anyway, with a warning, under ``netwright --trust-changed-plugins`` or
+``NETWRIGHT_TRUST_CHANGED_PLUGINS=1``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,10 @@ from typing import Any
 from .errors import NetwrightError
 
 ENTRY_POINTS = "netwright.plugins"
+TRUST_ENV = "NETWRIGHT_TRUST_CHANGED_PLUGINS"  # "1": import a plugin file that changed since training
 _loaded: dict[str, str] = {}  # what this process imported: plugin key -> module name
 _scanned = False  # the installed entry points were imported
+_warned: set[str] = set()  # changed plugin files this process already warned about
 
 
 def sha256(path: Path) -> str:
@@ -113,7 +118,14 @@ def load_recorded(records: list[dict[str, Any]], run: Any) -> None:
         if not path.is_file():
             raise NetwrightError(f"{run}: trained with the plugin {path}, which is missing; restore it or train "
                                  "the run again")
-        if sha256(path) != r["sha256"]:
-            raise NetwrightError(f"{run}: the plugin {path} changed since training (sha256 {r['sha256'][:12]} -> "
-                                 f"{sha256(path)[:12]}); restore it or train the run again")
+        now = sha256(path)
+        if now != r["sha256"]:
+            change = f"the plugin {path} changed since training (sha256 {r['sha256'][:12]} -> {now[:12]})"
+            if os.environ.get(TRUST_ENV) != "1":
+                raise NetwrightError(f"{run}: {change}; restore it, train the run again, or import it anyway with "
+                                     f"'netwright --trust-changed-plugins VERB ...' (or {TRUST_ENV}=1)")
+            if f"{path}:{now}" not in _warned:
+                _warned.add(f"{path}:{now}")
+                print(f"warning: {run}: {change}; importing it anyway (--trust-changed-plugins)", file=sys.stderr,
+                      flush=True)
         import_file(path)
