@@ -1,7 +1,7 @@
 """Tuning: what pruning saves, and the Done-means study of ``examples/mnist1d_mlp_tune.yaml``.
 
-Runs the same study (same spec, sampler and seed, one worker each so that the trials' values are
-reproducible) twice side by side, with the median pruner and with none, and reports the epochs
+Runs the same study (same spec, sampler and seed, one worker of one thread each so that the
+trials' values are reproducible and the two do not fight over the cores) twice side by side, with the median pruner and with none, and reports the epochs
 trained, the wall time and the best validation value of each; ``--seeds`` repeats that for
 several sampler seeds (medians). Then, unless ``--no-workers``, times the study as a user runs it
 (``netwright tune ... --trials 30 --workers 2``) and scores its best trial on the test split
@@ -28,13 +28,10 @@ SPEC = ROOT / "examples" / "mnist1d_mlp_tune.yaml"
 
 def study(args: tuple[str, str, int, int]) -> dict:
     runs, pruner, seed, trials = args
-    import torch
-
     from netwright.tune import tune
 
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    s = tune(SPEC, overrides=[f"tune.pruner={pruner}", f"seed={seed}"], name=f"{pruner}-{seed}", runs_dir=runs,
+    s = tune(SPEC, overrides=[f"tune.pruner={pruner}", f"seed={seed}", "train.threads=1"], name=f"{pruner}-{seed}", runs_dir=runs,
              trials=trials, quiet=True)
     return {"pruner": pruner, "seed": seed, "epochs": s["epochs_trained"], "seconds": time.perf_counter() - t0,
             "best": s["best"]["value"], "test": s["best"]["test"]["accuracy"], "pruned": s["counts"].get("PRUNED", 0)}

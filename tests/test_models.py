@@ -23,8 +23,9 @@ INFOS = {
 
 # models for one kind of task or data (the GAN, the language presets, the graph network, the
 # recommender, the policy, the contrastive encoder, the detector) have their own contracts in
-# test_gan.py, test_language.py and test_applications.py
-SUPERVISED = [n for n in MODELS.names() if not {"task", "data"} & set(MODELS.get(n).meta)]
+# test_gan.py, test_language.py and test_applications.py; the object placeholder of
+# netwright.train(model=...) in test_python_objects.py
+SUPERVISED = [n for n in MODELS.names() if not {"task", "data", "object"} & set(MODELS.get(n).meta)]
 
 
 def example_batch(info: DataInfo, n: int = 4) -> torch.Tensor:

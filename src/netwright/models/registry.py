@@ -20,7 +20,9 @@ def build_model(name: str, info: DataInfo, **params: Any) -> nn.Module:
         from ..errors import SpecError
 
         raise SpecError(problems)
-    return MODELS.get(name).fn(info, **resolved)
+    model = MODELS.get(name).fn(info, **resolved)
+    model._netwright_model = {"name": name, **resolved}  # netwright.train(model=...) records how to rebuild it
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -100,9 +100,10 @@ def resolve_channels_last(train_spec: TrainSpec, model: torch.nn.Module) -> bool
     return conv2d and train_spec.channels_last in ("auto", True)
 
 
-def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None = None,
+def train(spec: SpecSource | None = None, overrides: list[str] | None = None, name: str | None = None,
           runs_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-          progress: Mode = "auto", callbacks: list[Any] | None = None) -> Run:
+          progress: Mode = "auto", callbacks: list[Any] | None = None, model: torch.nn.Module | None = None,
+          data: Any = None) -> Run:
     """Train a network as ``spec`` declares and write a run directory.
 
     Args:
@@ -116,17 +117,63 @@ def train(spec: SpecSource, overrides: list[str] | None = None, name: str | None
         progress: ``auto`` (bar on a terminal, lines otherwise), ``bar``, ``lines`` or ``quiet``.
         callbacks: :class:`netwright.training.callbacks.Callback` instances, run after the
             spec's ``train.callbacks``.
+        model: an ``nn.Module`` to train in place of the spec's ``model:`` section. One built by a
+            registered builder (``build_model``) is recorded by name and arguments; any other is
+            recorded as ``model.name: object``, and the run then stores its weights only (the
+            verbs that rebuild it work in this Python process).
+        data: a ``torch.utils.data.Dataset`` (map-style or iterable) of (input, target) pairs in
+            place of the spec's data set; saved once under ``RUNS/.datasets/`` so that every verb
+            reads the same examples (the spec's ``data.val``, ``test``, ``split_seed`` still apply).
 
     Returns:
         The :class:`Run`; ``run.read_json("train.json")`` holds the summary.
     """
+    if model is not None or data is not None:
+        if resume:
+            raise NetwrightError("--resume continues a run as it was specified; pass model= and data= to a new run")
+        spec = with_objects(spec, model, data, runs_dir)
+    elif spec is None:
+        raise NetwrightError("netwright.train: give a spec (a YAML path or a dict), or model= and data=")
     with contextlib.ExitStack() as scope:  # the run's lock and transaction, once the run is known
-        return _train(scope, spec, overrides, name, runs_dir, resume, overwrite, progress, callbacks)
+        return _train(scope, spec, overrides, name, runs_dir, resume, overwrite, progress, callbacks, model)
+
+
+def with_objects(spec: SpecSource | None, model: torch.nn.Module | None, data: Any,
+                 runs_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The spec as a dict with ``model=`` and ``data=`` objects in place of its sections."""
+    from ..run import default_runs_dir
+    from ..spec import read_yaml
+
+    if spec is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(spec, Spec):
+        raw = spec.to_dict()
+    elif isinstance(spec, dict):
+        raw = dict(spec)
+    else:
+        raw = read_yaml(spec)
+        raw["plugins"] = [str(Path(spec).parent / p) if str(p).endswith(".py") else p for p in raw.get("plugins", [])]
+        raw.setdefault("name", Path(spec).stem)
+    if data is not None:
+        from ..data.torch_data import save_dataset
+
+        split = {k: v for k, v in (raw.get("data") or {}).items() if k in ("val", "test", "split_seed", "normalize")}
+        raw["data"] = {**save_dataset(data, runs_dir if runs_dir is not None else default_runs_dir()), **split}
+    if model is not None:
+        if not isinstance(model, torch.nn.Module):
+            raise NetwrightError(f"netwright.train(model=...): a {type(model).__name__} is not a torch.nn.Module")
+        from ..models.objects import as_spec
+
+        raw["model"] = as_spec(model)
+    for section in ("data", "model"):
+        if section not in raw:
+            raise NetwrightError(f"netwright.train: no {section}: give it in the spec or as {section}=")
+    return raw
 
 
 def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] | None, name: str | None,
            runs_dir: str | os.PathLike | None, resume: bool, overwrite: bool, progress: Mode,
-           callbacks: list[Any] | None = None) -> Run:
+           callbacks: list[Any] | None = None, given: torch.nn.Module | None = None) -> Run:
     if resume:
         if overrides:
             raise NetwrightError("--resume continues a run exactly as it was specified; "
@@ -179,8 +226,20 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         if not dist.main:
             progress = "quiet"
     torch.manual_seed(resolved.seed)
-    model = build_model(resolved.model.name, info, **resolved.model.params)
+    model = given if given is not None else build_model(resolved.model.name, info, **resolved.model.params)
+    if given is not None:  # an object from Python: it must take this data's inputs
+        try:
+            with torch.no_grad():
+                given.eval()(data.train.x[:2])
+            given.train()
+        except Exception as e:
+            raise NetwrightError(f"netwright.train(model=...): {type(given).__name__} cannot take this data's inputs "
+                                 f"of shape {tuple(data.train.x.shape[1:])}: {type(e).__name__}: {e}") from None
     notes = []
+    if resolved.model.name == "object":
+        from ..models.objects import ONLY_WEIGHTS
+
+        notes.append(ONLY_WEIGHTS.replace("the model was", "an"))
     if resolved.train.init_from and not resume:
         copied, total = init_from(model, resolved.train.init_from)
         notes.append(f"{copied} of {total} tensors from {resolved.train.init_from}")
