@@ -17,9 +17,16 @@ register_callback = CALLBACKS.register
 
 
 class Callback:
-    """Hooks of the training loop; each does nothing unless overridden."""
+    """Hooks of the training loop; each does nothing unless overridden.
+
+    A distributed job calls them on rank 0 only unless ``all_ranks`` is True; a stop asked on
+    rank 0 stops every rank at the same epoch. A hook that raises ends training with a
+    checkpoint at the end of the last whole epoch and one line naming the callback
+    (``netwright train RUN --resume`` continues once it is fixed).
+    """
 
     name = "callback"
+    all_ranks = False
 
     def on_train_start(self, run: Any, state: dict[str, Any]) -> None:
         """Before the first epoch (of this process: a resumed run starts at its checkpoint)."""
