@@ -309,6 +309,7 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json, write_text
-from .errors import NetwrightError, SpecError, TrainingError
+from .errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
 from .metrics import lower_is_better
-from .run import NAME_RE, default_runs_dir
+from .run import NAME_RE, _alive, default_runs_dir
 from .spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, read_yaml, safe_load
 from .training.callbacks import Callback
 
@@ -201,19 +201,10 @@ class _Pruning(Callback):
         return self.pruned
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover(study: Any, out: Any = None) -> list[int]:
     """Fail the trials whose worker on this machine is gone (kill -9, power loss) and queue their
     values again, at most ``MAX_RETRIES`` times; returns the numbers of the failed trials."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     host, lost = socket.gethostname(), []
@@ -221,7 +212,9 @@ def recover(study: Any, out: Any = None) -> list[int]:
         worker = t.user_attrs.get("worker") or {}
         if worker.get("host") != host or _alive(int(worker.get("pid", 0))):
             continue
-        if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError, RuntimeError):  # another worker recovered it first
             continue
         lost.append(t.number)
         first = t.user_attrs.get("retry_of", t.number)
@@ -318,6 +311,10 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
                         overwrite=True, progress="quiet", callbacks=[pruning])
         except TrainingError as e:  # e.g. a learning rate that makes the loss non-finite: this trial fails
             trial.set_user_attr("error", str(e)[:300])
+            raise
+        except TrainingInterrupted:  # Ctrl-C or SIGTERM: this trial's values are tried again on --resume
+            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.user_attrs.get("retry_of",
+                                                                                              trial.number)})
             raise
         summary = run.read_json("train.json")
         trial.set_user_attr("run", run.name)
