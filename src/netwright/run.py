@@ -289,7 +289,7 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
                 pid, holder_host = int(holder["pid"]), str(holder["host"])
             except (OSError, ValueError, KeyError, TypeError):
                 holder, pid, holder_host = None, None, host
-            if holder_host == host and (pid is None or not _alive(pid)):
+            if holder_host == host and (pid is None or not pid_alive(pid)):
                 who = f"pid {pid}, no longer running" if pid is not None else "unreadable"
                 print(f"note: cleared a stale lock on {home} ({who})", file=sys.stderr)
                 with contextlib.suppress(FileNotFoundError):
@@ -308,7 +308,7 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
     raise RunLocked(f"{home}: could not take its lock {path}; try again")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (on this machine)."""
     try:
         os.kill(pid, 0)

@@ -35,7 +35,7 @@ from typing import Any
 from .atomic import write_json, write_text
 from .errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
 from .metrics import lower_is_better
-from .run import NAME_RE, _alive, default_runs_dir
+from .run import NAME_RE, pid_alive, default_runs_dir
 from .spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, read_yaml, safe_load
 from .training.callbacks import Callback
 
@@ -210,7 +210,7 @@ def recover(study: Any, out: Any = None) -> list[int]:
     host, lost = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
-        if worker.get("host") != host or _alive(int(worker.get("pid", 0))):
+        if worker.get("host") != host or pid_alive(int(worker.get("pid", 0))):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
