@@ -358,12 +358,7 @@ def load_spec(source: SpecSource, overrides: list[str] | None = None) -> Spec:
     Raises:
         SpecError: every problem found, each with its path and what is allowed.
     """
-    if isinstance(source, Spec):
-        raw = source.to_dict()
-    elif isinstance(source, dict):
-        raw = copy.deepcopy(source)
-    else:
-        raw = read_yaml(source)
+    raw = raw_spec(source)
     for item in overrides or []:
         apply_override(raw, item)
     if raw.get("plugins"):  # imported before validation: they register the names the spec uses
@@ -374,6 +369,38 @@ def load_spec(source: SpecSource, overrides: list[str] | None = None) -> Spec:
         base = Path(source).parent if isinstance(source, (str, os.PathLike)) else Path.cwd()
         raw["plugins"] = [r["plugin"] for r in load_plugins(raw["plugins"], base)]
     return validate(raw)
+
+
+def raw_spec(source: SpecSource) -> dict[str, Any]:
+    """A spec as a fresh nested dict: a Spec's resolved values, a copy of a dict, or a YAML file."""
+    if isinstance(source, Spec):
+        return source.to_dict()
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    return read_yaml(source)
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set the dotted ``key`` (``train.optimizer.lr``) of a nested dict, making sections on the way."""
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise NetwrightError(f"{where}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty mappings are values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 MAX_NODES = 100_000  # values in a spec once aliases are expanded; a spec has hundreds
@@ -439,14 +466,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         value = safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    parts = key.strip().split(".")
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise NetwrightError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
-        node = child
-    node[parts[-1]] = value
+    set_path(raw, key.strip(), value, f"--set {key}")
 
 
 def _family_options(raw: dict[str, Any], spec: Spec, adversarial: bool) -> list[str]:

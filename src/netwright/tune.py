@@ -36,7 +36,7 @@ from .atomic import write_json, write_text
 from .errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
 from .metrics import lower_is_better
 from .run import NAME_RE, pid_alive, default_runs_dir
-from .spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, read_yaml, safe_load
+from .spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
 from .training.callbacks import Callback
 
 SPEC_FILE, CONFIG_FILE, STUDY_FILE, BEST_FILE, CARD_FILE, DB_FILE = (
@@ -50,24 +50,6 @@ FINISHED = ("COMPLETE", "PRUNED")
 
 def trial_name(number: int) -> str:
     return f"trial-{number:04d}"
-
-
-def _raw(source: SpecSource) -> dict[str, Any]:
-    if isinstance(source, Spec):
-        return source.to_dict()
-    if isinstance(source, dict):
-        return copy.deepcopy(source)
-    return read_yaml(source)
-
-
-def _set(raw: dict[str, Any], path: str, value: Any) -> None:
-    node = raw
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError([f"tune.params.{path}: '{part}' is a value, not a section"])
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 def _encoded(choices: list[Any]) -> tuple[list[Any], bool]:
@@ -92,7 +74,7 @@ def trial_spec(raw: dict[str, Any], values: dict[str, Any], threads: int | None 
     tune = spec.pop("tune", None) or {}
     spec.pop("name", None)
     for path, value in values.items():
-        _set(spec, path, value)
+        set_path(spec, path, value, f"tune.params.{path}")
     metric = tune.get("metric", "auto")
     train = spec.setdefault("train", {})
     if metric != "auto" and metric.startswith("val_") and train.get("monitor", "auto") == "auto":
@@ -239,7 +221,7 @@ def finished(study: Any) -> int:
     return sum(c.get(s, 0) for s in FINISHED)
 
 
-def _sampler(config: dict[str, Any], spec: Spec, seed: int) -> Any:
+def _sampler(spec: Spec, seed: int) -> Any:
     import optuna
 
     kind = spec.tune.sampler
@@ -298,7 +280,7 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
         threads = max(1, cores // workers)
         torch.set_num_threads(threads)
     study = optuna.load_study(study_name=config["name"], storage=_storage(config["storage"]),
-                              sampler=_sampler(config, spec, spec.seed + 1000 * index), pruner=_pruner(spec))
+                              sampler=_sampler(spec, spec.seed + 1000 * index), pruner=_pruner(spec))
     say = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
     recover(study, say)
 
@@ -448,7 +430,7 @@ def _open(source: SpecSource, overrides: list[str] | None, name: str | None, run
     if resume and given is not None and given.is_dir():  # tune --resume runs/STUDY
         study_dir = given
     else:
-        raw = _raw(source)
+        raw = raw_spec(source)
         for item in overrides or []:
             apply_override(raw, item)
         spec = load_spec(raw)

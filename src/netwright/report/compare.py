@@ -25,6 +25,7 @@ import yaml
 from ..atomic import write_text
 from ..errors import NetwrightError
 from ..run import Run, default_runs_dir
+from ..spec import flatten
 from .html import CSS, e, img, num
 
 STUDY_FILE = "study.json"  # a tuning study: metric, direction, trials [{number, state, value, params, run}]
@@ -218,17 +219,6 @@ def _load(x: Entry) -> None:
     x.eval, x.compress, x.mitigate, x.audit = (opt["eval.json"], opt["compress/compress.json"],
                                                opt["fairness/mitigate.json"], opt["audit.json"])
     x.size = r.file("model.safetensors").stat().st_size if r.has("model.safetensors") else None
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty mappings are values."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def spec_diff(entries: list[Entry]) -> list[tuple[str, list[Any]]]:

@@ -142,16 +142,10 @@ def with_objects(spec: SpecSource | None, model: torch.nn.Module | None, data: A
                  runs_dir: str | os.PathLike | None) -> dict[str, Any]:
     """The spec as a dict with ``model=`` and ``data=`` objects in place of its sections."""
     from ..run import default_runs_dir
-    from ..spec import read_yaml
+    from ..spec import raw_spec
 
-    if spec is None:
-        raw: dict[str, Any] = {}
-    elif isinstance(spec, Spec):
-        raw = spec.to_dict()
-    elif isinstance(spec, dict):
-        raw = dict(spec)
-    else:
-        raw = read_yaml(spec)
+    raw: dict[str, Any] = {} if spec is None else raw_spec(spec)
+    if isinstance(spec, (str, os.PathLike)):  # its plugin files and name, as the file would give them
         raw["plugins"] = [str(Path(spec).parent / p) if str(p).endswith(".py") else p for p in raw.get("plugins", [])]
         raw.setdefault("name", Path(spec).stem)
     if data is not None:

@@ -89,19 +89,19 @@ def numeric(record: dict[str, Any]) -> dict[str, float]:
             if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, str]:
+def flatten(obj: dict[str, Any]) -> dict[str, str]:
     """A nested mapping (the resolved spec) as MLflow params: dotted keys (``train.optimizer.lr``);
     strings as they are, anything else (numbers, lists, null) as compact JSON; values cut to
     MLflow's 6000 characters (ending in ``...``)."""
-    if isinstance(obj, dict) and obj:
-        out: dict[str, str] = {}
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    value = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"), sort_keys=True)
-    if len(value) > MAX_PARAM_LENGTH:
-        value = value[:MAX_PARAM_LENGTH - 3] + "..."
-    return {_key(prefix): value}
+    from ..spec import flatten as dotted
+
+    out: dict[str, str] = {}
+    for key, v in dotted(obj).items():
+        value = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), sort_keys=True)
+        if len(value) > MAX_PARAM_LENGTH:
+            value = value[:MAX_PARAM_LENGTH - 3] + "..."
+        out[_key(key)] = value
+    return out
 
 
 def _key(key: str) -> str:
