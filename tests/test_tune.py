@@ -148,12 +148,13 @@ def _finished(db: Path) -> int:
 
 
 def _running(db: Path) -> dict[int, int]:
-    """Trial number -> worker pid of the trials the database has in flight."""
+    """Trial number -> worker pid of the trials in flight that have drawn their values."""
     import sqlite3
 
     with sqlite3.connect(db, timeout=30) as c:
         rows = c.execute("select t.number, a.value_json from trials t join trial_user_attributes a "
-                         "on a.trial_id = t.trial_id where t.state = 'RUNNING' and a.key = 'worker'").fetchall()
+                         "on a.trial_id = t.trial_id where t.state = 'RUNNING' and a.key = 'worker' and exists "
+                         "(select 1 from trial_params p where p.trial_id = t.trial_id)").fetchall()
     return {number: json.loads(value)["pid"] for number, value in rows}
 
 
@@ -191,9 +192,13 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes_the_study(tmp
     failed = [t for t in summary["trials"] if t["state"] == "FAIL"]
     assert number in [t["number"] for t in failed]
     retried = {t["retry_of"]: t for t in summary["trials"] if t["retry_of"] is not None}
-    for t in failed:  # each lost trial's values were tried again
-        assert t["number"] in retried, (t, retried)
-        assert retried[t["number"]]["params"] == t["params"]
+    assert failed[[t["number"] for t in failed].index(number)]["params"]
+    for t in failed:  # each lost trial's values were tried again; one lost before it drew any has none to try
+        if t["params"]:
+            assert t["number"] in retried, (t, retried)
+            assert retried[t["number"]]["params"] == t["params"]
+        else:
+            assert t["number"] not in retried, (t, retried)
     r = netwright("tune", folder, "--resume")  # nothing left to do
     assert r.returncode == 0 and "6 of 6 trials finished" in r.stdout, r.stderr
 
@@ -261,3 +266,36 @@ def test_tracked_trials_are_child_runs_of_the_study_in_mlflow(_runs_dir):
     for child in children:  # each trial's own MLflow run holds its values
         trial = next(t for t in summary["trials"] if t["run"] == child.info.run_name)
         assert float(child.data.params["train.optimizer.lr"]) == pytest.approx(trial["params"]["train.optimizer.lr"])
+
+
+def test_recover_retries_a_lost_trials_values_but_not_a_trial_lost_before_it_drew_any():
+    """A dead worker's trial is failed; its values are queued again, at most MAX_RETRIES times; a trial
+    lost between ask and its first suggestion has nothing to try again (a fresh trial replaces it)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from netwright.tune import MAX_RETRIES, recover
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    worker = {"host": socket.gethostname(), "pid": int(dead)}
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    drawn, blank = study.ask(), study.ask()
+    drawn.suggest_float("x", 0, 1)
+    for t in (drawn, blank):
+        t.set_user_attr("worker", worker)
+    lines: list[str] = []
+    assert sorted(recover(study, lines.append)) == [drawn.number, blank.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[drawn.number] == states[blank.number] == TrialState.FAIL
+    queued = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert [(t.system_attrs["fixed_params"], t.user_attrs["retry_of"]) for t in queued] == [(drawn.params, drawn.number)]
+    assert any("before it drew values" in line for line in lines)
+    for _ in range(MAX_RETRIES):  # each retry lost in turn: MAX_RETRIES tries in all, then no more
+        retry = study.ask()
+        retry.suggest_float("x", 0, 1)
+        retry.set_user_attr("worker", worker)
+        recover(study, lines.append)
+    assert [t for t in study.get_trials() if t.state == TrialState.WAITING] == []
+    assert "not retried (2 tries)" in lines[-1]

@@ -199,6 +199,11 @@ def recover(study: Any, out: Any = None) -> list[int]:
         except (UpdateFinishedTrialError, ValueError, RuntimeError):  # another worker recovered it first
             continue
         lost.append(t.number)
+        if not t.params:  # lost between ask and its first suggestion: no values to try again
+            if out:
+                out(f"trial {t.number}: its worker (pid {worker.get('pid')}) is gone before it drew values; "
+                    "marked failed, a new trial takes its place")
+            continue
         first = t.user_attrs.get("retry_of", t.number)
         tries = sum(1 for u in study.get_trials(deepcopy=False) if u.user_attrs.get("retry_of") == first)
         if tries < MAX_RETRIES:
