@@ -100,9 +100,9 @@ def csv_spec(tmp_path: Path, text: str, **data) -> Path:
 @pytest.mark.parametrize("text,fragments", [
     ("a,b\n1,2\n3,4\n", ["no column 'y'", "columns are a, b"]),
     ("a,y\n" + "1,0\n2,1\n" * 5 + "x,0\n", ["numeric column 'a' row 11 holds text 'x'"]),
-    ("a,y\n" + "1,0\n2,1\n" * 5 + "nan,0\n", ["column 'a' row 11 is nan"]),
+    ("a,y\n" + "1,0\n2,1\n" * 5 + "inf,0\n", ["column 'a' row 11 is inf"]),  # nan is a missing cell: filled
     ("a,y\n", ["no data rows"]),
-], ids=["no-target", "text-in-numeric", "nan", "empty"])
+], ids=["no-target", "text-in-numeric", "inf", "empty"])
 def test_bad_csv(cli, tmp_path: Path, text, fragments):
     assert_one_line_error(cli("train", csv_spec(tmp_path, text)), *fragments)
 

@@ -207,21 +207,40 @@ def evaluate(
 @app.command()
 def predict(
     run: Annotated[str, typer.Argument(help="run directory")],
-    inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .npy, .npz, an image, or .txt")],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json or .csv)")] = None,
+    inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .parquet, .jsonl, .npy, .npz, an image, or .txt")],
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json, .csv, .parquet or "
+                                                                      ".jsonl; a table file is streamed in chunks)")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="json or csv [default: by --out suffix, else json]")] = None,
     coverage: Annotated[Optional[float], typer.Option(help="add a conformal set (classes) or interval per row, "
                                                            "covering this share (e.g. 0.9)")] = None,
+    id_column: Annotated[Optional[str], typer.Option("--id", help="copy this input column into the output "
+                                                                  "beside each prediction")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="rows per chunk when a table file is streamed")] = 65536,
 ) -> None:
-    """Predict for raw inputs with the run's preprocessing applied."""
+    """Predict for raw inputs with the run's preprocessing applied.
+
+    A table file (.csv, .parquet, .jsonl) predicted into a .csv, .parquet or .jsonl file is streamed
+    in chunks of rows with bounded memory; a stopped job resumes from its last whole chunk.
+    """
     from .atomic import write_text
-    from .predict import predict as predict_stage
+    from .bulk import INPUTS, OUTPUTS, csv_text, flatten
 
     fmt = fmt or (output.suffix.lstrip(".").lower() if output is not None and output.suffix else "json")
+    if output is not None and output.suffix.lower() in OUTPUTS and Path(inputs).suffix.lower() in INPUTS:
+        from .run import Run
+
+        opened = Run.open(run)
+        if opened.info.preprocess.get("kind") == "table":
+            return _predict_file(opened, Path(inputs), output, id_column, chunk_rows, coverage)
     if fmt not in ("json", "csv"):
-        raise NetwrightError(f"--format {fmt}: choose json or csv")
+        raise NetwrightError(f"--format {fmt}: choose json or csv (.parquet and .jsonl take a table file of a tabular run)")
+    if id_column is not None:
+        raise NetwrightError("--id copies a column of a table file; give a .csv, .parquet or .jsonl INPUT and "
+                             "--out FILE.csv/.parquet/.jsonl")
+    from .predict import predict as predict_stage
+
     rows = predict_stage(run, inputs, coverage=coverage)
-    text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else _csv(rows)
+    text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else csv_text(flatten(rows))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -229,17 +248,25 @@ def predict(
         err.print(f"wrote {len(rows)} predictions to {output}")
 
 
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    rows = [{k: v for k, v in r.items() if k not in ("set", "interval")}  # conformal: flat columns
-            | ({"set": "|".join(r["set"])} if "set" in r else {})
-            | ({"lo": r["interval"][0], "hi": r["interval"][1]} if "interval" in r else {}) for r in rows]
-    flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": p for n, p in r.get("probabilities", {}).items()}
-            for r in rows]
-    writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
-    writer.writeheader()
-    writer.writerows(flat)
-    return buf.getvalue()
+def _predict_file(run, inputs: Path, output: Path, id_column: str | None, chunk_rows: int,
+                  coverage: float | None) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bulk import predict_file
+
+    with contextlib.ExitStack() as stack:
+        report = None
+        if err.is_terminal:
+            bar = stack.enter_context(Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
+                                               TextColumn("rows"), TimeElapsedColumn(), console=err, transient=True))
+            task = bar.add_task("rows", total=None)
+
+            def report(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+        summary = predict_file(run, inputs, output, id_column=id_column, chunk_rows=chunk_rows, coverage=coverage,
+                               progress=report)
+    resumed = f" (resumed after {summary['resumed']} chunks)" if summary["resumed"] else ""
+    err.print(f"wrote {summary['rows']} predictions to {output} in {summary['chunks']} chunks{resumed}")
 
 
 @app.command()

@@ -107,47 +107,60 @@ def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024,
     x2, y2 in pixels). ``coverage`` (e.g. 0.9): split-conformal ``set`` (class names) or
     ``interval`` ``[lo, hi]`` per example, fitted on the run's validation split.
     """
-    run = run if isinstance(run, Run) else Run.open(run)
-    if coverage is not None:
-        from .conformal import check_coverage
+    return Predictor(run, coverage, batch_size)(inputs)
 
-        check_coverage(coverage)
-    from .generative import require_supervised
 
-    info = run.info
-    if info.task != "detection":  # a detector's outputs are decoded into boxes below
-        require_supervised(run, "predict")
-    table = inputs  # the columns as given: a fairness-thresholds run decides by their sensitive ones
-    if info.preprocess["kind"] == "table" and isinstance(inputs, (str, os.PathLike)) and \
-            Path(inputs).suffix.lower() == ".csv" and Path(inputs).is_file():
-        table = read_csv(Path(inputs))
-    x = torch.from_numpy(encode_inputs(info, table, str(inputs) if table is not inputs else "input"))
-    if len(x) == 0:
-        where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
-        raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
-    model = run.load_model()
-    with torch.no_grad():
-        out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    if info.task == "detection":
-        from .tasks.detection import decode
+class Predictor:
+    """A run's model, temperature and conformal calibration, loaded once, for many calls on raw
+    inputs (``predict`` makes one per call; bulk prediction one per file)."""
 
-        return [{"objects": [{"label": info.class_names[int(c)], "score": round(float(sc), 4),
-                              "box": [round(float(v), 1) for v in b]}
-                             for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]}
-                for d in decode(out, model.stride, model.box_size, threshold=0.3)]
-    conformal = None
-    if coverage is not None:
-        from .conformal import run_calibration
+    def __init__(self, run: Run | str | os.PathLike, coverage: float | None = None, batch_size: int = 1024):
+        run = run if isinstance(run, Run) else Run.open(run)
+        if coverage is not None:
+            from .conformal import check_coverage
 
-        conformal = run_calibration(run, model, run.load_data(), coverage)
-    from .calibrate import temperature
+            check_coverage(coverage)
+        from .generative import require_supervised
 
-    rows = decode_outputs(info, out, temperature(run) if info.task == "classification" else 1.0, conformal)
-    if info.task == "classification":
-        from .fairness.postprocess import deployed_decisions
+        self.run, self.info, self.batch_size = run, run.info, batch_size
+        if self.info.task != "detection":  # a detector's outputs are decoded into boxes below
+            require_supervised(run, "predict")
+        self.model = run.load_model()
+        self.conformal = None
+        if coverage is not None:
+            from .conformal import run_calibration
 
-        rows = deployed_decisions(run, table, out.numpy(), rows)
-    return rows
+            self.conformal = run_calibration(run, self.model, run.load_data(), coverage)
+        from .calibrate import temperature
+
+        self.temperature = temperature(run) if self.info.task == "classification" else 1.0
+
+    def __call__(self, inputs: Any, source: str | None = None) -> list[dict[str, Any]]:
+        info = self.info
+        table = inputs  # the columns as given: a fairness-thresholds run decides by their sensitive ones
+        if info.preprocess["kind"] == "table" and isinstance(inputs, (str, os.PathLike)) and \
+                Path(inputs).suffix.lower() == ".csv" and Path(inputs).is_file():
+            table = read_csv(Path(inputs))
+        x = torch.from_numpy(encode_inputs(info, table, source or (str(inputs) if table is not inputs else "input")))
+        if len(x) == 0:
+            where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
+            raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
+        model, n = self.model, self.batch_size
+        with torch.no_grad():
+            out = torch.cat([model(x[i:i + n]) for i in range(0, len(x), n)])
+        if info.task == "detection":
+            from .tasks.detection import decode
+
+            return [{"objects": [{"label": info.class_names[int(c)], "score": round(float(sc), 4),
+                                  "box": [round(float(v), 1) for v in b]}
+                                 for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]}
+                    for d in decode(out, model.stride, model.box_size, threshold=0.3)]
+        rows = decode_outputs(info, out, self.temperature, self.conformal)
+        if info.task == "classification":
+            from .fairness.postprocess import deployed_decisions
+
+            rows = deployed_decisions(self.run, table, out.numpy(), rows)
+        return rows
 
 
 def decode_outputs(info: DataInfo, out: np.ndarray | torch.Tensor, temperature: float = 1.0,

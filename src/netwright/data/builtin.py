@@ -12,6 +12,7 @@ import numpy as np
 
 from ..atomic import write_with
 from .info import RawData
+from .missing import Strategy
 from .registry import register_dataset
 
 
@@ -107,27 +108,56 @@ def diabetes() -> RawData:
     )
 
 
-@register_dataset("hearts", modality="tabular", task="classification")
-def hearts() -> RawData:
-    """Cleveland heart disease (UCI, shipped in the scikit-lego wheel): 303 rows, 13 features, 2 classes; sensitive: sex."""
-    import io
+def _sklego_csv(archive_name: str, member: str, what: str) -> str:
+    """A CSV table that ships inside the scikit-lego wheel (``sklego/data/<archive_name>``)."""
     import zipfile
     from importlib import metadata
 
     from ..errors import DataError
-    from .tabular import csv_file
 
     try:
-        archive = metadata.distribution("scikit-lego").locate_file("sklego/data/hearts.zip")
-        text = zipfile.ZipFile(archive).read("heart.csv").decode("utf-8")
+        archive = metadata.distribution("scikit-lego").locate_file(f"sklego/data/{archive_name}")
+        return zipfile.ZipFile(archive).read(member).decode("utf-8")
     except (metadata.PackageNotFoundError, FileNotFoundError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"the hearts data ships with the scikit-lego package, which is missing or damaged ({e}); "
+        raise DataError(f"the {what} data ships with the scikit-lego package, which is missing or damaged ({e}); "
                         "pip install scikit-lego") from None
+
+
+@register_dataset("hearts", modality="tabular", task="classification")
+def hearts() -> RawData:
+    """Cleveland heart disease (UCI, shipped in the scikit-lego wheel): 303 rows, 13 features, 2 classes; sensitive: sex."""
+    import io
+
+    from .tabular import csv_file
+
+    text = _sklego_csv("hearts.zip", "heart.csv", "hearts")
     raw = csv_file(io.StringIO(text), target="target", categorical=["thal", "cp", "restecg", "slope"],
                    sensitive=["sex"], sensitive_as_feature=True, task="classification")
     raw.groups["sex"] = np.where(raw.groups["sex"] == "1", "male", "female")
     raw.class_names = ["no disease", "disease"]
     raw.source = "Detrano et al. 1989, UCI heart disease (Cleveland), via the scikit-lego wheel (sklego/data/hearts.zip)"
+    return raw
+
+
+@register_dataset("penguins", modality="tabular", task="classification")
+def penguins(missing: Strategy | dict[str, Strategy] = "median", missing_indicator: bool = True) -> RawData:
+    """Palmer penguins (Gorman et al. 2014, shipped in the scikit-lego wheel): 344 rows, 6 features
+    (2 categorical), 3 species, 19 missing cells; sensitive: sex.
+
+    Args:
+        missing: what a missing cell becomes (see the csv loader's ``missing``).
+        missing_indicator: add a 0/1 column after each filled column that had missing cells.
+    """
+    import io
+
+    from .tabular import csv_file
+
+    text = _sklego_csv("penguins.zip", "penguins.csv", "penguins")
+    raw = csv_file(io.StringIO(text), target="species", categorical=["island", "sex"], sensitive=["sex"],
+                   sensitive_as_feature=True, task="classification", missing=missing,
+                   missing_indicator=missing_indicator)
+    raw.source = ("Gorman, Williams, Fraser 2014 (Palmer Station LTER), the palmerpenguins table, "
+                  "via the scikit-lego wheel (sklego/data/penguins.zip)")
     return raw
 
 

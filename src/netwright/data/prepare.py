@@ -9,6 +9,7 @@ import torch
 
 from ..errors import DataError
 from .info import Dataset, DataInfo, RawData, Split
+from .missing import fills_value, fit_imputation, impute
 from .preprocess import check_finite, fit_normalization, normalize
 
 
@@ -22,9 +23,9 @@ def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, n
     if len(train_idx) == 0:
         raise DataError(f"dataset '{name}': no examples left to train on; lower data.val / data.test")
 
-    pre = dict(raw.preprocess)
+    pre = fit_imputation(dict(raw.preprocess), raw.x[train_idx])  # missing table cells: train statistics
     if normalize_inputs:
-        pre = fit_normalization(pre, raw.x[train_idx])
+        pre = fit_normalization(pre, impute(pre, raw.x[train_idx]))
     if raw.task == "regression":
         y_train = raw.y[train_idx].astype(np.float64)
         std = float(y_train.std()) or 1.0
@@ -123,6 +124,7 @@ def _fold(idx: np.ndarray, k: int, i: int, strat: np.ndarray | None, seed: int):
 
 def check_raw(raw: RawData, name: str) -> None:
     """Fail on an empty dataset, mismatched lengths, non-finite values or bad labels."""
+    fills = raw.preprocess.get("kind") == "table" and any(fills_value(c) for c in raw.preprocess["columns"])
     parts = [("", raw.x, raw.y)] + ([(" test", raw.test[0], raw.test[1])] if raw.test is not None else [])
     for label, x, y in parts:
         where = f"dataset '{name}'{label}"
@@ -130,7 +132,7 @@ def check_raw(raw: RawData, name: str) -> None:
             raise DataError(f"{where} is empty; give it at least one example per class")
         if len(x) != len(y):
             raise DataError(f"{where}: {len(x)} inputs but {len(y)} targets; they must match one to one")
-        check_finite(x, f"{where} inputs")
+        check_finite(x, f"{where} inputs", allow_nan=fills)
         check_finite(np.asarray(y, dtype=np.float64), f"{where} targets")
         if raw.task in ("language_model", "translation"):
             v = len(raw.vocab or [])

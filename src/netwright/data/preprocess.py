@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .layout import column_width
+from .missing import MISSING_CATEGORY, impute, is_missing
 
 # --------------------------------------------------------------------------- tables
 
@@ -21,7 +23,9 @@ from ..errors import DataError
 def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], source: str) -> np.ndarray:
     """Encode a column table into a float32 feature matrix ``(N, F)``.
 
-    Numeric columns are parsed as floats; categorical columns become one-hot blocks.
+    Numeric columns are parsed as floats; categorical columns become one-hot blocks. A missing
+    cell of a column that fills it (``netwright.data.missing``) is NaN until ``impute``; a column
+    with ``indicator`` is followed by a 0/1 column that marks its missing cells.
     """
     n = len(next(iter(table.values()))) if table else 0
     blocks = []
@@ -31,52 +35,81 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
             raise DataError(f"{source}: missing column '{name}'; the model was trained on columns "
                             f"{', '.join(c['name'] for c in columns)}")
         values = table[name]
+        strategy = col.get("missing", "error")  # runs written before missing-value handling: "error"
+        absent = np.zeros(n, dtype=bool)
+        if strategy != "error":
+            extra = frozenset(col.get("na_values", ()))
+            absent = np.array([is_missing(v, extra) for v in values], dtype=bool)
         if col["kind"] == "numeric":
-            blocks.append(parse_numeric(values, name, source)[:, None])
-            continue
-        cats = col["categories"]
-        index = {c: i for i, c in enumerate(cats)}
-        codes = np.zeros(n, dtype=np.int64)
-        for row, v in enumerate(values):
-            key = str(v).strip()
-            if key not in index:
-                known = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
-                raise DataError(f"{source}: column '{name}' row {row + 1} holds '{key}', a category not seen "
-                                f"in training; known: {known}")
-            codes[row] = index[key]
-        if col["kind"] == "id":  # one column of category indices (users, items: too many for one-hot)
-            blocks.append(codes[:, None].astype(np.float32))
+            blocks.append(parse_numeric([np.nan if a else v for v, a in zip(values, absent)], name, source,
+                                        allow_nan=bool(absent.any()))[:, None])
         else:
-            onehot = np.zeros((n, len(cats)), dtype=np.float32)
-            onehot[np.arange(n), codes] = 1.0
-            blocks.append(onehot)
+            blocks.append(_encode_categories(col, values, absent, source))
+        if col.get("indicator"):
+            blocks.append(absent.astype(np.float32)[:, None])
     return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
 
 
+def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarray, source: str) -> np.ndarray:
+    """One-hot rows (or, for ``id`` columns, one column of category indices); a missing cell is the
+    column's ``(missing)`` category, NaN (filled later with the most frequent one) or, when the
+    training data had no missing cell there, a row of zeros."""
+    name, cats, n = col["name"], col["categories"], len(values)
+    index = {c: i for i, c in enumerate(cats)}
+    codes = np.zeros(n, dtype=np.int64)
+    blank = np.zeros(n, dtype=bool)  # missing cells with no category of their own
+    for row, v in enumerate(values):
+        key = MISSING_CATEGORY if absent[row] else str(v).strip()
+        if key not in index:
+            if absent[row]:
+                blank[row] = True
+                continue
+            known = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
+            raise DataError(f"{source}: column '{name}' row {row + 1} holds '{key}', a category not seen "
+                            f"in training; known: {known}")
+        codes[row] = index[key]
+    if col["kind"] == "id":  # one column of category indices (users, items: too many for one-hot)
+        return codes[:, None].astype(np.float32)
+    onehot = np.zeros((n, len(cats)), dtype=np.float32)
+    onehot[np.arange(n), codes] = 1.0
+    onehot[blank] = np.nan if col.get("missing") == "most_frequent" else 0.0
+    return onehot
+
+
 def table_feature_names(columns: list[dict[str, Any]]) -> list[str]:
-    """Model input feature names: numeric and id columns as is, one-hot columns as ``col=value``."""
+    """Model input feature names: numeric and id columns as is, one-hot columns as ``col=value``,
+    missing indicators as ``col_missing``."""
     names = []
     for col in columns:
         if col["kind"] in ("numeric", "id"):
             names.append(col["name"])
         else:
             names += [f"{col['name']}={c}" for c in col["categories"]]
+        if col.get("indicator"):
+            names.append(f"{col['name']}_missing")
     return names
 
 
-def parse_numeric(values: list[Any], name: str, source: str) -> np.ndarray:
-    """Parse one column as float32; text, empty cells, NaN and inf fail with the row."""
+def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = False) -> np.ndarray:
+    """Parse one column as float32; text, empty cells, NaN (unless ``allow_nan``: a missing cell
+    to fill) and inf fail with the row."""
     out = np.empty(len(values), dtype=np.float32)
     for row, v in enumerate(values):
         try:
             f = float(v)
+            if allow_nan and f != f:
+                out[row] = f
+                continue
         except (TypeError, ValueError):
             shown = str(v).strip()
-            what = "is empty" if not shown else f"holds text '{shown}'"
-            raise DataError(f"{source}: numeric column '{name}' row {row + 1} {what}; fix the value or "
+            if not shown:
+                raise DataError(f"{source}: numeric column '{name}' row {row + 1} is empty and this run fills no "
+                                "missing cells there; fill the cell") from None
+            raise DataError(f"{source}: numeric column '{name}' row {row + 1} holds text '{shown}'; fix the value or "
                             f"list the column under data.categorical") from None
         if not math.isfinite(f):
-            raise DataError(f"{source}: column '{name}' row {row + 1} is {v}; fill or drop non-finite values")
+            hint = "set data.missing to fill missing cells" if f != f else "fill or drop non-finite values"
+            raise DataError(f"{source}: column '{name}' row {row + 1} is {v}; {hint}")
         out[row] = f
     return out
 
@@ -84,10 +117,14 @@ def parse_numeric(values: list[Any], name: str, source: str) -> np.ndarray:
 # --------------------------------------------------------------------------- arrays
 
 
-def check_finite(x: np.ndarray, what: str) -> None:
-    """Fail with the first offending index if ``x`` holds NaN or inf."""
+def check_finite(x: np.ndarray, what: str, allow_nan: bool = False) -> None:
+    """Fail with the first offending index if ``x`` holds inf or NaN (NaN allowed with ``allow_nan``:
+    missing table cells, filled later)."""
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
+        wrong = np.isinf(x) if allow_nan else ~np.isfinite(x)
+        if not wrong.any():
+            return
+        bad = np.argwhere(wrong)[0]
         value = x[tuple(bad)]
         raise DataError(f"{what} holds {value} at index {tuple(int(i) for i in bad)}; fill or drop non-finite values")
 
@@ -183,7 +220,8 @@ def fit_normalization(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any
 
 
 def normalize(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Apply the stored statistics (a no-op when there are none)."""
+    """Fill missing table cells and apply the stored statistics (a no-op when there are none)."""
+    x = impute(pre, x)
     if "mean" not in pre:
         return x
     mean, std = np.asarray(pre["mean"], np.float32), np.asarray(pre["std"], np.float32)
@@ -193,13 +231,10 @@ def normalize(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return ((x - mean) / std).astype(np.float32)
 
 
-def column_width(col: dict[str, Any]) -> int:
-    """Model input columns of one table column: 1, or one per category when one-hot encoded."""
-    return len(col["categories"]) if col["kind"] == "categorical" else 1
-
-
 def numeric_mask(pre: dict[str, Any]) -> np.ndarray:
+    """Which model input columns are standardised: numeric ones, not one-hot or indicator columns."""
     mask = []
     for col in pre["columns"]:
         mask += [True] if col["kind"] == "numeric" else [False] * column_width(col)
+        mask += [False] if col.get("indicator") else []
     return np.array(mask, dtype=bool)

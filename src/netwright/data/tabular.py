@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from .info import RawData
+from .missing import MISSING_CATEGORY, Strategy, fills_value, is_missing, strategy_of
 from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
 
@@ -56,7 +57,7 @@ def _is_number(v: str) -> bool:
 
 
 def _mostly_text(values: list[str]) -> bool:
-    filled = [v for v in values if v.strip()]
+    filled = [v for v in values if not is_missing(v)]
     return bool(filled) and sum(not _is_number(v) for v in filled) > len(filled) / 2
 
 
@@ -70,23 +71,37 @@ def csv_file(
     sensitive: list[str] = [],
     sensitive_as_feature: bool = False,
     delimiter: str = ",",
+    missing: Strategy | dict[str, Strategy] = "median",
+    missing_indicator: bool = True,
+    fill_value: float = 0.0,
+    na_values: list[str] = [],
 ) -> RawData:
     """A CSV file with a header row: one target column, numeric and categorical features.
 
     Args:
         path: the CSV file.
-        target: the column to predict.
+        target: the column to predict; rows where it is missing are dropped (and counted).
         task: classification, regression, or auto (text or few integer values: classification).
         features: columns used as inputs (default: all but target and sensitive ones).
         categorical: columns one-hot encoded (default: columns holding mostly text).
         sensitive: columns kept per example for fairness audits.
         sensitive_as_feature: also feed the sensitive columns to the model.
         delimiter: field separator.
+        missing: what a missing cell of a feature becomes: median, mean, most_frequent, constant
+            (fill_value) or iterative (regressed on the other numeric columns, scikit-learn's
+            IterativeImputer) for numeric columns, fitted on the train split; a categorical column's
+            missing cells are a '(missing)' category (most_frequent: the most frequent category);
+            drop drops the row; error refuses the file. One name for all columns, or a map of
+            column -> name with an optional 'default'.
+        missing_indicator: add a 0/1 column after each filled column that had missing cells.
+        fill_value: the constant for missing: constant.
+        na_values: cells read as missing besides the empty cell and pandas' defaults (NA, NaN, null, ...).
     """
     table = read_csv(path, delimiter)
     src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
     known = list(table)
-    for col in [target, *(features or []), *(categorical or []), *sensitive]:
+    named = list(missing) if isinstance(missing, dict) else []
+    for col in [target, *(features or []), *(categorical or []), *sensitive, *(c for c in named if c != "default")]:
         if col not in table:
             raise DataError(f"{src}: no column '{col}'; columns are {', '.join(known)}")
     if not table[target]:
@@ -98,20 +113,32 @@ def csv_file(
         raise DataError(f"{src}: the target '{target}' cannot also be a feature; remove it from data.features")
     if not features:
         raise DataError(f"{src}: no feature columns left besides the target '{target}'")
+    table, facts = _handle_missing(table, target, features, missing, frozenset(na_values), src)
+    na = frozenset(na_values)
     cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
     columns = []
     for c in features:
-        if c in cat:
-            cats = sorted({v.strip() for v in table[c]})
-            columns.append({"name": c, "kind": "categorical", "categories": cats})
-        else:
-            columns.append({"name": c, "kind": "numeric"})
+        strategy = strategy_of(missing, c)
+        absent = [is_missing(v, na) for v in table[c]]
+        col: dict = {"name": c, "kind": "categorical" if c in cat else "numeric", "missing": strategy}
+        if col["kind"] == "categorical":
+            cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a})
+            own = any(absent) and strategy != "most_frequent"
+            col["categories"] = cats + ([MISSING_CATEGORY] if own else [])
+        if strategy == "constant":
+            col["fill_value"] = fill_value
+        if na:
+            col["na_values"] = sorted(na)
+        if any(absent) and fills_value(col) and missing_indicator:
+            col["indicator"] = True
+            facts["indicators"].append(c)
+        if any(absent):
+            facts["strategies"][c] = strategy if fills_value(col) else "category"
+            facts["cells"] += sum(absent)
+        columns.append(col)
     x = encode_table(columns, table, src)
 
     values = [v.strip() for v in table[target]]
-    if any(not v for v in values):
-        row = next(i for i, v in enumerate(values) if not v)
-        raise DataError(f"{src}: target '{target}' is empty in row {row + 1}; fill or drop that row")
     numeric = all(_is_number(v) for v in values)
     if task == "auto":
         integral = numeric and all(float(v).is_integer() for v in values)
@@ -133,10 +160,47 @@ def csv_file(
         y=y,
         task=task,
         modality="tabular",
-        preprocess={"kind": "table", "shape": [x.shape[1]], "columns": columns},
+        preprocess={"kind": "table", "shape": [x.shape[1]], "columns": columns,
+                    **({"missing": facts} if facts["cells"] or facts["dropped_rows"] else {})},
         class_names=class_names,
         feature_names=table_feature_names(columns),
         target_name=target,
-        groups={s: np.array([v.strip() for v in table[s]]) for s in sensitive},
+        groups={s: np.array([MISSING_CATEGORY if is_missing(v, na) else v.strip() for v in table[s]])
+                for s in sensitive},
         source=src,
     )
+
+
+def _handle_missing(table: dict[str, list[str]], target: str, features: list[str],
+                    missing: str | dict[str, str], na: frozenset[str], src: str) -> tuple[dict[str, list[str]], dict]:
+    """Drop the rows without a target and, for columns with ``missing: drop``, the rows missing
+    them; refuse a missing cell in a column with ``missing: error``. Returns the kept table and the
+    facts for ``preprocess["missing"]``."""
+    n = len(table[target])
+    keep = np.ones(n, dtype=bool)
+    dropped: dict[str, int] = {}
+    no_target = np.array([is_missing(v, na) for v in table[target]])
+    if no_target.all():
+        raise DataError(f"{src}: the target '{target}' is missing in every row")
+    if no_target.any():
+        dropped[f"no {target}"] = int(no_target.sum())
+        keep &= ~no_target
+    for c in features:
+        absent = np.array([is_missing(v, na) for v in table[c]]) & keep
+        strategy = strategy_of(missing, c)
+        if not absent.any():
+            continue
+        if strategy == "error":
+            row = int(np.argmax(absent))
+            raise DataError(f"{src}: column '{c}' row {row + 1} is missing (data.missing: error); fill it, "
+                            "or set data.missing to median, most_frequent, constant or drop")
+        if strategy == "drop":
+            dropped[f"missing {c}"] = int(absent.sum())
+            keep &= ~absent
+    if not keep.any():
+        raise DataError(f"{src}: no rows left after dropping those with missing values; "
+                        "fill them instead (data.missing: median)")
+    if not keep.all():
+        rows = np.flatnonzero(keep)
+        table = {c: [v[i] for i in rows] for c, v in table.items()}
+    return table, {"cells": 0, "strategies": {}, "indicators": [], "dropped_rows": dropped}

@@ -160,11 +160,19 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
                 raise BadRequest(400, "features must be an object {name: value} or a list of them")
             if info.preprocess["kind"] != "table":
                 raise BadRequest(400, f"this model takes {info.modality} inputs, not named features")
-            table = {c["name"]: [r.get(c["name"], "") for r in rows] for c in info.preprocess["columns"]}
-            missing = [c for c, v in table.items() if any(x == "" or x is None for x in v)]
-            if missing:
-                raise BadRequest(400, f"missing feature(s): {', '.join(missing)}")
-            x = encode_inputs(info, {k: [str(v) for v in vals] for k, vals in table.items()}, "features")
+            columns = info.preprocess["columns"]
+            absent = [c["name"] for c in columns if any(c["name"] not in r for r in rows)]
+            if absent:
+                fills = any(c.get("missing", "error") != "error" for c in columns)
+                raise BadRequest(400, f"missing feature(s): {', '.join(absent)}"
+                                 + ("; send null for a value to have it filled as in training" if fills else ""))
+            unfilled = [c["name"] for c in columns if c.get("missing", "error") == "error"
+                        and any(r[c["name"]] in ("", None) for r in rows)]
+            if unfilled:
+                raise BadRequest(400, f"missing feature(s): {', '.join(unfilled)}; this model was trained "
+                                 "without missing values there")
+            table = {c["name"]: ["" if r[c["name"]] is None else str(r[c["name"]]) for r in rows] for c in columns}
+            x = encode_inputs(info, table, "features")
         elif "text" in request:
             text, pre = request["text"], info.preprocess
             if not isinstance(text, str):

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from scipy.stats import chi2_contingency, ks_2samp
 
-from ..data.preprocess import column_width, encode_table, normalize
+from ..data.layout import column_blocks
+from ..data.preprocess import encode_table, normalize
 from ..data.tabular import read_csv
 from ..errors import NetwrightError
 from ..run import Run, writes_run
@@ -36,20 +37,11 @@ def holm(pvalues: list[float], alpha: float) -> list[bool]:
     return reject
 
 
-def _blocks(columns: list[dict[str, Any]]) -> list[tuple[dict[str, Any], slice]]:
-    out, start = [], 0
-    for col in columns:
-        width = column_width(col)
-        out.append((col, slice(start, start + width)))
-        start += width
-    return out
-
-
 def drift_tests(reference: np.ndarray, new: np.ndarray, columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One test per training column (un-normalised or normalised alike: the tests are rank- and
     count-based)."""
     rows = []
-    for col, sl in _blocks(columns):
+    for col, sl in column_blocks(columns):
         if col["kind"] == "numeric":
             res = ks_2samp(reference[:, sl.start], new[:, sl.start])
             rows.append({"feature": col["name"], "test": "ks", "statistic": float(res.statistic),

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset
+from ..data.missing import describe as describe_missing
 from ..fairness.mitigation import check_groups, training_terms
 from ..errors import NetwrightError, SpecError
 from ..models import MODELS, build_model, count_parameters
@@ -229,7 +230,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         except Exception as e:
             raise NetwrightError(f"netwright.train(model=...): {type(given).__name__} cannot take this data's inputs "
                                  f"of shape {tuple(data.train.x.shape[1:])}: {type(e).__name__}: {e}") from None
-    notes = []
+    notes = [line] if (line := describe_missing(info.preprocess)) else []
     if resolved.model.name == "object":
         from ..models.objects import ONLY_WEIGHTS
 

@@ -1,0 +1,273 @@
+"""Bulk prediction: a table file of any size (CSV, Parquet, JSON Lines) streamed through a
+tabular run in chunks of rows, into a CSV, Parquet or JSON Lines file, in bounded memory.
+
+Each chunk's predictions are written atomically as one part under ``<out>.parts/`` beside a
+manifest naming the input, the run and the options; a job stopped part-way (Ctrl-C, kill -9, a
+full disk) picks up after its last whole part when run again, and the parts are joined into
+``<out>`` (atomically) once the last is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text, write_with
+from .errors import DataError, NetwrightError
+from .predict import Predictor
+from .run import Run
+
+INPUTS = (".csv", ".parquet", ".jsonl")
+OUTPUTS = (".csv", ".parquet", ".jsonl")
+
+
+def flatten(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Prediction dicts as flat records: ``p_<class>`` columns for the probabilities, a conformal
+    ``set`` as ``a|b``, an ``interval`` as ``lo`` and ``hi``."""
+    out = []
+    for r in rows:
+        flat = {k: v for k, v in r.items() if k not in ("set", "interval", "probabilities")}
+        if "set" in r:
+            flat["set"] = "|".join(r["set"])
+        if "interval" in r:
+            flat["lo"], flat["hi"] = r["interval"]
+        out.append(flat | {f"p_{n}": p for n, p in r.get("probabilities", {}).items()})
+    return out
+
+
+def csv_text(records: list[dict[str, Any]], header: bool = True) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]))
+    if header:
+        writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows in a table file, when that is cheap to know (Parquet's footer); else None."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+    return None
+
+
+def read_chunks(path: Path, rows: int, skip: int = 0) -> Iterator[dict[str, list[Any]]]:
+    """``{column: values}`` tables of up to ``rows`` rows each, after the first ``skip`` rows."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _parquet_chunks(path, rows, skip)
+    elif suffix == ".csv":
+        yield from _csv_chunks(path, rows, skip)
+    elif suffix == ".jsonl":
+        yield from _jsonl_chunks(path, rows, skip)
+    else:
+        raise DataError(f"{path}: bulk prediction reads {', '.join(INPUTS)} files")
+
+
+def _parquet_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list[Any]]]:
+    """Exactly ``rows`` rows a chunk (the last one fewer), whatever the file's row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        buf: list[Any] = []
+        have = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            buf.append(batch)
+            have += batch.num_rows
+            while have >= rows:
+                t = pa.Table.from_batches(buf)
+                head, rest = t.slice(0, rows), t.slice(rows)
+                buf, have = rest.to_batches(), rest.num_rows
+                if skip >= rows:
+                    skip -= rows
+                    continue
+                yield head.to_pydict()
+        if have and not skip:
+            yield pa.Table.from_batches(buf).to_pydict()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+
+
+def _csv_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list[Any]]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if not header:
+                raise DataError(f"{path}: the file is empty; a header row and data rows are expected")
+            line = 1
+            chunk: list[list[str]] = []
+            for record in reader:
+                line += 1
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise DataError(f"{path}: line {line} has {len(record)} fields but the header has {len(header)}")
+                if skip:
+                    skip -= 1
+                    continue
+                chunk.append(record)
+                if len(chunk) == rows:
+                    yield {h: [r[j] for r in chunk] for j, h in enumerate(header)}
+                    chunk = []
+            if chunk:
+                yield {h: [r[j] for r in chunk] for j, h in enumerate(header)}
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file; a CSV is expected") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: malformed CSV: {e}") from None
+
+
+def _jsonl_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list[Any]]]:
+    chunk: list[dict[str, Any]] = []
+
+    def table() -> dict[str, list[Any]]:
+        names = list(dict.fromkeys(k for r in chunk for k in r))
+        return {k: [r.get(k) for r in chunk] for k in names}
+
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if skip:
+                skip -= 1
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {line_no} is not JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: line {line_no} is not an object {{column: value}}")
+            chunk.append(record)
+            if len(chunk) == rows:
+                yield table()
+                chunk = []
+    if chunk:
+        yield table()
+
+
+def _write_part(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        def save(tmp: Path) -> None:
+            pq.write_table(pa.Table.from_pylist(records), tmp)
+
+        write_with(path, save)
+    elif fmt == ".csv":
+        write_text(path, csv_text(records))
+    else:
+        write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _join_parts(parts: list[Path], out: Path, fmt: str) -> None:
+    def save(tmp: Path) -> None:
+        if fmt == ".parquet":
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for p in parts:
+                    t = pq.read_table(p)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, t.schema)
+                    writer.write_table(t.cast(writer.schema))
+            finally:
+                if writer is not None:
+                    writer.close()
+            return
+        with open(tmp, "wb") as dst:
+            for i, p in enumerate(parts):
+                with open(p, "rb") as src:
+                    if fmt == ".csv" and i:
+                        src.readline()  # one header
+                    shutil.copyfileobj(src, dst)
+
+    write_with(out, save)
+
+
+def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: str | os.PathLike,
+                 id_column: str | None = None, chunk_rows: int = 65536, coverage: float | None = None,
+                 progress: Any = None) -> dict[str, Any]:
+    """Predict every row of a table file into ``out`` (.csv, .parquet or .jsonl) in chunks of
+    ``chunk_rows`` rows; ``id_column`` is copied into the output beside each prediction. A job
+    stopped part-way resumes from its last whole chunk. Returns ``{rows, chunks, resumed, out}``.
+    ``progress``: a callable ``(rows_done, rows_total_or_None)`` called after each chunk."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    src, out = Path(inputs), Path(out)
+    if run.info.preprocess.get("kind") != "table":
+        raise NetwrightError(f"bulk prediction streams table files; this model takes {run.info.modality} inputs "
+                             "(predict it without --out FILE.parquet/.jsonl, or with --out FILE.json)")
+    if not src.is_file():
+        raise DataError(f"{src}: no such file")
+    fmt = out.suffix.lower()
+    if src.suffix.lower() not in INPUTS:
+        raise DataError(f"{src}: bulk prediction reads {', '.join(INPUTS)} files")
+    if fmt not in OUTPUTS:
+        raise NetwrightError(f"--out {out}: write predictions to a {', '.join(OUTPUTS)} file (or .json)")
+    if chunk_rows < 1:
+        raise NetwrightError(f"chunk_rows {chunk_rows}: give a positive number of rows")
+    predictor = Predictor(run, coverage)
+    parts_dir = out.with_name(out.name + ".parts")
+    stat = src.stat()
+    manifest = {"input": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "run": str(run.home.resolve()), "weights_mtime_ns": run.file("model.safetensors").stat().st_mtime_ns,
+                "chunk_rows": chunk_rows, "id": id_column, "coverage": coverage, "format": fmt}
+    done = _resume(parts_dir, manifest)
+    total = count_rows(src)
+    n = done * chunk_rows
+    if progress and done:
+        progress(n, total)
+    for i, table in enumerate(read_chunks(src, chunk_rows, skip=n), start=done):
+        if id_column is not None and id_column not in table:
+            raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
+        rows = len(next(iter(table.values()), []))
+        records = flatten(predictor(table, source=f"{src} rows {n + 1}-{n + rows}"))
+        if id_column is not None:
+            records = [{id_column: v} | r for v, r in zip(table[id_column], records)]
+        _write_part(parts_dir / f"part-{i:06d}{fmt}", records, fmt)
+        n += rows
+        if progress:
+            progress(n, total)
+    parts = sorted(parts_dir.glob(f"part-*{fmt}"))
+    if not parts:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        raise DataError(f"{src}: no rows to predict; give a header row and data rows")
+    _join_parts(parts, out, fmt)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return {"rows": n, "chunks": len(parts), "resumed": done, "out": str(out)}
+
+
+def _resume(parts_dir: Path, manifest: dict[str, Any]) -> int:
+    """Whole chunks already written by a stopped job with this same input, run and options;
+    parts of any other job are cleared."""
+    mf = parts_dir / "manifest.json"
+    if parts_dir.is_dir():
+        try:
+            same = json.loads(mf.read_text()) == manifest
+        except (OSError, ValueError):
+            same = False
+        if same:
+            names = sorted(p.name for p in parts_dir.glob(f"part-*{manifest['format']}"))
+            whole = 0
+            while f"part-{whole:06d}{manifest['format']}" in names:
+                whole += 1
+            return whole
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True)
+    write_text(mf, json.dumps(manifest, indent=2))
+    return 0
