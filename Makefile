@@ -31,8 +31,9 @@ demo: $(STAMP)
 	@echo "demo: two networks, train to model card; about 30 s on 2 cores"
 	$(BIN)/netwright demo
 
+# one pytest worker per core (at most 4): most tests train on one thread
 test: system-deps $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py

@@ -39,7 +39,12 @@ def needs_packages(*packages: str) -> pytest.MarkDecorator:
 
 @pytest.fixture(autouse=True, scope="session")
 def _session_env(tmp_path_factory: pytest.TempPathFactory) -> None:
-    os.environ.setdefault("NETWRIGHT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers of one `pytest -n` share one cache (written atomically)
+        base = base.parent
+    cache = base / "cache"
+    cache.mkdir(exist_ok=True)
+    os.environ.setdefault("NETWRIGHT_CACHE", str(cache))
     torch.set_num_threads(1)
 
 

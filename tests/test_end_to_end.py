@@ -7,12 +7,22 @@ import pytest
 import netwright
 from conftest import ROOT
 
+DEMO = pytest.mark.xdist_group("demo_cnn")  # the tests that share one trained demo CNN run on one worker
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """The demo's CNN, trained once for the tests below that read it (compress and explain add
+    their own artefacts to it, nothing else changes it)."""
+    return netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="demo",
+                           runs_dir=tmp_path_factory.mktemp("demo-runs"), progress="quiet")
+
 
 @pytest.mark.slow
-def test_demo_spec_reaches_98_percent_on_digits():
+@DEMO
+def test_demo_spec_reaches_98_percent_on_digits(demo_run):
     """The demo: CNN on the bundled digits, stratified 70/15/15 split, seed 0."""
-    run = netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="demo", progress="quiet")
-    result = run.evaluate()
+    result = demo_run.evaluate()
     assert result["n"] == 270
     assert result["metrics"]["accuracy"] >= 0.98
 
@@ -50,25 +60,25 @@ def test_digits_cnn_reaches_99_percent_on_an_80_20_split():
 
 
 @pytest.mark.slow
-def test_demo_cnn_compresses_within_the_promised_accuracy(monkeypatch):
+@DEMO
+def test_demo_cnn_compresses_within_the_promised_accuracy(monkeypatch, demo_run):
     """Digits CNN: int8 ONNX >= 3.5x smaller with <= 0.5 points lost; 50% structured pruning
     >= 2x fewer MACs with <= 1 point lost after fine-tuning (speed: benchmarks/compress.py)."""
     from netwright.compress import stage
 
     monkeypatch.setattr(stage, "LATENCY_BUDGET_S", 0.05)
-    run = netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="demo", progress="quiet")
-    result = netwright.compress(run, quantize="int8", prune=0.5, progress="quiet")
+    result = netwright.compress(demo_run, quantize="int8", prune=0.5, progress="quiet")
     int8, pruned = result["variants"]["int8"]["vs_original"], result["variants"]["pruned-50"]["vs_original"]
     assert int8["size_ratio"] >= 3.5 and int8["test_score_points"] >= -0.5
     assert pruned["macs_ratio"] >= 2.0 and pruned["test_score_points"] >= -1.0
 
 
 @pytest.mark.slow
-def test_demo_cnn_explanations_pass_their_checks():
+@DEMO
+def test_demo_cnn_explanations_pass_their_checks(demo_run):
     """Digits CNN: IG completeness gap < 1%; deletion AUC of IG and saliency well below a random
     ordering; rank correlation falls as layers are randomised for saliency and Grad-CAM."""
-    run = netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="demo", progress="quiet")
-    result = netwright.explain(run, samples=16)
+    result = netwright.explain(demo_run, samples=16)
     assert result["completeness"]["mean_relative_gap"] < 0.01
     for m, ratio in (("integrated_gradients", 0.6), ("saliency", 0.8)):  # README: IG 0.10 vs random 0.26
         d = result["sanity"][m]["deletion_insertion"]

@@ -5,6 +5,7 @@ with a count, and the saved fills applied by ``predict``, ``monitor`` and the se
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,10 @@ def test_per_column_strategies_drop_constant_and_error(tmp_path: Path):
     assert cols["b"]["fill"] == -1.0 and cols["colour"]["missing"] == "most_frequent"
     assert "a_missing" not in ds.info.feature_names  # no missing cell left in 'a'
     assert "rows dropped (missing a)" in describe(ds.info.preprocess)
+    from netwright.predict import encode_inputs
+
+    with pytest.raises(DataError, match="column 'a' row 1 is missing, and this run was trained with data.missing: drop"):
+        encode_inputs(ds.info, {"a": [""], "b": ["1"], "colour": ["red"]})
     with pytest.raises(DataError, match=r"column 'a' row \d+ is missing \(data.missing: error\)"):
         load_dataset(data_spec(name="csv", path=str(path), target="label", missing="error"))
     with pytest.raises(DataError, match="no column 'nope'"):
@@ -176,3 +181,23 @@ def test_any_table_of_messy_cells_loads_to_finite_inputs_or_is_refused_in_one_li
         assert "\n" not in str(e)
         return
     assert np.isfinite(ds.train.x.numpy()).all()
+
+
+def test_an_audit_of_a_table_with_blanks_leaves_out_unlabelled_rows_and_names_the_missing_group(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "g.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["a", "group", "label"])
+        for i in range(200):
+            a = rng.normal()
+            w.writerow(["" if i % 7 == 0 else f"{a:.3f}", "NA" if i % 11 == 0 else "ab"[i % 2],
+                        "" if i % 13 == 0 else ("yes" if a > 0 else "no")])
+    run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "label", "sensitive": ["group"]},
+                           "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 2, "threads": 1},
+                           "fairness": {"sensitive": ["group"], "positive_label": "yes"}},
+                          name="g", runs_dir=tmp_path / "runs", progress="quiet")
+    assert MISSING_CATEGORY in set(run.load_data().train.groups["group"])
+    report = netwright.audit(run, data=path, plots=False)
+    assert report["n"] == 200 - len(range(0, 200, 13))
+    assert MISSING_CATEGORY in json.dumps(report)

@@ -131,8 +131,30 @@ def test_two_workers_share_one_postgresql_study(tmp_path, _runs_dir, postgres):
     tune(spec, name="pg", storage=postgres, trials=6, runs_dir=tmp_path / "machine2", quiet=True)
     study = optuna.load_study(study_name="pg", storage=postgres)
     numbers = sorted(t.number for t in study.trials if t.state.name in ("COMPLETE", "PRUNED"))
-    assert numbers == list(range(6))
-    assert sorted(p.name for p in (tmp_path / "machine2" / "pg").glob("trial-*")) == ["trial-0004", "trial-0005"]
+    first = [t["number"] for t in summary["trials"]]
+    assert len(numbers) == 6 and set(first) < set(numbers) and min(set(numbers) - set(first)) > max(first)
+    assert sorted(p.name for p in (tmp_path / "machine2" / "pg").glob("trial-*")) == [
+        f"trial-{n:04d}" for n in sorted(set(numbers) - set(first))]
+
+
+def test_two_workers_asking_at_once_train_the_requested_number_and_the_later_steps_back(tmp_path):
+    """The race a shared study has: two workers each see the study one trial short and both ask.
+    The storage numbers their trials in order; the later one is surplus, is never trained and is
+    left out of the study's trials and counts."""
+    import optuna
+
+    from netwright.tune import _is_surplus, _trials, SURPLUS
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/race.db", study_name="race")
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)
+    a, b = study.ask(), study.ask()  # both asked before either checked
+    assert not _is_surplus(a, 3) and _is_surplus(b, 3)
+    b.set_user_attr(SURPLUS, True)
+    study.tell(b, state=optuna.trial.TrialState.FAIL)
+    assert [t.number for t in _trials(study)] == [0, 1, 2]
+    study.tell(a, state=optuna.trial.TrialState.FAIL)  # if the earlier one then fails, a new one is not surplus
+    assert not _is_surplus(study.ask(), 3)
 
 
 def _finished(db: Path) -> int:

@@ -31,7 +31,7 @@ _EXPORTS = {
     "mitigate": ".fairness.mitigate",
     "monitor": ".fairness.monitor",
     "MODELS": ".models", "build_model": ".models", "count_parameters": ".models", "register_model": ".models",
-    "predict": ".predict",
+    "predict": ".predict", "predict_file": ".bulk",
     "report": ".report",
     "Run": ".run", "list_runs": ".run",
     "Spec": ".spec", "load_spec": ".spec",
@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from .fairness.monitor import monitor
     from .generative import sample
     from .models import MODELS, build_model, count_parameters, register_model
+    from .bulk import predict_file
     from .predict import predict
     from .report import report
     from .run import Run, list_runs
@@ -119,6 +120,7 @@ __all__ = [
     "mitigate",
     "monitor",
     "predict",
+    "predict_file",
     "register_dataset",
     "register_model",
     "report",

@@ -1,7 +1,8 @@
 """``netwright demo``: the whole life of two networks on bundled data.
 
 A CNN on the digits: train, evaluate, explain, compress, export and verify. A tabular network
-on loan decisions with a planted bias: train, evaluate, explain, audit, mitigate, monitor.
+on loan decisions with a planted bias: train, evaluate, explain, audit, mitigate, monitor,
+score new applicants in bulk.
 Then a model card for each.
 """
 
@@ -86,6 +87,8 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     new = write_csv(str(fair.file("new_applicants.csv")), n=800, shift=0.5, seed=7)
     drift = netwright.monitor(fair, new)
     say(f"  new applicants: drift in {', '.join(drift['drifted']) or 'nothing'}")
+    scored = netwright.predict_file(fair, new, fair.file("new_applicants_scored.parquet"))
+    say(f"  scored {scored['rows']} new applicants in bulk -> {scored['out']}")
     netwright.report(fair)
     cards["fairness"] = fair.file("report.html")
     for name, path in cards.items():

@@ -43,6 +43,11 @@ SPEC_FILE, CONFIG_FILE, STUDY_FILE, BEST_FILE, CARD_FILE, DB_FILE = (
     "tune.yaml", "tune.json", "study.json", "best.yaml", "card.html", "study.db")
 MAX_RETRIES = 2  # tries of one trial's values after the first was lost with its worker
 FINISHED = ("COMPLETE", "PRUNED")
+SURPLUS = "surplus"  # user attribute of a trial asked for after the study had its number: never trained
+
+
+class _Surplus(TrainingError):
+    """Raised by a trial that found, once numbered, that earlier trials already make the study's number."""
 
 
 # ------------------------------------------------------------------ the study's configuration
@@ -214,11 +219,27 @@ def recover(study: Any, out: Any = None) -> list[int]:
     return lost
 
 
+def _trials(study: Any) -> list[Any]:
+    """The study's trials, less the surplus ones (asked for by two workers at once, never trained)."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS)]
+
+
 def _counts(study: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in _trials(study):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts
+
+
+def _is_surplus(trial: Any, target: int) -> bool:
+    """Whether the trials numbered before this one, finished or still to finish, already make the
+    study's number. Numbers come from the storage in order, so of two workers that asked at once
+    (each having seen one trial short of the number) exactly the later one steps back."""
+    from optuna.trial import TrialState
+
+    ahead = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                            TrialState.RUNNING, TrialState.WAITING))
+    return sum(1 for t in ahead if t.number < trial.number and not t.user_attrs.get(SURPLUS)) >= target
 
 
 def finished(study: Any) -> int:
@@ -273,7 +294,7 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
 
     from .training import train
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # `told` reports every trial, failures included
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     config = json.loads((study_dir / CONFIG_FILE).read_text())
     raw = safe_load((study_dir / SPEC_FILE).read_text())
@@ -291,6 +312,9 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
 
     def objective(trial: Any) -> float:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        if _is_surplus(trial, target):
+            trial.set_user_attr(SURPLUS, True)
+            raise _Surplus("the study has its number of trials")
         values = {path: _suggest(trial, path, p) for path, p in spec.tune.params.items()}
         pruning = _Pruning(trial, metric)
         try:
@@ -316,6 +340,8 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
         return float(value)
 
     def told(study: Any, t: Any) -> None:
+        if t.user_attrs.get(SURPLUS):
+            return
         done = finished(study)
         best = ""
         with contextlib.suppress(ValueError):
@@ -542,7 +568,7 @@ def _worker_main(argv: list[str]) -> int:
 def trial_rows(study: Any, spec: Spec) -> list[dict[str, Any]]:
     """Every trial of the study as plain data (the spec values as the spec takes them)."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in _trials(study):
         rows.append({"number": t.number, "state": t.state.name, "value": t.value,
                      "params": {p: decode(spec.tune.params[p], v) if p in spec.tune.params else v
                                 for p, v in t.params.items()}, "run": t.user_attrs.get("run", trial_name(t.number)),

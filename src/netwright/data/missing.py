@@ -54,7 +54,7 @@ def fills_value(col: dict[str, Any]) -> bool:
 
 def fit_imputation(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any]:
     """Each filled column's ``fill`` from the train rows: median, mean, most frequent value or the
-    constant (numeric), the most frequent category's one-hot row (categorical). A column with no
+    constant (numeric), the most frequent category (categorical). A column with no
     value in the train rows fills with 0 (numeric) or the first category."""
     if pre.get("kind") != "table" or not any(fills_value(c) for c in pre["columns"]):
         return pre

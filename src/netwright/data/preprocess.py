@@ -40,6 +40,9 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
         if strategy != "error":
             extra = frozenset(col.get("na_values", ()))
             absent = np.array([is_missing(v, extra) for v in values], dtype=bool)
+            if strategy == "drop" and absent.any():
+                raise DataError(f"{source}: column '{name}' row {int(np.argmax(absent)) + 1} is missing, and this run "
+                                "was trained with data.missing: drop there (nothing to fill it with); fill the cell")
         if col["kind"] == "numeric":
             blocks.append(parse_numeric([np.nan if a else v for v, a in zip(values, absent)], name, source,
                                         allow_nan=bool(absent.any()))[:, None])

@@ -263,6 +263,7 @@ def load_labelled(run: Run, data_file: str | os.PathLike | None, split: str, sen
     if data_file is None:
         part = run.load_data().split(split)
         return part.x, part.y.numpy(), part.groups
+    from ..data.missing import MISSING_CATEGORY, is_missing
     from ..data.preprocess import encode_table, normalize
     from ..data.tabular import read_csv
 
@@ -275,13 +276,16 @@ def load_labelled(run: Run, data_file: str | os.PathLike | None, split: str, sen
     if missing:
         raise NetwrightError(f"{data_file}: missing column(s) {', '.join(missing)}; an audit needs the target and "
                              "the sensitive columns")
+    labelled = [i for i, v in enumerate(table[info.target_name]) if not is_missing(v)]  # as in training:
+    if len(labelled) < len(table[info.target_name]):  # a row without a target is left out
+        table = {c: [v[i] for i in labelled] for c, v in table.items()}
     x = torch.from_numpy(normalize(info.preprocess, encode_table(info.preprocess["columns"], table, str(data_file))))
     index = {c: i for i, c in enumerate(info.class_names)}
     bad = sorted({v.strip() for v in table[info.target_name]} - set(index))
     if bad:
         raise NetwrightError(f"{data_file}: target values not seen in training: {', '.join(bad[:5])}")
     y = np.array([index[v.strip()] for v in table[info.target_name]])
-    return x, y, {c: np.array([v.strip() for v in table[c]]) for c in sensitive}
+    return x, y, {c: np.array([MISSING_CATEGORY if is_missing(v) else v.strip() for v in table[c]]) for c in sensitive}
 
 
 @writes_run("netwright audit")
