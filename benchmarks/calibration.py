@@ -43,14 +43,14 @@ def main() -> None:
             run = netwright.train(source, overrides=extra if spec else None, name=name, runs_dir=tmp, progress="quiet")
             sizes = []
             for target in TARGETS:
-                ev = run.evaluate(plots=False, coverage=target)
+                ev = netwright.evaluate(run, plots=False, coverage=target)
                 c = ev["conformal"]
                 sizes.append(f"{c['coverage']:.3f} / {c.get('mean_set_size', c.get('mean_width', float('nan'))):.3g}")
             conf_rows.append(f"| {name} | {ev['n']} | " + " | ".join(sizes) + " |")
             if run.info.task != "classification":
                 continue
             fit = netwright.calibrate(run)
-            ev = run.evaluate(plots=False)
+            ev = netwright.evaluate(run, plots=False)
             b, a = ev["calibration"]["before"], ev["calibration"]["after"]
             cal_rows.append(f"| {name} | {fit['temperature']:.3f} | {fit['val_nll_before']:.4f} -> "
                             f"{fit['val_nll_after']:.4f} | {ev['metrics']['accuracy']:.4f} | {b['ece']:.4f} -> "

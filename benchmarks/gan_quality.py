@@ -34,7 +34,7 @@ def main() -> int:
         run = netwright.train(ROOT / "examples" / "digits_gan.yaml", name="gan", runs_dir=tmp, progress="quiet",
                               overrides=[] if args.seed is None else [f"seed={args.seed}"])
         seconds = time.perf_counter() - t0
-        m = run.evaluate()["metrics"]
+        m = netwright.evaluate(run)["metrics"]
     checks = [
         ("Frechet distance < 8", m["fid"] < 8, f"{m['fid']:.2f}"),
         ("< 5% of Gaussian noise's", m["fid"] < 0.05 * m["fid_gaussian_noise"], f"noise {m['fid_gaussian_noise']:.0f}"),

@@ -20,7 +20,7 @@ import torch
 
 import netwright
 from netwright.run import Run
-from netwright.text.generate import load_tokenizer
+from netwright.data.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

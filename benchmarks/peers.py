@@ -79,7 +79,7 @@ def work_netwright(case: dict, data, threads: int) -> float:
 
     with tempfile.TemporaryDirectory() as runs:
         run = netwright.train(spec_for(case, threads), name="peer", runs_dir=runs, progress="quiet")
-        return run.evaluate(plots=False)["metrics"]["accuracy"]
+        return netwright.evaluate(run, plots=False)["metrics"]["accuracy"]
 
 
 def work_lightning(case: dict, data, threads: int) -> float:

@@ -51,7 +51,7 @@ def netwright_runs(example: str, overrides: list[str], seeds: list[int], runs: s
         t0 = time.perf_counter()
         run = netwright.train(raw, name=f"{example}-{seed}-{time.time_ns()}", runs_dir=runs, progress="quiet")
         secs.append(time.perf_counter() - t0)
-        accs.append(run.evaluate(plots=False)["metrics"]["accuracy"])
+        accs.append(netwright.evaluate(run, plots=False)["metrics"]["accuracy"])
     return accs, secs
 
 

@@ -46,7 +46,7 @@ def one(name: str, overrides: list[str], runs: str) -> tuple[float, float]:
     t0 = time.perf_counter()
     run = netwright.train(raw, name=f"{name}-{time.time_ns()}", runs_dir=runs, progress="quiet")
     seconds = time.perf_counter() - t0
-    return seconds, run.evaluate(plots=False)["metrics"]["accuracy"]
+    return seconds, netwright.evaluate(run, plots=False)["metrics"]["accuracy"]
 
 
 def main() -> None:

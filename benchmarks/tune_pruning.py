@@ -28,7 +28,7 @@ SPEC = ROOT / "examples" / "mnist1d_mlp_tune.yaml"
 
 def study(args: tuple[str, str, int, int]) -> dict:
     runs, pruner, seed, trials = args
-    from netwright.tune import tune
+    from netwright.stages.tune import tune
 
     t0 = time.perf_counter()
     s = tune(SPEC, overrides=[f"tune.pruner={pruner}", f"seed={seed}", "train.threads=1"], name=f"{pruner}-{seed}", runs_dir=runs,

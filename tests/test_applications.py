@@ -171,7 +171,7 @@ def test_missing_synthesisers_say_which_package_to_install(tmp_path, cli, monkey
 def test_hit_rate_is_one_for_an_oracle_and_a_tenth_for_chance():
     from netwright.data.prepare import prepare
     from netwright.data.ratings import ratings_data
-    from netwright.recommend import hit_rate, ranking_candidates
+    from netwright.tasks.recommendation import hit_rate, ranking_candidates
 
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, 50, 3000), rng.integers(0, 400, 3000)

@@ -21,7 +21,7 @@ def train(tmp_path, data: str, epochs: int = 5):
 @pytest.mark.parametrize("data", ["iris", "digits"])
 def test_classifier_baseline_is_scikit_learns_dummy_classifier(tmp_path, data):
     run = train(tmp_path, data)
-    result = run.evaluate(plots=False)
+    result = netwright.evaluate(run, plots=False)
     d = run.load_data()
     dummy = DummyClassifier(strategy="prior").fit(d.train.x.numpy().reshape(len(d.train), -1), d.train.y.numpy())
     x, y = d.test.x.numpy().reshape(len(d.test), -1), d.test.y.numpy()
@@ -40,7 +40,7 @@ def test_classifier_baseline_is_scikit_learns_dummy_classifier(tmp_path, data):
 
 def test_regression_baseline_is_scikit_learns_dummy_regressor(tmp_path):
     run = train(tmp_path, "diabetes", epochs=20)
-    result = run.evaluate(plots=False)
+    result = netwright.evaluate(run, plots=False)
     d = run.load_data()
     t = run.info.preprocess["target"]
     y_train = d.train.y.double().numpy() * t["std"] + t["mean"]

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import netwright
-from netwright.bulk import predict_file
+from netwright.stages.predict import predict_file
 
 from conftest import assert_one_line_error, run_subprocess
 

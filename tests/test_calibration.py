@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import netwright
-from netwright.calibrate import brier_score, fit_temperature, nll, probabilities, served_temperature
+from netwright.calibration import brier_score, fit_temperature, nll, probabilities, served_temperature
 from conftest import assert_one_line_error, tiny_spec
 
 GRID = np.exp(np.linspace(np.log(0.05), np.log(20), 4001))  # log-spaced steps of 0.15%
@@ -28,7 +28,7 @@ def overconfident(tmp_path_factory):
                            "train": {"epochs": 80, "threads": 1, "keep": "last",
                                      "optimizer": {"name": "adam", "lr": 0.01}}},
                           name="digits", runs_dir=runs, progress="quiet")
-    before = run.evaluate(plots=False)
+    before = netwright.evaluate(run, plots=False)
     return run, before, netwright.calibrate(run)
 
 
@@ -46,22 +46,25 @@ def test_fitted_temperature_is_the_grid_minimum_and_never_raises_nll():
 
 def test_temperature_scaling_makes_an_overconfident_classifier_honest(overconfident):
     run, before, cal = overconfident
-    from netwright.calibrate import split_logits
+    from netwright.tasks import run_task
 
-    logits, y = split_logits(run.load_model(), run.load_data(), "val")
+    logits, y = run_task(run).val_outputs(run.load_model(), run.load_data())
     t = cal["temperature"]
     assert t > 1.2  # overconfident: the logits are too large
     assert t == pytest.approx(grid_minimum(logits, y), rel=0.005)
     assert cal["val_nll_after"] <= cal["val_nll_before"]
     assert run.read_json("calibration.json") == cal
-    after = run.evaluate(plots=False)
+    after = netwright.evaluate(run, plots=False)
     c = after["calibration"]
     assert c["temperature"] == t
     assert c["after"]["ece"] < c["before"]["ece"] == pytest.approx(before["metrics"]["ece"])  # test ECE down
     assert c["after"]["nll"] < c["before"]["nll"]
     assert after["metrics"]["accuracy"] == before["metrics"]["accuracy"]  # argmax unchanged
     # Brier score and ECE recomputed here with numpy from the test logits
-    test_logits, test_y = split_logits(run.load_model(), run.load_data(), "test")
+    from netwright.tasks import collect_outputs
+
+    out = collect_outputs(run.load_model(), run_task(run), run.load_data().test, 1024, torch.device("cpu"))
+    test_logits, test_y = out["output"].double(), out["target"]
     p = np.exp(test_logits.numpy() / t)
     p /= p.sum(1, keepdims=True)
     assert c["after"]["brier"] == pytest.approx(((p - np.eye(10)[test_y.numpy()]) ** 2).sum(1).mean())
@@ -76,10 +79,10 @@ def test_predict_and_onnx_apply_the_temperature(overconfident, tmp_path):
     run, _, cal = overconfident
     from sklearn.datasets import load_digits
 
-    from netwright.predict import encode_inputs
+    from netwright.data.inputs import encode_inputs
 
     images = load_digits().images[:8]
-    rows = run.predict(images)
+    rows = netwright.predict(run, images)
     x = torch.from_numpy(encode_inputs(run.info, images))
     with torch.no_grad():
         logits = run.load_model()(x).double()
@@ -159,7 +162,7 @@ def test_the_server_applies_the_temperature_on_every_engine_and_route(overconfid
     from sklearn.datasets import load_digits
 
     image = load_digits().images[0]
-    expected = run.predict(image[None])[0]["probabilities"]
+    expected = netwright.predict(run, image[None])[0]["probabilities"]
     x = run.load_data().split("test").x[:1].numpy()
     with torch.no_grad():
         logits = run.load_model()(torch.from_numpy(x)).double().numpy()

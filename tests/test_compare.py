@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import netwright
-from netwright.compress import stage as compress_stage
+from netwright.compress import compressor as compress_stage
 from netwright.report.html import num
 from conftest import assert_one_line_error, needs_packages, tiny_spec
 
@@ -33,7 +33,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         spec["model"]["hidden"] = hidden
         run = netwright.train(spec, name=name, runs_dir=folder, progress="quiet")
         if name != "trial-0002":
-            run.evaluate(plots=False)
+            netwright.evaluate(run, plots=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compress_stage, "LATENCY_BUDGET_S", 0.02)
         netwright.compress(folder / "trial-0000", progress="quiet")
@@ -164,7 +164,7 @@ def test_mitigation_front_excludes_degenerate_variants(study: Path, tmp_path: Pa
     (run / "fairness").mkdir()
     (run / "fairness" / "mitigate.json").write_text(json.dumps({"rows": [
         {"label": label, "accuracy": a, "demographic_parity_difference": g, "flags": f} for label, a, g, f in rows]}))
-    from netwright.report.compare import compare
+    from netwright.stages.compare import compare
 
     result = compare([study / "trial-0000", run], out=tmp_path / "m.html")
     marks = {r[0]: r[-1] for r in Tables((tmp_path / "m.html").read_text()).one("front-mitigate-1")[1:]}
@@ -189,7 +189,8 @@ def test_page_in_a_real_browser(study: Path, tmp_path: Path):
     picture, and the page asks for nothing beyond its own file."""
     from playwright.sync_api import sync_playwright
 
-    from netwright.report.compare import SECTIONS, compare
+    from netwright.report.compare import SECTIONS
+    from netwright.stages.compare import compare
 
     page_file = Path(compare([study], out=tmp_path / "page.html")["path"])
     with sync_playwright() as p:

@@ -12,8 +12,10 @@ import torch
 import netwright
 from netwright import NetwrightError
 from netwright.compress import load_variant
-from netwright.compress import stage as compress_stage
-from netwright.deploy import export, verify
+from netwright.compress import compressor as compress_stage
+from netwright.deploy.verify import verify
+from netwright.tasks import run_task
+from netwright.stages.export import export
 from conftest import assert_one_line_error
 
 
@@ -73,8 +75,8 @@ def test_int8_and_pruning_on_a_cnn():
     v = load_variant(run, "pruned-50")
     assert v.meta["model"]["channels"] == [8, 16]
     data = run.load_data()
-    assert measure.score(v.predict(data.test.x.numpy()), data.test, run.info) == pruned["test_score"]
-    assert measure.score(v.predict(data.val.x.numpy()), data.val, run.info) == pruned["val_score"]
+    assert measure.score(v.predict(data.test.x.numpy()), data.test, True) == pruned["test_score"]
+    assert measure.score(v.predict(data.val.x.numpy()), data.val, True) == pruned["val_score"]
     assert not list(run.file("compress").rglob("*.pt*")) and not list(run.file("compress").rglob("*.pkl"))
     sparse = variants["sparse-50"]
     assert 0.45 <= 1 - sparse["nonzero_weights"] <= 0.55
@@ -147,4 +149,4 @@ def test_bad_compress_and_export_input(cli, tmp_path: Path):
     bad.write_bytes(b"\x08\x07garbage")
     assert_one_line_error(cli("export", run.path, "--verify", bad), "not a valid ONNX model")
     with pytest.raises(NetwrightError, match="not a valid ONNX model"):
-        verify(run, bad)
+        verify(run, bad, run_task(run))

@@ -114,11 +114,11 @@ def test_regression_intervals_in_target_units(tmp_path):
     run = netwright.train({"data": {"name": "diabetes"}, "model": {"name": "mlp", "hidden": [16]},
                            "train": {"epochs": 20, "threads": 1, "optimizer": {"name": "adam", "lr": 0.01}}},
                           name="reg", runs_dir=tmp_path / "runs", progress="quiet")
-    c = run.evaluate(plots=False, coverage=0.8)["conformal"]
+    c = netwright.evaluate(run, plots=False, coverage=0.8)["conformal"]
     assert c["mean_width"] == pytest.approx(2 * c["q"]) and 20 < c["q"] < 200  # disease-score units, not z-scores
     from sklearn.datasets import load_diabetes
 
-    rows = run.predict(load_diabetes(scaled=False).data[:5], coverage=0.8)
+    rows = netwright.predict(run, load_diabetes(scaled=False).data[:5], coverage=0.8)
     for row in rows:
         lo, hi = row["interval"]
         assert lo < row["prediction"] < hi and hi - lo == pytest.approx(2 * c["q"])

@@ -16,7 +16,7 @@ def test_cuda_training_with_bf16_autocast_and_channels_last():
     run = netwright.train(spec, name="cuda", progress="quiet")
     summary = run.read_json("train.json")
     assert summary["device"].startswith("cuda") and summary["precision"] == "bf16" and summary["channels_last"]
-    assert run.evaluate(plots=False)["metrics"]["accuracy"] > 0.8
+    assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] > 0.8
 
 
 def test_cuda_compile():

@@ -139,7 +139,7 @@ def test_init_infers_column_kinds_and_the_spec_trains_as_written(cli, mixed_csv)
     assert spec["fairness"] == {"sensitive": ["sex"], "positive_label": 1}
     trained = cli("train", spec_path, "-q")
     assert trained.code == 0, trained.err
-    scored = netwright.Run.open("runs/people").evaluate()
+    scored = netwright.evaluate(netwright.Run.open("runs/people"))
     majority = max(np.mean(np.array(spec_rows(mixed_csv, "approved")) == v) for v in ("0", "1"))
     assert scored["metrics"]["accuracy"] > majority + 0.1  # the planted rule is learnt, not the base rate
     assert cli("audit", "runs/people").code == 0
@@ -158,7 +158,7 @@ def test_init_on_breast_cancer_trains_as_written(cli, tmp_path):
     spec = load_spec(path.with_suffix(".yaml"))
     assert spec.data.params["features"] == list(d.feature_names) and spec.data.params["categorical"] == []
     assert cli("train", path.with_suffix(".yaml"), "-q").code == 0
-    assert netwright.Run.open("runs/cancer").evaluate()["metrics"]["accuracy"] > 0.9
+    assert netwright.evaluate(netwright.Run.open("runs/cancer"))["metrics"]["accuracy"] > 0.9
 
 
 def test_init_errors_name_the_fix_and_leave_files_alone(cli, mixed_csv):

@@ -22,7 +22,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):
 @DEMO
 def test_demo_spec_reaches_98_percent_on_digits(demo_run):
     """The demo: CNN on the bundled digits, stratified 70/15/15 split, seed 0."""
-    result = demo_run.evaluate()
+    result = netwright.evaluate(demo_run)
     assert result["n"] == 270
     assert result["metrics"]["accuracy"] >= 0.98
 
@@ -34,7 +34,7 @@ def test_other_families_learn_digits(model):
     spec = {"data": {"name": "digits"}, "model": {"name": model},
             "train": {"epochs": 8, "optimizer": {"name": "adam", "lr": 0.003}}}
     run = netwright.train(spec, name=model, progress="quiet")
-    assert run.evaluate(plots=False)["metrics"]["accuracy"] >= 0.85
+    assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] >= 0.85
 
 
 MNIST1D_PUBLISHED = {"mnist1d_logistic": 0.32, "mnist1d_mlp": 0.68, "mnist1d_cnn": 0.94, "mnist1d_gru": 0.91}
@@ -46,7 +46,7 @@ def test_mnist1d_examples_reach_the_published_accuracy(example):
     """Greydanus & Kobak 2024: logistic 32%, MLP 68%, CNN 94%, GRU 91% on the fixed 1,000 test examples
     (seed 0 here; benchmarks/reproduce.py reports the mean over seeds)."""
     run = netwright.train(ROOT / "examples" / f"{example}.yaml", name=example, progress="quiet")
-    result = run.evaluate(plots=False)
+    result = netwright.evaluate(run, plots=False)
     assert result["n"] == 1000
     assert result["metrics"]["accuracy"] >= MNIST1D_PUBLISHED[example]
 
@@ -55,7 +55,7 @@ def test_mnist1d_examples_reach_the_published_accuracy(example):
 def test_digits_cnn_reaches_99_percent_on_an_80_20_split():
     run = netwright.train(ROOT / "examples" / "digits_cnn.yaml", name="d8020", progress="quiet",
                           overrides=["data.val=0.0", "data.test=0.2", "train.keep=last"])
-    result = run.evaluate(plots=False)
+    result = netwright.evaluate(run, plots=False)
     assert result["n"] == 359 and result["metrics"]["accuracy"] >= 0.99
 
 
@@ -64,7 +64,7 @@ def test_digits_cnn_reaches_99_percent_on_an_80_20_split():
 def test_demo_cnn_compresses_within_the_promised_accuracy(monkeypatch, demo_run):
     """Digits CNN: int8 ONNX >= 3.5x smaller with <= 0.5 points lost; 50% structured pruning
     >= 2x fewer MACs with <= 1 point lost after fine-tuning (speed: benchmarks/compress.py)."""
-    from netwright.compress import stage
+    from netwright.compress import compressor as stage
 
     monkeypatch.setattr(stage, "LATENCY_BUDGET_S", 0.05)
     result = netwright.compress(demo_run, quantize="int8", prune=0.5, progress="quiet")

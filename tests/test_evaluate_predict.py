@@ -30,7 +30,7 @@ def digits_run(tmp_path_factory):
 
 
 def test_eval_json_matches_sklearn_on_the_same_predictions(iris_run):
-    result = iris_run.evaluate()
+    result = netwright.evaluate(iris_run)
     data = load_dataset(iris_run.spec.data)
     model = iris_run.load_model()
     with torch.no_grad():
@@ -59,9 +59,9 @@ def test_predict_applies_the_saved_preprocessing(iris_run, tmp_path: Path):
     header = ",".join(iris.feature_names)
     (tmp_path / "in.csv").write_text(header + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
     np.save(tmp_path / "in.npy", rows)
-    from_csv = iris_run.predict(tmp_path / "in.csv")
-    from_npy = iris_run.predict(tmp_path / "in.npy")
-    from_table = iris_run.predict({n: rows[:, i] for i, n in enumerate(iris.feature_names)})
+    from_csv = netwright.predict(iris_run, tmp_path / "in.csv")
+    from_npy = netwright.predict(iris_run, tmp_path / "in.npy")
+    from_table = netwright.predict(iris_run, {n: rows[:, i] for i, n in enumerate(iris.feature_names)})
     assert from_csv == from_npy == from_table
     assert [p["label"] for p in from_csv] == ["setosa"] * 5  # the first iris rows are setosa
     assert all(sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5) for p in from_csv)
@@ -70,28 +70,28 @@ def test_predict_applies_the_saved_preprocessing(iris_run, tmp_path: Path):
 def test_predict_rejects_inputs_that_do_not_fit(iris_run, tmp_path: Path):
     (tmp_path / "missing.csv").write_text("sepal length (cm),petal width (cm)\n1,2\n")
     with pytest.raises(DataError, match="missing column 'sepal width \\(cm\\)'"):
-        iris_run.predict(tmp_path / "missing.csv")
+        netwright.predict(iris_run, tmp_path / "missing.csv")
     np.save(tmp_path / "wide.npy", np.zeros((2, 5)))
     with pytest.raises(DataError, match=r"each input must have shape \(4,\)"):
-        iris_run.predict(tmp_path / "wide.npy")
+        netwright.predict(iris_run, tmp_path / "wide.npy")
     np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan, 1.0, 1.0]]))
     with pytest.raises(DataError, match="holds nan"):
-        iris_run.predict(tmp_path / "nan.npy")
+        netwright.predict(iris_run, tmp_path / "nan.npy")
 
 
 def test_predict_from_a_png_equals_predict_from_raw_pixels(digits_run, tmp_path: Path):
     images = load_digits().images[:4]  # raw pixel values 0..16
     for i, img in enumerate(images):
         Image.fromarray((img * 255 / 16).round().astype(np.uint8)).save(tmp_path / f"{i}.png")
-    raw = digits_run.predict(images)
+    raw = netwright.predict(digits_run, images)
     for i in range(4):
-        (png,) = digits_run.predict(tmp_path / f"{i}.png")
+        (png,) = netwright.predict(digits_run, tmp_path / f"{i}.png")
         assert png["label"] == raw[i]["label"]
         for k, v in png["probabilities"].items():
             assert v == pytest.approx(raw[i]["probabilities"][k], abs=1e-3)
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "big.png")
     with pytest.raises(DataError, match="image is 16x16 .* but the model takes 8x8"):
-        digits_run.predict(tmp_path / "big.png")
+        netwright.predict(digits_run, tmp_path / "big.png")
 
 
 def test_regression_predictions_are_in_target_units(tmp_path: Path):
@@ -101,7 +101,7 @@ def test_regression_predictions_are_in_target_units(tmp_path: Path):
     from sklearn.datasets import load_diabetes
 
     d = load_diabetes(scaled=False)
-    preds = [p["prediction"] for p in run.predict(d.data[:20])]
+    preds = [p["prediction"] for p in netwright.predict(run, d.data[:20])]
     assert 25 < np.mean(preds) < 346
-    result = run.evaluate()
+    result = netwright.evaluate(run)
     assert set(result["metrics"]) == {"loss", "mae", "rmse", "r2"} and run.has("eval/predictions.png")

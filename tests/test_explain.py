@@ -53,7 +53,7 @@ def test_every_method_finds_a_planted_signal(tmp_path: Path, family):
     spec = {"data": {"name": "csv", "path": str(planted_csv(tmp_path / "planted.csv")), "target": "label"},
             "model": {"name": family}, "train": {"epochs": 15, "threads": 1, "optimizer": {"lr": 0.01}}}
     run = netwright.train(spec, name=family, progress="quiet")
-    assert run.evaluate(plots=False)["metrics"]["accuracy"] > 0.9
+    assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] > 0.9
     result = netwright.explain(run, samples=16, sanity=False)
     assert set(result["methods"]) >= {"saliency", "integrated_gradients", "smoothgrad", "occlusion",
                                       "feature_ablation", "permutation"}

@@ -15,9 +15,9 @@ import netwright
 from netwright.fairness.audit import audit_predictions
 from netwright.fairness.groups import reweighing
 from netwright.fairness.mitigation import FairnessTerm
-from netwright.fairness.monitor import holm, monitor_arrays
+from netwright.data.drift import holm, monitor_arrays
 from netwright.fairness.postprocess import apply_thresholds, fit_thresholds
-from netwright.fairness.synthetic import biased, positive_rates, write_csv
+from netwright.data.synthetic import biased, positive_rates, write_csv
 from conftest import assert_one_line_error
 
 FAIR = {"sensitive": ["group"], "positive_label": "approved"}
@@ -217,7 +217,8 @@ def test_a_collapsed_penalty_is_flagged_and_not_recommended():
 
 
 def test_judge_flags_a_variant_that_widens_its_gap_and_recommends_within_the_budget():
-    from netwright.fairness.mitigate import _row, judge
+    from netwright.fairness.judging import judge
+    from netwright.fairness.judging import variant_row as _row
 
     rng = np.random.default_rng(0)
     g = rng.choice(["a", "b"], 1000)

@@ -97,7 +97,7 @@ def test_gan_runs_are_deterministic_and_report_quality():
     record = a.metrics()[-1]
     assert {"train_d_loss", "train_g_loss", "val_fid", "val_modes", "val_min_class_share"} <= set(record)
     assert a.read_json("train.json")["monitor"] == "val_fid" and a.has("judge/model.safetensors")
-    result = a.evaluate()
+    result = netwright.evaluate(a)
     m = result["metrics"]
     assert {"fid", "fid_untrained_generator", "fid_gaussian_noise", "modes"} <= set(m)
     assert a.has("eval/samples.png")
@@ -153,5 +153,5 @@ def test_gan_bad_input(cli, tmp_path: Path):
     assert_one_line_error(cli("train", tmp_path / "reg.yaml"), "model gan: needs class labels")
     run = netwright.train(gan_spec(), name="u", progress="quiet")
     assert_one_line_error(cli("sample", run.path, "--class", "3"), "unconditional GAN", "conditional: true")
-    assert_one_line_error(cli("predict", run.path, "x.npy"), "predict applies to supervised models")
-    assert_one_line_error(cli("compress", run.path), "compress applies to supervised models")
+    assert_one_line_error(cli("predict", run.path, "x.npy"), "predict applies to classifiers", "is a GAN", "netwright sample")
+    assert_one_line_error(cli("compress", run.path), "compress applies to classifiers", "is a GAN")

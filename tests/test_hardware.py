@@ -11,7 +11,7 @@ import netwright
 from netwright import build_model, load_dataset, load_spec
 from netwright.hardware import native_bf16, peak_flops
 from netwright.models.cost import forward_flops
-from netwright.training.stage import BF16_MACS_PER_STEP, resolve_precision
+from netwright.training.resources import BF16_MACS_PER_STEP, resolve_precision
 from conftest import tiny_spec
 
 
@@ -28,14 +28,14 @@ def test_auto_precision_takes_bf16_for_a_large_step_where_the_cpu_has_it():
     info = load_dataset(spec.data)
     model = build_model("mlp", info.info, hidden=[4096, 4096])
     x = info.train.x
-    bf16, why = resolve_precision(spec.train, torch.device("cpu"), model, x, None)
+    bf16, why = resolve_precision(spec.train, torch.device("cpu"), model, x, True)
     macs = 64 * 4096 + 4096 * 4096 + 4096 * 10  # per example, by hand
     assert macs * 256 >= BF16_MACS_PER_STEP
     assert bf16 == native_bf16() and why.startswith("bf16: " if bf16 else "fp32: this CPU has no native bf16")
-    assert resolve_precision(spec.train, torch.device("cpu"), model, x, "adversarial") == (
+    assert resolve_precision(spec.train, torch.device("cpu"), model, x, False) == (
         False, "fp32: this kind of model trains in full precision")
     fixed = spec.train.model_copy(update={"precision": "fp32"})
-    assert resolve_precision(fixed, torch.device("cpu"), model, x, None) == (False, "train.precision: fp32")
+    assert resolve_precision(fixed, torch.device("cpu"), model, x, True) == (False, "train.precision: fp32")
 
 
 def test_train_json_reports_training_flops_against_the_measured_peak():

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 import netwright
 from netwright import DataError, load_dataset, load_spec
-from netwright.text.data import SWORD, read_ztext
-from netwright.text.generate import generate
-from netwright.text.tokenizer import BOS, EOS, PAD, UNK, BpeTokenizer, CharTokenizer, WordTokenizer, from_dict
+from netwright.data.text import SWORD, read_ztext
+from netwright.stages.generate import generate
+from netwright.data.tokenizer import BOS, EOS, PAD, UNK, BpeTokenizer, CharTokenizer, WordTokenizer, from_dict
 from conftest import assert_one_line_error, missing_packages, needs_packages, spec_file
 
 needs_sword = needs_packages("sword-text-kjv", "sword-text-sparv")

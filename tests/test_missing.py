@@ -86,7 +86,7 @@ def test_per_column_strategies_drop_constant_and_error(tmp_path: Path):
     assert cols["b"]["fill"] == -1.0 and cols["colour"]["missing"] == "most_frequent"
     assert "a_missing" not in ds.info.feature_names  # no missing cell left in 'a'
     assert "rows dropped (missing a)" in describe(ds.info.preprocess)
-    from netwright.predict import encode_inputs
+    from netwright.data.inputs import encode_inputs
 
     with pytest.raises(DataError, match="column 'a' row 1 is missing, and this run was trained with data.missing: drop"):
         encode_inputs(ds.info, {"a": [""], "b": ["1"], "colour": ["red"]})
@@ -122,7 +122,7 @@ def test_predict_and_monitor_use_the_saved_fills(tmp_path: Path):
                           name="holes", runs_dir=tmp_path / "runs", progress="quiet")
     blank = netwright.predict(run, {"a": [None, ""], "b": ["NA", 20.0], "colour": ["", "red"]})
     assert len(blank) == 2
-    from netwright.predict import encode_inputs
+    from netwright.data.inputs import encode_inputs
 
     x = encode_inputs(run.info, {"a": ["", 10.0], "b": [20.0, 20.0], "colour": ["red", "red"]})
     assert not np.isnan(x).any()

@@ -21,7 +21,7 @@ import yaml
 import netwright
 from netwright.errors import RunLocked, TrainingError, TrainingInterrupted
 from netwright.run import Run
-from netwright.tasks import SupervisedTask
+from netwright.tasks import SupervisedTask  # the classifier and regressor step
 from netwright.training.checkpoint import read_weights
 
 from conftest import assert_one_line_error, tiny_spec

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import netwright
-from netwright.compress import stage as compress_stage
+from netwright.compress import compressor as compress_stage
 from netwright.demo import DIGITS, LOANS
 from netwright.demo import demo as run_demo
 from netwright.report.html import SECTIONS
@@ -26,7 +26,7 @@ def small(name: str, spec: dict) -> netwright.Run:
 
 
 STAGES = {
-    "evaluate": lambda r: r.evaluate(),
+    "evaluate": lambda r: netwright.evaluate(r),
     "explain": lambda r: netwright.explain(r, samples=2),
     "compress": lambda r: netwright.compress(r, progress="quiet"),
     "export": lambda r: netwright.export(r),
@@ -57,7 +57,7 @@ def test_report_renders_for_any_subset_of_stages(stages, monkeypatch):
 def test_card_numbers_equal_the_stage_files(monkeypatch):
     monkeypatch.setattr(compress_stage, "LATENCY_BUDGET_S", 0.02)
     run = small("r", LOANS)
-    ev = run.evaluate()
+    ev = netwright.evaluate(run)
     audit = netwright.audit(run)
     comp = netwright.compress(run, progress="quiet")
     ver = netwright.export(run)
@@ -154,7 +154,7 @@ def test_card_pictures_are_legible_and_its_text_is_spelled_right(tmp_path: Path)
     from playwright.sync_api import sync_playwright
 
     run = small("legible", {"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [16]}, "train": {}})
-    run.evaluate()
+    netwright.evaluate(run)
     netwright.explain(run, samples=2)
     card = netwright.report(run)
     page_file = run.file("report.html")

@@ -113,7 +113,7 @@ def test_protocol_round_trips(digits):
     assert np.abs(np.array(out["data"]).reshape(5, 10) - expected).max() <= 1e-4
     images = load_digits().images[:3]
     r = httpx.post(url + "/predict", json={"pixels": images.tolist()})
-    assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in run.predict(images)]
+    assert [p["label"] for p in r.json()["predictions"]] == [p["label"] for p in netwright.predict(run, images)]
     e = httpx.post(url + "/explain", json={"pixels": images[0].tolist(), "method": "integrated_gradients"}).json()
     assert e["method"] == "integrated_gradients" and np.array(e["attribution"]).shape == (1, 8, 8)
     assert e["overlay_png"] and e["prediction"]["label"] == r.json()["predictions"][0]["label"]
@@ -164,7 +164,7 @@ def test_tabular_server_takes_named_features(tmp_path):
         features = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
         r = httpx.post(url + "/predict", json={"features": features})
         assert r.status_code == 200 and r.json()["engine"] == "torch"
-        assert r.json()["predictions"][0]["label"] == run.predict({k: [v] for k, v in features.items()})[0]["label"]
+        assert r.json()["predictions"][0]["label"] == netwright.predict(run, {k: [v] for k, v in features.items()})[0]["label"]
         r = httpx.post(url + "/predict", json={"features": {"sepal length (cm)": 5.1}})
         assert r.status_code == 400 and "missing feature(s)" in r.json()["error"]
         assert 'name="petal width (cm)"' in httpx.get(url + "/").text

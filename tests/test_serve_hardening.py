@@ -255,7 +255,7 @@ def test_tritonclient_json_and_binary_plain_and_versioned_equal_predict(run):
     import tritonclient.http as triton
 
     images = load_digits().images[:4]
-    from netwright.predict import encode_inputs
+    from netwright.data.inputs import encode_inputs
 
     x = encode_inputs(run.info, images, "pixels").astype(np.float32)
     with serving(create_app(run, api_key="")) as port:

@@ -28,7 +28,7 @@ def test_import_netwright_is_lazy_but_complete():
     assert not imported_after("import netwright") & {*HEAVY, "torch"}
     # every public name still resolves, to the function rather than its namesake module
     code = ("import netwright, types\n"
-            "import netwright.evaluate, netwright.compress.stage, netwright.explain.stage, netwright.report\n"
+            "import netwright.stages.evaluate, netwright.compress, netwright.explain, netwright.report, netwright.stages.report\n"
             "assert not [n for n in netwright.__all__ if isinstance(getattr(netwright, n), types.ModuleType)]")
     imported_after(code)
 

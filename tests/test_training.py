@@ -16,7 +16,7 @@ import netwright
 from netwright import TrainingError, build_model, load_dataset, load_spec
 from netwright.data.augment import Augmenter
 from netwright.spec import AugmentSpec
-from netwright.tasks import SupervisedTask
+from netwright.tasks import ClassificationTask
 from netwright.training.checkpoint import read_weights
 from netwright.training.optim import build_optimizer, build_scheduler
 from conftest import tiny_spec
@@ -107,7 +107,7 @@ def test_early_stopping_restores_the_best_weights():
     best = min(history, key=lambda h: h["val_loss"])
     assert summary["best_epoch"] == best["epoch"]
     # the saved model is the best epoch's: re-scoring the validation split reproduces its loss
-    result = run.evaluate(split="val", plots=False)
+    result = netwright.evaluate(run, split="val", plots=False)
     assert result["metrics"]["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
 
 
@@ -162,7 +162,7 @@ def test_l1_penalty_shrinks_weights():
 def test_label_smoothing_and_grad_clip_are_applied():
     info = load_dataset(load_spec(tiny_spec()).data).info
     spec = load_spec(tiny_spec(label_smoothing=0.2, grad_clip=0.01)).train
-    task = SupervisedTask(info, spec)
+    task = ClassificationTask(info, spec)
     logits, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
     soft = torch.full((8, 3), 0.2 / 3).scatter_(1, y[:, None], 1 - 0.2 + 0.2 / 3)
     manual = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
@@ -282,7 +282,7 @@ def test_speed_options_train_to_the_same_place():
     assert f == pytest.approx(b, rel=0.1)
     assert bf.read_json("train.json")["precision"] == "bf16" and cl.read_json("train.json")["channels_last"]
     # the run's weights load into a plain (contiguous, fp32) model
-    assert cl.evaluate(plots=False)["metrics"]["accuracy"] > 0.5
+    assert netwright.evaluate(cl, plots=False)["metrics"]["accuracy"] > 0.5
 
 
 def test_compile_option_trains():

@@ -77,7 +77,7 @@ def check_study(folder: Path, trials: int, workers: int | None = None) -> dict:
 
 
 def test_two_workers_share_one_sqlite_study(_runs_dir, capfd):
-    from netwright.tune import tune
+    from netwright.stages.tune import tune
 
     tune(study_spec(trials=4), name="s2", workers=2)
     summary = check_study(_runs_dir / "s2", 4, workers=2)
@@ -121,7 +121,7 @@ def postgres():
 def test_two_workers_share_one_postgresql_study(tmp_path, _runs_dir, postgres):
     import optuna
 
-    from netwright.tune import tune
+    from netwright.stages.tune import tune
 
     spec = study_spec(trials=4)
     tune(spec, name="pg", workers=2, storage=postgres, quiet=True)
@@ -143,7 +143,7 @@ def test_two_workers_asking_at_once_train_the_requested_number_and_the_later_ste
     left out of the study's trials and counts."""
     import optuna
 
-    from netwright.tune import _is_surplus, _trials, SURPLUS
+    from netwright.stages.tune import _is_surplus, _trials, SURPLUS
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/race.db", study_name="race")
     for _ in range(2):
@@ -190,7 +190,7 @@ def _wait(what, deadline: float):
 
 
 def test_a_killed_worker_loses_only_its_trial_and_resume_completes_the_study(tmp_path, _runs_dir):
-    from netwright.tune import tune
+    from netwright.stages.tune import tune
 
     spec = write_spec(tmp_path, study_spec(trials=6, epochs=100, pruner="none"))
     folder, db = _runs_dir / "k9", _runs_dir / "k9" / "study.db"
@@ -226,7 +226,7 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes_the_study(tmp
 
 
 def test_the_median_pruner_stops_lagging_trials_after_the_warmup(_runs_dir):
-    from netwright.tune import tune
+    from netwright.stages.tune import tune
 
     spec = study_spec(trials=6, epochs=12, sampler="random", warmup_epochs=2)
     spec["tune"]["params"] = {"train.optimizer.lr": {"type": "categorical", "choices": [0.05, 1e-6]}}
@@ -274,7 +274,7 @@ def test_existing_studies_and_bad_storage_are_one_line(cli, tmp_path, _runs_dir)
 def test_tracked_trials_are_child_runs_of_the_study_in_mlflow(_runs_dir):
     from mlflow import MlflowClient
 
-    from netwright.tune import tune
+    from netwright.stages.tune import tune
 
     spec = study_spec(trials=2, epochs=2, pruner="none")
     spec["train"]["log"] = ["mlflow"]
@@ -296,7 +296,7 @@ def test_recover_retries_a_lost_trials_values_but_not_a_trial_lost_before_it_dre
     import optuna
     from optuna.trial import TrialState
 
-    from netwright.tune import MAX_RETRIES, recover
+    from netwright.stages.tune import MAX_RETRIES, recover
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,

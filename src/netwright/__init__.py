@@ -4,8 +4,8 @@ Declare a network in a spec, train it, evaluate it, predict with it::
 
     import netwright
     run = netwright.train("examples/digits_cnn.yaml", overrides=["train.epochs=5"])
-    run.evaluate()["metrics"]["accuracy"]
-    run.predict("digit.png")
+    netwright.evaluate(run)["metrics"]["accuracy"]
+    netwright.predict(run, "digit.png")
 """
 
 import importlib
@@ -17,28 +17,23 @@ from typing import TYPE_CHECKING, Any
 # that ``import netwright`` and every CLI command load only what they need: the compression,
 # ONNX, fairness and serving stacks cost seconds to import.
 _EXPORTS = {
-    "calibrate": ".calibrate",
-    "compress": ".compress",
+    # the verbs (netwright/stages/: one module each)
+    "audit": ".stages.audit", "calibrate": ".stages.calibrate", "compare": ".stages.compare",
+    "compress": ".stages.compress", "evaluate": ".stages.evaluate", "explain": ".stages.explain",
+    "export": ".stages.export", "generate": ".stages.generate", "mitigate": ".stages.mitigate",
+    "monitor": ".stages.monitor", "predict": ".stages.predict", "predict_file": ".stages.predict",
+    "report": ".stages.report", "sample": ".stages.sample", "serve": ".stages.serve", "train": ".stages.train",
+    "train_folds": ".stages.folds", "tune": ".stages.tune",
+    # the nouns and the registries
     "DATASETS": ".data", "Dataset": ".data", "DataInfo": ".data", "load_dataset": ".data",
     "register_dataset": ".data",
     "CheckpointError": ".errors", "DataError": ".errors", "NetwrightError": ".errors",
     "SpecError": ".errors", "TrainingError": ".errors",
-    "export": ".deploy",
-    "evaluate": ".evaluate",
-    "explain": ".explain",
-    "audit": ".fairness.audit",
-    "sample": ".generative",
-    "mitigate": ".fairness.mitigate",
-    "monitor": ".fairness.monitor",
     "MODELS": ".models", "build_model": ".models", "count_parameters": ".models", "register_model": ".models",
-    "predict": ".predict", "predict_file": ".bulk",
-    "report": ".report",
+    "TASKS": ".tasks", "register_task": ".tasks",
     "Run": ".run", "list_runs": ".run",
     "Spec": ".spec", "load_spec": ".spec",
-    "train": ".training", "train_folds": ".training.folds",
-    "tune": ".tune",
     "Callback": ".training.callbacks", "register_callback": ".training.callbacks",
-    "compare": ".report.compare",
 }
 
 
@@ -58,9 +53,9 @@ def __dir__() -> list[str]:
 class _Package(types.ModuleType):
     """The package module: a public function keeps its name when its namesake submodule loads.
 
-    ``netwright.evaluate`` is the function even after ``netwright/evaluate.py`` is imported (the
-    import system binds a loaded submodule to its parent's attribute); the submodule stays
-    reachable through ``sys.modules`` and ``from netwright.evaluate import ...``.
+    ``netwright.compress`` is the function even after the package ``netwright/compress/`` is
+    imported (the import system binds a loaded submodule to its parent's attribute); the package
+    stays reachable through ``sys.modules`` and ``from netwright.compress import ...``.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -73,57 +68,31 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:
-    from .calibrate import calibrate
-    from .compress import compress
     from .data import DATASETS, Dataset, DataInfo, load_dataset, register_dataset
-    from .deploy import export
     from .errors import CheckpointError, DataError, NetwrightError, SpecError, TrainingError
-    from .evaluate import evaluate
-    from .explain import explain
-    from .fairness.audit import audit
-    from .fairness.mitigate import mitigate
-    from .fairness.monitor import monitor
-    from .generative import sample
     from .models import MODELS, build_model, count_parameters, register_model
-    from .bulk import predict_file
-    from .predict import predict
-    from .report import report
     from .run import Run, list_runs
     from .spec import Spec, load_spec
-    from .training import train
+    from .stages.audit import audit
+    from .stages.calibrate import calibrate
+    from .stages.compare import compare
+    from .stages.compress import compress
+    from .stages.evaluate import evaluate
+    from .stages.explain import explain
+    from .stages.export import export
+    from .stages.folds import train_folds
+    from .stages.generate import generate
+    from .stages.mitigate import mitigate
+    from .stages.monitor import monitor
+    from .stages.predict import predict, predict_file
+    from .stages.report import report
+    from .stages.sample import sample
+    from .stages.serve import serve
+    from .stages.train import train
+    from .stages.tune import tune
+    from .tasks import TASKS, register_task
+    from .training.callbacks import Callback, register_callback
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DATASETS",
-    "MODELS",
-    "CheckpointError",
-    "DataError",
-    "DataInfo",
-    "Dataset",
-    "NetwrightError",
-    "Run",
-    "Spec",
-    "SpecError",
-    "TrainingError",
-    "audit",
-    "build_model",
-    "calibrate",
-    "compress",
-    "count_parameters",
-    "evaluate",
-    "explain",
-    "export",
-    "list_runs",
-    "load_dataset",
-    "load_spec",
-    "mitigate",
-    "monitor",
-    "predict",
-    "predict_file",
-    "register_dataset",
-    "register_model",
-    "report",
-    "sample",
-    "train",
-]
+__all__ = sorted(_EXPORTS)

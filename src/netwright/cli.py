@@ -57,12 +57,12 @@ def train(
     """Train a network as a spec declares; writes runs/NAME/."""
     import os
 
-    from .training import train as train_stage
+    from .stages.train import train as train_stage
 
     if folds is not None:
         if resume or nproc is not None:
             raise NetwrightError("--folds trains every fold from the start in one process; drop --resume / --nproc")
-        from .training.folds import train_folds
+        from .stages.folds import train_folds
 
         _print_study(train_folds(source, folds, overrides=set_, name=name, runs_dir=runs_dir, overwrite=overwrite,
                                  progress="quiet" if quiet else "auto"))
@@ -132,7 +132,7 @@ def tune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Search the spec values its tune: section declares (Optuna); each trial an ordinary run in runs/STUDY/."""
-    from .tune import tune as tune_stage
+    from .stages.tune import tune as tune_stage
 
     summary = tune_stage(source, overrides=set_, name=name, runs_dir=runs_dir, trials=trials, workers=workers,
                          storage=storage, timeout=timeout, resume=resume, overwrite=overwrite, quiet=quiet)
@@ -162,9 +162,9 @@ def evaluate(
                                                            "to cover this share (e.g. 0.9)")] = None,
 ) -> None:
     """Score a trained run on a split (a cross-validation study: its ensemble); writes eval.json and pictures."""
-    from .evaluate import evaluate as evaluate_stage
+    from .stages.evaluate import evaluate as evaluate_stage
     from .run import Run
-    from .training.folds import evaluate_study, is_study
+    from .stages.folds import evaluate_study, is_study
 
     if is_study(run):
         _print_study(evaluate_study(run))
@@ -223,7 +223,7 @@ def predict(
     in chunks of rows with bounded memory; a stopped job resumes from its last whole chunk.
     """
     from .atomic import write_text
-    from .bulk import INPUTS, OUTPUTS, csv_text, flatten
+    from .data.chunks import INPUTS, OUTPUTS, csv_text, flatten
 
     fmt = fmt or (output.suffix.lstrip(".").lower() if output is not None and output.suffix else "json")
     if output is not None and output.suffix.lower() in OUTPUTS and Path(inputs).suffix.lower() in INPUTS:
@@ -237,7 +237,7 @@ def predict(
     if id_column is not None:
         raise NetwrightError("--id copies a column of a table file; give a .csv, .parquet or .jsonl INPUT and "
                              "--out FILE.csv/.parquet/.jsonl")
-    from .predict import predict as predict_stage
+    from .stages.predict import predict as predict_stage
 
     rows = predict_stage(run, inputs, coverage=coverage)
     text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else csv_text(flatten(rows))
@@ -252,7 +252,7 @@ def _predict_file(run, inputs: Path, output: Path, id_column: str | None, chunk_
                   coverage: float | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .bulk import predict_file
+    from .stages.predict import predict_file
 
     with contextlib.ExitStack() as stack:
         report = None
@@ -282,7 +282,7 @@ def generate(
     cache: Annotated[bool, typer.Option(help="key/value cache: one token's work per step")] = True,
 ) -> None:
     """Write text with a language model, or translate with an encoder-decoder."""
-    from .text.generate import generate as generate_stage
+    from .stages.generate import generate as generate_stage
 
     result = generate_stage(run, prompt, tokens=tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             seed=seed, beam=beam, cache=cache)
@@ -298,7 +298,7 @@ def sample(
     seed: Annotated[int, typer.Option(help="noise seed")] = 0,
 ) -> None:
     """Generate from a GAN: a picture grid for images, a CSV for tabular data."""
-    from .generative import sample as sample_stage
+    from .stages.sample import sample as sample_stage
 
     path = sample_stage(run, n=n, label=label, out=output, seed=seed)
     out.print(f"wrote {n} samples to {path}")
@@ -315,7 +315,7 @@ def explain(
     sanity: Annotated[bool, typer.Option(help="run the randomisation and deletion/insertion checks")] = True,
 ) -> None:
     """Attribute predictions to inputs (Captum), draw them, and check that they can be trusted."""
-    from .explain import explain as explain_stage
+    from .stages.explain import explain as explain_stage
     from .run import Run
 
     r = Run.open(run)
@@ -355,7 +355,7 @@ def compress(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Quantize and prune a trained run; compare size, latency and accuracy with the original."""
-    from .compress import compress as compress_stage
+    from .stages.compress import compress as compress_stage
     from .run import Run
 
     r = Run.open(run)
@@ -384,7 +384,7 @@ def compress(
 @app.command()
 def calibrate(run: Annotated[str, typer.Argument(help="run directory (a classifier)")]) -> None:
     """Fit a temperature on the validation split (calibrated probabilities); writes calibration.json."""
-    from .calibrate import calibrate as calibrate_stage
+    from .stages.calibrate import calibrate as calibrate_stage
     from .run import Run
 
     r = Run.open(run)
@@ -407,15 +407,16 @@ def export(
         "--register", metavar="NAME", help="register the verified ONNX file as a version of MLflow model NAME")] = None,
 ) -> None:
     """Export to one ONNX file and verify it with ONNX Runtime against PyTorch."""
-    from .deploy import export as export_stage
-    from .deploy import verify
+    from .stages.export import export as export_stage
+    from .deploy.verify import verify
     from .run import Run
+    from .tasks import run_task
 
     r = Run.open(run)
     if verify_file is not None:
         if register is not None:
             raise NetwrightError("--register registers what export writes; drop --verify")
-        result = verify(r, verify_file)
+        result = verify(r, verify_file, run_task(r))
         if not result["passed"]:
             raise NetwrightError(f"{verify_file}: verification failed ({result['criterion']} not met, "
                                  f"max |diff| {result['max_abs_diff']:.3g})")
@@ -436,7 +437,7 @@ def audit(
     data: Annotated[Optional[Path], typer.Option(help="a CSV with the training columns, target and sensitive columns")] = None,
 ) -> None:
     """Audit a classifier by group: rates, gaps with confidence intervals; writes audit.json."""
-    from .fairness.audit import audit as audit_stage
+    from .stages.audit import audit as audit_stage
     from .run import Run
 
     r = Run.open(run)
@@ -472,7 +473,7 @@ def mitigate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Reduce the gaps an audit found; compare accuracy and gaps of every mitigation, judge them."""
-    from .fairness.mitigate import mitigate as mitigate_stage
+    from .stages.mitigate import mitigate as mitigate_stage
     from .run import Run
 
     r = Run.open(run)
@@ -501,7 +502,7 @@ def monitor(
     new_data: Annotated[Path, typer.Argument(metavar="NEW_DATA", help="a CSV with the training columns")],
 ) -> None:
     """Test new data for drift against the training data. Exit code 1 when drift is found."""
-    from .fairness.monitor import monitor as monitor_stage
+    from .stages.monitor import monitor as monitor_stage
     from .run import Run
 
     r = Run.open(run)
@@ -536,7 +537,7 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(envvar="NETWRIGHT_API_KEY", show_envvar=True, help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health routes stay open)")] = None,
 ) -> None:
     """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
-    from .deploy.server import serve as serve_stage
+    from .stages.serve import serve as serve_stage
 
     serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
                 max_wait_ms=max_wait_ms, api_key=api_key)
@@ -545,7 +546,7 @@ def serve(
 @app.command()
 def report(run: Annotated[str, typer.Argument(help="run directory")]) -> None:
     """Write the model card: report.html (self-contained) and report.json."""
-    from .report import report as report_stage
+    from .stages.report import report as report_stage
     from .run import Run
 
     r = Run.open(run)
@@ -564,7 +565,7 @@ def compare(
                                                                      "./compare.html]")] = None,
 ) -> None:
     """Compare runs on one self-contained page: spec differences, learning curves, test metrics, trade-offs."""
-    from .report.compare import compare as compare_stage
+    from .stages.compare import compare as compare_stage
 
     result = compare_stage(runs, out=output)
     for note in result["notes"]:

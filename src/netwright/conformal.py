@@ -97,28 +97,3 @@ def score_intervals(pred: np.ndarray, q: float, target: np.ndarray) -> dict[str,
     """Empirical coverage and mean width of ``pred +- q`` against the true values."""
     err = np.abs(np.asarray(target, np.float64) - np.asarray(pred, np.float64))
     return {"coverage": float((err <= q).mean()), "mean_width": 2 * q}
-
-
-def run_calibration(run: Any, model: Any, data: Any, coverage: float) -> dict[str, Any]:
-    """Fit the conformal threshold of a run on its validation split (classifier or regressor)."""
-    from .calibrate import probabilities, require_val, split_logits
-    from .generative import require_supervised
-
-    check_coverage(coverage)
-    require_supervised(run, "conformal prediction")
-    info = run.info
-    if info.task not in ("classification", "regression"):
-        raise NetwrightError(f"--coverage applies to classifiers and regressors; {run.path} is a {info.task} model")
-    require_val(run)
-    out, y = split_logits(model, data, "val")
-    if info.task == "classification":
-        fit = classifier_sets(probabilities(out), y.numpy(), coverage)
-        method = "split conformal, adaptive prediction sets (APS) on the validation split"
-    else:
-        fit = regressor_intervals(info.unscale(out[:, 0].double()).numpy(), info.unscale(y.double()).numpy(), coverage)
-        method = "split conformal, absolute residuals on the validation split (target units)"
-    if math.isinf(fit["q"]):
-        need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point
-        raise NetwrightError(f"--coverage {coverage:g} needs at least {need} validation examples, {run.path} has "
-                             f"{fit['n']}; lower --coverage or train with a larger data.val")
-    return {"method": method, "coverage_target": coverage, "calibrated_on": "val", **fit}

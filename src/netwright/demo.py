@@ -52,11 +52,11 @@ card:
 def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = print) -> dict[str, Path]:
     """Run both lives; returns the paths of the two model cards."""
     import netwright
-    from netwright.fairness.synthetic import write_csv
+    from netwright.data.synthetic import write_csv
 
     cards = {}
     run = netwright.train(DIGITS, name="demo", runs_dir=runs_dir, overwrite=True, progress="quiet")
-    acc = run.evaluate()["metrics"]["accuracy"]
+    acc = netwright.evaluate(run)["metrics"]["accuracy"]
     say(f"digits CNN: test accuracy {acc:.4f} ({run.path})")
     ex = netwright.explain(run, samples=4)
     say(f"  explained {len(ex['samples'])} examples with {len(ex['methods'])} methods; "
@@ -71,7 +71,7 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     cards["digits"] = run.file("report.html")
 
     fair = netwright.train(LOANS, name="demo-fairness", runs_dir=runs_dir, overwrite=True, progress="quiet")
-    acc = fair.evaluate()["metrics"]["accuracy"]
+    acc = netwright.evaluate(fair)["metrics"]["accuracy"]
     netwright.explain(fair, samples=4)
     audit = netwright.audit(fair)
     gap = audit["groupings"]["group"]["gaps"]["demographic_parity_difference"]

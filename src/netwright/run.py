@@ -263,20 +263,6 @@ class Run:
         load_model_weights(model, path)
         return model.eval()
 
-    # ------------------------------------------------------------------ stages
-
-    def evaluate(self, split: str = "test", **kwargs: Any) -> dict[str, Any]:
-        """Score the run's model on a split; writes ``eval.json`` (see :func:`netwright.evaluate`)."""
-        from .evaluate import evaluate
-
-        return evaluate(self, split=split, **kwargs)
-
-    def predict(self, inputs: "str | os.PathLike | np.ndarray", **kwargs: Any) -> list[dict[str, Any]]:
-        """Predictions for raw inputs (see :func:`netwright.predict`)."""
-        from .predict import predict
-
-        return predict(self, inputs, **kwargs)
-
 
 def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
     host = socket.gethostname()

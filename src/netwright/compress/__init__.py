@@ -1,6 +1,6 @@
-"""Compression: int8 quantization, structured and unstructured pruning, budget search."""
+"""Compression: int8 quantization, structured and unstructured pruning, measurement, variants
+(the ``compress`` stage composes them)."""
 
-from .stage import compress
 from .variants import Variant, list_variants, load_variant
 
-__all__ = ["Variant", "compress", "list_variants", "load_variant"]
+__all__ = ["Variant", "list_variants", "load_variant"]

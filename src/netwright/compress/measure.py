@@ -58,10 +58,10 @@ def latency_spread_ms(fn: Callable[[np.ndarray], Any], x: np.ndarray, budget_s: 
     return min(times), statistics.median(times), max(times)
 
 
-def score(outputs: np.ndarray, split: Split, info: DataInfo) -> float:
-    """Accuracy (classification) or R² in the target's units (regression)."""
+def score(outputs: np.ndarray, split: Split, classes: bool) -> float:
+    """Accuracy (``classes``: outputs are logits over classes) or R² (outputs are values)."""
     y = split.y.numpy()
-    if info.task == "classification":
+    if classes:
         return float((outputs.argmax(1) == y).mean())
     pred = outputs.reshape(-1).astype(np.float64)
     ss_res = float(((pred - y) ** 2).sum())

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import arrays, builtin, control, fashion, graphs, images, ratings, scenes, speech, tabular, text  # noqa: F401  (registers the loaders)
-from ..fairness import synthetic  # noqa: F401,E402  (registers the planted-bias data)
-from ..text import data as text_data  # noqa: F401,E402  (registers the text data sets)
+from . import arrays, builtin, control, fashion, graphs, images, ratings, scenes, speech, synthetic, tabular, text  # noqa: F401  (registers the loaders)
 from .info import Dataset, DataInfo, RawData, Split
 from .registry import DATASETS, register_dataset
 

@@ -36,7 +36,8 @@ def node_data(names: list[str], edges: list[tuple[int, int, float]], labels: lis
         test = (x[rest], y[rest], {})
         x, y = x[train_nodes], y[train_nodes]
     return RawData(x=x, y=y, task="classification", modality="tabular", preprocess=pre, class_names=class_names,
-                   feature_names=[f"node={v}" for v in names], target_name="class", test=test, source=source)
+                   feature_names=[f"node={v}" for v in names], target_name="class", test=test, source=source,
+                   kind="node_classification")
 
 
 def adjacency(pre: dict, symmetric: bool = True) -> np.ndarray:
@@ -111,20 +112,3 @@ def drosophila(side: str = "left", weights: str = "log") -> RawData:
     return node_data([f"{side[0]}{i}" for i in range(len(labels))], edges, [names[v] for v in labels],
                      list(names.values()), f"Eichler et al. 2017 larval mushroom body ({side}), graspologic wheel "
                      "(graspologic/datasets/drosophila)", directed=True)
-
-
-def adjacency_baseline(data, split: str = "test") -> dict:
-    """Logistic regression (scikit-learn) on each node's connection profile (its row and column
-    of the adjacency matrix: edges out and in): a graph-aware baseline fitted on the same
-    training nodes."""
-    from sklearn.linear_model import LogisticRegression
-
-    a = adjacency(data.info.preprocess, symmetric=False)
-    profile = np.concatenate([a, a.T], axis=1)
-
-    def rows(part) -> tuple[np.ndarray, np.ndarray]:
-        return profile[part.x.numpy().argmax(1)], part.y.numpy()
-
-    fitted = LogisticRegression(max_iter=5000).fit(*rows(data.train))
-    return {"model": "logistic regression on each node's edges out and in (scikit-learn)", "fitted_on": "train",
-            "accuracy": float(fitted.score(*rows(data.split(split))))}

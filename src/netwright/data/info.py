@@ -39,6 +39,12 @@ class DataInfo:
     stratified: bool = False
     fingerprint: str = ""
     source: str = ""
+    #: the kind of run this data makes with a model of the registry (``netwright.tasks``):
+    #: ``task`` unless the data brings its own evaluation (text, graph or ratings data)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.task
 
     @property
     def num_outputs(self) -> int:
@@ -51,6 +57,19 @@ class DataInfo:
         """Standardised regression values (a tensor, an array or a float) -> the target's units."""
         t = self.preprocess.get("target", {"mean": 0.0, "std": 1.0})
         return y * t["std"] + t["mean"]
+
+    def raw(self, x: Any) -> np.ndarray:
+        """Normalised model inputs (a tensor or an array) back in the data's own units (float64):
+        the one place the input normalisation is undone."""
+        pre = self.preprocess
+        a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, np.float64)
+        if "mean" not in pre:
+            return a
+        mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
+        if pre["kind"] != "table":  # per channel
+            shape = (1, -1) + (1,) * (a.ndim - 2)
+            mean, std = mean.reshape(shape), std.reshape(shape)
+        return a * std + mean
 
     @property
     def picks_class(self) -> bool:
@@ -67,6 +86,11 @@ class DataInfo:
     def from_dict(cls, d: dict[str, Any]) -> "DataInfo":
         d = dict(d)
         d["input_shape"] = tuple(d["input_shape"])
+        if "kind" not in d:  # a run written before data named its kind: its preprocessing tells
+            own = [k for k in ("tokenizer", "graph", "ratings") if k in d.get("preprocess", {})]
+            if own and d["task"] in ("classification", "regression"):
+                d["kind"] = {"tokenizer": "text_classification", "graph": "node_classification",
+                             "ratings": "recommendation"}[own[0]]
         return cls(**d)
 
 
@@ -122,3 +146,4 @@ class RawData:
     test: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
     vocab: list[str] | None = None
     source: str = ""
+    kind: str = ""  # DataInfo.kind

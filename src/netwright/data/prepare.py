@@ -63,6 +63,7 @@ def prepare(raw: RawData, name: str, val: float, test: float, split_seed: int, n
         stratified=bool(stratified),
         fingerprint=digest,
         source=raw.source,
+        kind=raw.kind,
     )
     return Dataset(info, take(train_idx), take(val_idx), test_split)
 

@@ -178,8 +178,8 @@ _TOKENIZERS: dict[str, Any] = {}  # by digest: a served model tokenises every re
 def encode_texts(pre: dict[str, Any], texts: list[str], source: str) -> np.ndarray:
     """Texts -> token ids ``(N, L)`` with the run's own tokenizer, cut or padded to ``L``
     (models trained on labelled text)."""
-    from ..text.data import pad
-    from ..text.tokenizer import from_dict
+    from .tokenizer import pad
+    from .tokenizer import from_dict
 
     if not texts or not all(t.strip() for t in texts):
         raise DataError(f"{source}: empty text; give some words to classify")

@@ -34,7 +34,8 @@ def ratings_data(users: list[str], items: list[str], ratings: np.ndarray, source
     if item_names:
         pre["ratings"]["item_names"] = [item_names.get(v, v) for v in items_ids]
     return RawData(x=x, y=ratings.astype(np.float32), task="regression", modality="tabular", preprocess=pre,
-                   feature_names=["user_id", "item_id"], target_name="rating", source=source)
+                   feature_names=["user_id", "item_id"], target_name="rating", source=source,
+                   kind="recommendation")
 
 
 def _natural(v: str):

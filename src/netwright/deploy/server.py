@@ -37,9 +37,10 @@ class Model:
 
     def __init__(self, run: Run, variant: str | None = None, engine: str = "auto", threads: int = 1):
         from ..compress.variants import load_variant
-        from ..generative import require_supervised
+        from ..tasks import run_task
 
-        require_supervised(run, "serve")  # the server predicts classes or values
+        self.task = run_task(run)
+        self.task.require("serve", run)
         self.run, self.info = run, run.info
         self.name = run.name if variant is None else f"{run.name}-{variant}"
         self.variant = variant or "original"
@@ -64,7 +65,7 @@ class Model:
         torch.set_num_threads(threads)
         self.input_name = "input"
         self.dtype = np.int64 if self.info.modality == "tokens" else np.float32
-        from ..calibrate import served_temperature
+        from ..calibration import served_temperature
 
         # a calibrated run's temperature; an ONNX graph exported after calibration divides by it already
         self.temperature = served_temperature(run, self._export_folder() if self.session is not None else None) \
@@ -74,12 +75,13 @@ class Model:
         return self.run.file("export") if self.variant == "original" else self.run.file("export") / self.variant
 
     def _onnx_session(self, threads: int):
-        from .export import export
         from .onnx_io import onnx_session
+        from .verify import export_verified
 
         folder = self._export_folder()
         if not (folder / "model.onnx").is_file() or not (folder / "verify.json").is_file():
-            export(self.run, variant=None if self.variant == "original" else self.variant)
+            with self.run.lock("netwright serve (export)"):
+                export_verified(self.run, self.task, None if self.variant == "original" else self.variant)
         return onnx_session(folder / "model.onnx", threads)
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
@@ -103,11 +105,9 @@ class Model:
                                "POST /predict takes raw inputs"}}
 
     def decode(self, out: np.ndarray) -> list[dict[str, Any]]:
-        from ..predict import decode_outputs
-
-        rows = decode_outputs(self.info, out)  # outputs() has applied the temperature
-        if self.info.picks_class:
-            for row in rows:
+        rows = self.task.decode(torch.from_numpy(np.asarray(out)))  # outputs() has applied the temperature
+        for row in rows:
+            if "probabilities" in row:
                 row["confidence"] = row["probabilities"][row["label"]]
         return rows
 
@@ -136,7 +136,7 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
     (a sequence), ``{"text": "..."}``.
     """
     from ..data.preprocess import encode_image, encode_text, encode_texts, normalize
-    from ..predict import encode_inputs
+    from ..data.inputs import encode_inputs
 
     info = model.info
     if not isinstance(request, dict):
@@ -226,7 +226,7 @@ def explanation(model: Model, x: np.ndarray, method: str) -> dict[str, Any]:
         raise BadRequest(400, str(e)) from None
     t = torch.from_numpy(x[:1])
     with torch.no_grad():
-        target = torch_model(t).argmax(1) if model.info.picks_class else torch.zeros(1, dtype=torch.long)
+        target = model.task.target(torch_model(t))
     attr = METHODS[method].attribute(torch_model, t, target, baseline_for(model.info, t), model.info).detach().double()
     a = attr[0].numpy()
     out: dict[str, Any] = {"method": method, "target": int(target[0]), "shape": list(a.shape),
@@ -242,8 +242,7 @@ def explanation(model: Model, x: np.ndarray, method: str) -> dict[str, Any]:
 def _overlay(info: DataInfo, x: np.ndarray, a: np.ndarray) -> str:
     from matplotlib.figure import Figure  # not pyplot: its global state is unsafe across the worker threads
 
-    pre = info.preprocess
-    raw = x * np.asarray(pre["std"]).reshape(-1, 1, 1) + np.asarray(pre["mean"]).reshape(-1, 1, 1)
+    raw = info.raw(x[None])[0]
     img = raw[0] if raw.shape[0] == 1 else np.clip(raw.transpose(1, 2, 0) / max(raw.max(), 1e-8), 0, 1)
     heat = np.abs(a).sum(0)
     fig = Figure(figsize=(2.4, 2.4), dpi=100)
@@ -459,42 +458,3 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          engine: str = "auto", threads: int = 1, max_batch: int = 64, max_wait_ms: float | None = None,
-          api_key: str | None = None, header_timeout_s: float = 10.0, **options: Any) -> None:
-    """Serve a run until interrupted (SIGINT/SIGTERM shut down gracefully). ``options``: the rest
-    of :func:`create_app`'s (workers, queue, body_timeout_s); a client whose request line and
-    headers take over ``header_timeout_s`` is disconnected."""
-    import contextlib
-    import signal
-    import socket
-
-    import uvicorn
-
-    from .guard import server_config
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # stop gracefully on SIGINT/SIGTERM, then exit 0 (uvicorn re-raises them)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, self.handle_exit)
-            yield
-
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            raise NetwrightError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
-    app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key,
-                     **options)
-    server = Server(server_config(app, host, port, header_timeout_s, timeout_graceful_shutdown=5))
-    model = app.state.model
-    b = app.state.batching
-    batching = f"batches of up to {b['max_batch']} rows, {b['max_wait_ms']:g} ms wait" if b["max_batch"] > 1 else "no batching"
-    auth = "; API key required" if app.state.api_key else ""
-    print(f"serving {model.name} ({model.engine}; {batching}{auth}) on http://{host}:{port}/  (Ctrl-C to stop)",
-          flush=True)
-    server.run()
-    print("stopped", flush=True)

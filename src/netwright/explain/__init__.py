@@ -1,6 +1,5 @@
-"""Explanations: attribution methods (Captum), pictures and sanity checks."""
+"""Explanations: attribution methods (Captum), pictures and sanity checks (the ``explain`` stage composes them)."""
 
 from .methods import METHODS, applicable
-from .stage import explain
 
-__all__ = ["METHODS", "applicable", "explain"]
+__all__ = ["METHODS", "applicable"]

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import NetwrightError
 from ..metrics import expected_calibration_error
-from ..run import Run, writes_run
+from ..run import Run
 from .groups import group_index, group_labels, resolve
 
 CI_LEVEL = 0.95
@@ -286,39 +286,3 @@ def load_labelled(run: Run, data_file: str | os.PathLike | None, split: str, sen
         raise NetwrightError(f"{data_file}: target values not seen in training: {', '.join(bad[:5])}")
     y = np.array([index[v.strip()] for v in table[info.target_name]])
     return x, y, {c: np.array([MISSING_CATEGORY if is_missing(v) else v.strip() for v in table[c]]) for c in sensitive}
-
-
-@writes_run("netwright audit")
-def audit(run: Run | str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-          plots: bool = True) -> dict[str, Any]:
-    """Audit a trained classifier by group; writes ``audit.json`` and ``fairness/audit.png``.
-
-    Args:
-        data: a CSV with the training columns plus target and sensitive columns (default: the
-            run's own ``split``).
-    """
-    run = run if isinstance(run, Run) else Run.open(run)
-    from ..generative import require_supervised
-
-    require_supervised(run, "audit")
-    fair = run.spec.fairness
-    info = run.info
-    sensitive, positive = resolve(info, fair)
-    x, y, groups = load_labelled(run, data, split, sensitive)
-    score, pred = decisions(run.load_model(), x, positive)
-    names = info.class_names
-    negative = "not " + names[positive] if len(names) > 2 else names[1 - positive]
-    result = audit_predictions(y == positive, pred, score, groups, sensitive, fair.min_group_size, fair.bootstrap,
-                               seed=run.spec.seed, labels=(names[positive], negative))
-    result.update(positive_label=names[positive], source=str(data) if data else f"{split} split")
-    if info.modality == "tabular":
-        train = run.load_data().train
-        result["proxies"] = {c: proxy_check(train.x.numpy(), train.groups[c], x.numpy(), groups[c],
-                                            info.feature_names, run.spec.seed) for c in sensitive}
-    result["summary"] = summary(result)
-    run.write_json("audit.json", result)
-    if plots:
-        from .pictures import audit_plot
-
-        audit_plot(result, run.file("fairness") / "audit.png")
-    return result

@@ -93,7 +93,7 @@ def deployed_decisions(run: Any, table: Any, logits: np.ndarray, rows: list[dict
                                "own decision; add the column to get the fairness thresholds' decision")
         return rows
     groups = group_labels({c: np.array([str(v).strip() for v in table[c]]) for c in t["sensitive"]}, t["sensitive"])
-    from ..calibrate import probabilities
+    from ..calibration import probabilities
 
     p = probabilities(logits)  # the uncalibrated scores the thresholds were fitted on
     decide = apply_thresholds(p[:, positive], groups, t, seed=run.spec.seed)
@@ -104,3 +104,18 @@ def deployed_decisions(run: Any, table: Any, logits: np.ndarray, rows: list[dict
         r["model_label"], r["label"], r["class"] = r["label"], names[k], k
         r["thresholds"] = f"applied: the {t['constraint'].replace('_', ' ')} thresholds of {g}"
     return rows
+
+
+def save_thresholds(run: Any, data: Any, model: Any) -> dict[str, Any]:
+    """Fit post-processing thresholds on the validation split; write ``fairness/thresholds.json``."""
+    from .audit import decisions
+    from .groups import group_labels, resolve
+
+    fair = run.spec.fairness
+    sensitive, positive = resolve(data.info, fair)
+    split, name = (data.val, "val") if data.val is not None else (data.train, "train")
+    score, _ = decisions(model, split.x, positive)
+    table = fit_thresholds(score, split.y.numpy() == positive, group_labels(split.groups, sensitive), fair.thresholds)
+    table.update(fitted_on=f"{name} split", sensitive=sensitive, positive_label=data.info.class_names[positive])
+    run.write_json("fairness/thresholds.json", table)
+    return table

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data.info import DataInfo
 from ..errors import NetwrightError
-from ..text.tokenizer import BOS, EOS, PAD, UNK
+from ..data.tokenizer import BOS, EOS, PAD, UNK
 from .common import ACTIVATIONS, Activation, Dropout, PosInt, check_heads
 from .registry import register_model
 

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ..run import Run
+from ..tasks import run_task
 
 # Energy estimate: wall-clock training time x active CPU threads x this many watts (a typical
 # per-core share of a server CPU's rated power), plus the GPU's typical board power on CUDA.
@@ -37,42 +37,23 @@ def _stages(run: Run) -> dict[str, bool]:
     }
 
 
-def _not_applicable(run: Run) -> list[str]:
-    """Stages that read class or value predictions do not apply to a GAN or a language model; a
-    translation model is trained and evaluated only; a policy is not audited or compressed."""
-    from ..generative import model_task
-
-    if run.info.task == "translation":
-        return [s for s in STAGES if s != "evaluate"]
-    if run.info.task in ("language_model", "detection") or model_task(run) in ("adversarial", "contrastive"):
-        return ["explain", "audit", "mitigate", "compress", "monitor"]
-    if run.info.task == "control":  # a policy: no groups to audit, no accuracy to keep when shrinking
-        return ["audit", "mitigate", "compress", "monitor"]
-    return []
+def _not_applicable(run: Run, task: Any) -> list[str]:
+    """The card's stages that do not apply to the run's kind (a GAN is not explained, a policy
+    not audited, a translation model only evaluated)."""
+    return [s for s in STAGES if s not in task.stages]
 
 
 def model_details(run: Run) -> dict[str, Any]:
     """Family, layers, parameters and forward FLOPs (``torch.utils.flop_counter``)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from ..deploy.onnx_io import example_input
     from ..models import MODELS
-    from ..models.cost import forward_flops
 
-    spec, info = run.spec, run.info
+    spec = run.spec
     model = run.load_model() if run.has("model.safetensors") else None
     details: dict[str, Any] = {"name": spec.model.name, "family": MODELS.get(spec.model.name).meta.get("family"),
                                "hyper_parameters": spec.model.params}
     if model is None:
         return details
-    from ..models.gan import GAN
-
-    if isinstance(model, GAN):  # a generator's forward is a sample
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model.sample(1)
-        details["flops_per_example"] = int(counter.get_total_flops())
-    else:
-        details["flops_per_example"] = forward_flops(model, example_input(info, 1))
+    details["flops_per_example"] = run_task(run).forward_flops(model)  # a generator's forward is a sample
     details["parameters"] = sum(p.numel() for p in model.parameters())
     details["layers"] = [{"name": n, "type": type(m).__name__, "parameters": sum(p.numel() for p in m.parameters())}
                          for n, m in model.named_modules()
@@ -163,7 +144,8 @@ def collect(run: Run) -> dict[str, Any]:
     history = run.metrics()
     details = model_details(run)
     stages = _stages(run)
-    skip = _not_applicable(run)
+    task = run_task(run)
+    skip = _not_applicable(run, task)
     card: dict[str, Any] = {
         "title": spec.card.title or f"{spec.model.name} on {info.name}",
         "run": run.name,
@@ -243,6 +225,10 @@ def pictures(run: Run) -> dict[str, Path]:
         "audit": "fairness/audit.png", "tradeoff": "fairness/tradeoff.png",
     }
     found = {k: run.file(v) for k, v in candidates.items() if run.has(v)}
+    known = {run.file(v) for v in candidates.values()}
+    for p in sorted(run.file("eval").glob("*.png")) if run.has("eval") else []:
+        if p not in known:  # what a kind's evaluation draws besides (e.g. a segmentation's overlays)
+            found[f"eval:{p.stem}"] = p
     for p in sorted(run.file("monitor").glob("*.png")) if run.has("monitor") else []:
         found[f"monitor:{p.stem}"] = p
     return found

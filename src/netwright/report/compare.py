@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from ..atomic import write_text
 from ..errors import NetwrightError
 from ..run import Run, default_runs_dir
 from ..spec import flatten
@@ -35,7 +33,7 @@ HEADLINE = ("accuracy", "r2")  # the test metric the trade-offs use: the first o
 SKIP_KEYS = {"name"}  # the run's name heads its column already
 SECTIONS = [("runs", "Runs"), ("spec", "Spec differences"), ("curves", "Learning curves"),
             ("test", "Test metrics"), ("tradeoffs", "Trade-offs")]
-_MISSING = object()
+MISSING = object()
 
 
 @dataclass
@@ -55,33 +53,6 @@ class Entry:
     mitigate: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
     size: int | None = None  # bytes of model.safetensors
-
-
-def compare(runs: list[str | os.PathLike | Run], out: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Write one page comparing ``runs`` (run directories, or folders holding runs).
-
-    Args:
-        runs: at least two runs after folders are expanded to the runs in them.
-        out: the page to write (a folder: ``compare.html`` in it) [default: ``./compare.html``].
-
-    Returns:
-        ``path`` of the page, the ``runs`` compared, the ``spec_diff`` shown, the runs
-        ``not_evaluated`` and ``notes`` on folder entries that were skipped.
-    """
-    entries, studies, notes = resolve(runs)
-    for x in entries:
-        _load(x)
-    path = Path(out) if out is not None else Path(DEFAULT_OUT)
-    if path.is_dir() or str(out).endswith(("/", os.sep)):
-        path = path / DEFAULT_OUT
-    diff = spec_diff(entries)
-    with tempfile.TemporaryDirectory() as tmp:
-        page = render(entries, studies, notes, diff, Path(tmp))
-    write_text(path, page)
-    return {"path": str(path), "runs": [{"label": x.label, "path": str(x.run.path), "evaluated": x.eval is not None}
-                                        for x in entries],
-            "spec_diff": {k: [None if v is _MISSING else v for v in vs] for k, vs in diff},
-            "not_evaluated": [x.label for x in entries if x.eval is None], "notes": notes}
 
 
 # ---------------------------------------------------------------------- which runs
@@ -202,7 +173,7 @@ def _finite(v: Any) -> bool:
 # ---------------------------------------------------------------------- what each run holds
 
 
-def _load(x: Entry) -> None:
+def load(x: Entry) -> None:
     r = x.run
     try:
         raw = yaml.safe_load(r.file("spec.yaml").read_text(encoding="utf-8"))
@@ -226,8 +197,8 @@ def spec_diff(entries: list[Entry]) -> list[tuple[str, list[Any]]]:
     keys = list(dict.fromkeys(k for x in entries for k in x.spec))
     rows = []
     for k in keys:
-        values = [x.spec.get(k, _MISSING) for x in entries]
-        if k not in SKIP_KEYS and len({"\0absent" if v is _MISSING else json.dumps(v, sort_keys=True, default=str)
+        values = [x.spec.get(k, MISSING) for x in entries]
+        if k not in SKIP_KEYS and len({"\0absent" if v is MISSING else json.dumps(v, sort_keys=True, default=str)
                                        for v in values}) > 1:
             rows.append((k, values))
     return rows
@@ -295,7 +266,7 @@ def _name(x: Entry) -> str:
 
 
 def _value(v: Any) -> str:
-    if v is _MISSING:
+    if v is MISSING:
         return "<span class=muted>absent</span>"
     if isinstance(v, str):
         return e(v)

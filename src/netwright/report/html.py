@@ -170,12 +170,16 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
     if ev.get("per_class_ap50"):  # detection
         out += "<details><summary>AP at IoU 0.5 per class</summary>" + table(
             ["class", "AP@0.5"], [[k, "" if v is None else v] for k, v in ev["per_class_ap50"].items()]) + "</details>"
-    if ev.get("per_class"):
+    if ev.get("per_class"):  # the kind's per-class scores, as its evaluation names them
+        keys = list(ev["per_class"][0])
         out += "<details><summary>Per class</summary>" + table(
-            ["class", "precision", "recall", "F1", "support"],
-            [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in ev["per_class"]]) + "</details>"
-    return out + img(pics.get("confusion"), "confusion matrix") + img(pics.get("reliability"), "reliability diagram") \
+            [k.replace("_", " ") for k in keys], [[r[k] for k in keys] for r in ev["per_class"]]) + "</details>"
+    out += img(pics.get("confusion"), "confusion matrix") + img(pics.get("reliability"), "reliability diagram") \
         + img(pics.get("predictions"), "predicted against true") + img(pics.get("samples"), "generated samples")
+    for k, p in pics.items():  # the pictures a kind's evaluation draws beyond those
+        if k.startswith("eval:"):
+            out += img(p, k.removeprefix("eval:").replace("_", " "))
+    return out
 
 
 def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:

@@ -8,7 +8,8 @@ set), and the judge's class histogram of the generated samples (mode coverage).
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,10 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.info import DataInfo
+from ..errors import NetwrightError
 from ..metrics import frechet_distance
-from ..spec import TrainSpec
+from .base import Kind
+from .registry import register_task
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 MODE_SHARE = 0.03  # a class counts as covered when at least 3% of the samples are judged to be it
+EVAL_SAMPLES = 1000
 
 
 class Judge:
@@ -44,6 +51,15 @@ class Judge:
         return torch.cat(feats).double().numpy(), torch.cat(classes).numpy()
 
 
+def load_judge(run: Run):
+    """The classifier trained beside the GAN that scores its samples (``judge/``)."""
+    from ..run import Run
+
+    if not run.has("judge/model.safetensors"):
+        raise NetwrightError(f"{run.path}: the judge classifier is missing (judge/); retrain the GAN")
+    return Judge(Run.open(run.file("judge")).load_model())
+
+
 def quality(real_features: np.ndarray, fake: torch.Tensor, judge: Judge, num_classes: int) -> dict[str, float]:
     """Frechet distance to the real features, and the judged class histogram of ``fake``."""
     feats, classes = judge(fake)
@@ -52,16 +68,43 @@ def quality(real_features: np.ndarray, fake: torch.Tensor, judge: Judge, num_cla
             "min_class_share": float(share.min())}
 
 
-class AdversarialTask:
+@register_task("adversarial", title="a GAN", plural="GANs")
+class AdversarialTask(Kind):
     """Non-saturating GAN loss with one-sided label smoothing and decaying instance noise."""
 
     default_monitor = "val_fid"
     metric_names = ["fid", "modes", "min_class_share"]
+    stages = frozenset({"evaluate", "sample", "export", "report"})
+    instead = "use 'netwright sample {run}' or 'netwright evaluate {run}'"
 
-    def __init__(self, info: DataInfo, train: TrainSpec, judge: Judge, autocast: Any = None):
-        self.info, self.spec, self.judge = info, train.adversarial, judge
-        self.noise = self.spec.instance_noise
+    distributed = False
+
+    def __init__(self, info: DataInfo, train: Any = None, **context: Any):
+        super().__init__(info, train, **context)
+        judge = context.get("companions", {}).get("judge")
+        self.spec, self.judge = train.adversarial if train is not None else None, judge and Judge(judge.load_model())
+        self.noise = self.spec.instance_noise if self.spec is not None else 0.0
         self.model: nn.Module | None = None
+
+    @classmethod
+    def companions(cls, spec: Any, info: DataInfo) -> dict[str, dict[str, Any]]:
+        """The classifier that judges the samples, trained on the same data and split first."""
+        return {"judge": judge_spec(spec, info.modality)}
+
+    @staticmethod
+    def cost_module(model: nn.Module) -> nn.Module:
+        return model.discriminator
+
+    def training_flops(self, model: nn.Module, example: torch.Tensor) -> None:
+        return None  # a step trains two networks: not one forward
+
+    def forward_flops(self, model: nn.Module) -> int:
+        """A generator's forward is a sample."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.sample(1)
+        return int(counter.get_total_flops())
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.noise = self.spec.instance_noise * (1 - (epoch - 1) / max(epochs, 1))
@@ -134,6 +177,70 @@ class AdversarialTask:
             return quality(outputs["features"].numpy(), fake.cpu(), self.judge, self.info.num_classes)
         finally:
             model.train(was)
+
+    def evaluate(self, run: Run, split: str = "test", batch_size: int = 1024,
+                 coverage: float | None = None) -> dict[str, Any]:
+        """Frechet distance to the test split for the GAN, an untrained generator and Gaussian noise;
+        the judged class histogram; for a conditional GAN, how often class k is judged as k."""
+        from ..models import build_model
+
+        data = run.load_data()
+        test = data.split("test")
+        info = data.info
+        judge = load_judge(run)
+        real, _ = judge(test.x)
+        model = run.load_model()
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            fake = model.sample(EVAL_SAMPLES, generator=g)
+            torch.manual_seed(run.spec.seed)
+            untrained = build_model(run.spec.model.name, info, **run.spec.model.params).eval().sample(
+                EVAL_SAMPLES, generator=torch.Generator().manual_seed(0))
+        noise = torch.randn((EVAL_SAMPLES, *info.input_shape), generator=torch.Generator().manual_seed(0))
+        feats, classes = judge(fake)
+        share = np.bincount(classes, minlength=info.num_classes) / EVAL_SAMPLES
+        metrics = {"fid": frechet_distance(real, feats),
+                   "fid_untrained_generator": frechet_distance(real, judge(untrained)[0]),
+                   "fid_gaussian_noise": frechet_distance(real, judge(noise)[0]),
+                   "fid_real_train_vs_test": frechet_distance(real, judge(data.train.x)[0]),
+                   "modes": int((share >= MODE_SHARE).sum()), "min_class_share": float(share.min())}
+        result: dict[str, Any] = {"split": "test", "n": len(test), "task": "adversarial", "samples": EVAL_SAMPLES,
+                                  "metrics": metrics, "class_share": dict(zip(info.class_names, share.tolist())),
+                                  "mode_share_threshold": MODE_SHARE}
+        if model.conditional:
+            per = EVAL_SAMPLES // info.num_classes
+            labels = torch.arange(info.num_classes).repeat_interleave(per)
+            with torch.no_grad():
+                judged = judge(model.sample(len(labels), labels=labels, generator=torch.Generator().manual_seed(1)))[1]
+            hits = judged == labels.numpy()
+            metrics["conditional_accuracy"] = float(hits.mean())
+            result["conditional_accuracy_per_class"] = {
+                name: float(hits[labels.numpy() == k].mean()) for k, name in enumerate(info.class_names)}
+        return result
+
+    def plots(self, run: Run, result: dict[str, Any], folder: Path) -> None:
+        if self.info.modality == "image":
+            from .samples import write_samples
+
+            write_samples(run, n=64, out=folder / "samples.png")
+
+    def export(self, run: Run, target: Path, samples: int = 512) -> dict[str, Any]:
+        """The generator (inputs ``noise`` and, when conditional, ``label``), checked on random noise."""
+        from ..deploy.verify import export_generator_verified
+
+        return export_generator_verified(run, target, samples)
+
+    def sample(self, run: Run, n: int = 64, label: int | None = None, out: str | Path | None = None,
+               seed: int = 0) -> Path:
+        """Generate ``n`` samples: a picture grid for images, a CSV in the data's columns for tables."""
+        from .samples import write_samples
+
+        return write_samples(run, n, label, out, seed)
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"data": {"name": "digits"}, "model": {"name": "gan", "latent": 8, "hidden": [16]},
+                "train": {"epochs": 1}}
 
 
 def judge_spec(spec: Any, modality: str) -> dict[str, Any]:

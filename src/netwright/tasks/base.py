@@ -1,20 +1,44 @@
-"""What a training step means; the trainer owns the loop, a task owns the step."""
+"""The kind of run: the one object that knows what a step, an evaluation and a prediction mean.
+
+The trainer owns the loop and asks the task for each step; every stage after training asks the
+task too (which verbs apply, how a split is scored beside its baseline, how outputs read as
+predictions), so no stage branches on the kind. A kind is a class registered under its name
+(:func:`netwright.tasks.register_task`) and resolved once per run
+(:func:`netwright.tasks.task_for`).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
+from ..errors import NetwrightError
+
+if TYPE_CHECKING:
+    from ..data.info import DataInfo
+    from ..run import Run
+
+#: every verb after ``train``; a kind lists those that apply to it in ``stages``
+VERBS = frozenset({"evaluate", "predict", "sample", "generate", "explain", "audit", "mitigate", "monitor",
+                   "calibrate", "conformal", "compress", "export", "serve", "report", "folds", "continual"})
+
 
 class Task(Protocol):
-    """The contract between the trainer and a kind of learning problem."""
+    """The contract between the trainer, the stages and a kind of learning problem."""
 
+    #: the kind's name (``classification``, ``detection``, ...): recorded in ``eval.json`` and the card
+    name: ClassVar[str]
+    #: the verbs (of :data:`VERBS`) that apply to runs of this kind
+    stages: ClassVar[frozenset[str]]
     #: metric that picks the best epoch when ``train.monitor`` is ``auto`` (e.g. ``val_accuracy``)
     default_monitor: str
     #: names of the metrics :meth:`metrics` returns
     metric_names: list[str]
+
+    # ---- training (the trainer calls these)
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each epoch (schedules inside the task, such as decaying noise)."""
@@ -33,6 +57,34 @@ class Task(Protocol):
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Metrics from the concatenated outputs of :meth:`eval_step`."""
 
+    # ---- after training (the stages call these)
+
+    def require(self, verb: str, run: Run) -> None:
+        """Raise the one-line refusal when ``verb`` does not apply to this kind."""
+
+    def evaluate(self, run: Run, split: str, batch_size: int = 1024, coverage: float | None = None) -> dict[str, Any]:
+        """The body of ``eval.json``: the model's metrics on ``split`` beside its ``baseline``."""
+
+    def plots(self, run: Run, result: dict[str, Any], folder: Path) -> None:
+        """The evaluation's pictures (beyond the learning curves) into ``folder``."""
+
+    def prepare(self, run: Run, model: nn.Module, coverage: float | None = None) -> None:
+        """Load what :meth:`decode` needs for a run's outputs (a temperature, conformal thresholds)."""
+
+    def decode(self, outputs: torch.Tensor, inputs: Any = None) -> list[dict[str, Any]]:
+        """Model outputs for a batch -> one prediction a person reads per example
+        (``inputs``: the raw inputs as given, for kinds whose decisions read them)."""
+
+    def target(self, outputs: torch.Tensor, chosen: int | None = None) -> torch.Tensor:
+        """The output index an attribution explains, per example (``chosen``: the user's class)."""
+
+    def label(self, y: Any) -> Any:
+        """A stored target as a person reads it (None where targets are not labels)."""
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        """A tiny spec (``data``, ``model``, ``train``) of this kind, for the contract tests."""
+
 
 def backward_step(model: nn.Module, optimizer: torch.optim.Optimizer, objective: torch.Tensor, loss_scale: float,
                   grad_clip: float | None) -> None:
@@ -44,18 +96,112 @@ def backward_step(model: nn.Module, optimizer: torch.optim.Optimizer, objective:
     optimizer.step()
 
 
-class OneNetworkTask:
-    """A task that trains one network with one optimizer: a step computes ``objective(model,
-    batch)``, then backward, clipping and the optimizer step. Subclasses give the objective."""
+class Kind:
+    """What every kind shares: construction from the data and the train spec, the refusal of
+    verbs that do not apply, the learning curves as the evaluation's pictures. A kind subclasses
+    this and fills in the rest of :class:`Task`."""
 
+    name: ClassVar[str] = ""
+    #: how the kind is named in a sentence: "a classifier", and of several: "classifiers"
+    title: ClassVar[str] = ""
+    plural: ClassVar[str] = ""
+    stages: ClassVar[frozenset[str]] = frozenset({"evaluate", "export", "report"})
+    #: what to do instead of a verb that does not apply (``{run}`` stands for the run's path): one
+    #: hint for every verb, or a hint per verb
+    instead: ClassVar[str | dict[str, str]] = ""
+    #: the registered model that data of this kind needs (None: any model of the registry fits)
+    preset: ClassVar[str | None] = None
+    #: whether the model's outputs are logits over ``info.class_names`` (a classifier, a policy's actions)
+    picks_class: ClassVar[bool] = False
+    #: the metric a summary leads with and compression keeps (``eval.json``'s ``metrics``)
+    headline: ClassVar[str] = "loss"
+    #: whether a step may run under bf16 autocast (``train.precision: auto`` decides when it pays)
+    mixed_precision: ClassVar[bool] = False
+    #: whether ``--nproc`` (torch.distributed) may train it
+    distributed: ClassVar[bool] = True
     default_monitor = "val_loss"
+    metric_names: list[str] = ["loss"]
 
-    def __init__(self, info: Any, train: Any):
+    def __init__(self, info: DataInfo, train: Any = None, **context: Any):
         self.info, self.train_spec = info, train
         self.loss_scale = 1.0  # set by the trainer in distributed runs (a rank's share of the global batch)
+        self.autocast = context.get("autocast")  # None: full precision, no context to enter on every step
+
+    def require(self, verb: str, run: Run) -> None:
+        if verb not in self.stages:
+            hint = self.instead.get(verb, "") if isinstance(self.instead, dict) else self.instead
+            raise NetwrightError(f"{verb} applies to {self.applies_to(verb)}; {run.path} is {self.title}"
+                                 + (f": {hint.format(run=run.path)}" if hint else ""))
+
+    @staticmethod
+    def applies_to(verb: str) -> str:
+        """The kinds a verb applies to, in words: "classifiers, regressors and policies"."""
+        from .registry import TASKS
+
+        kinds = list(dict.fromkeys(cls.plural for cls in TASKS.values() if verb in cls.stages))
+        return " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds) or "no kind of run"
+
+    # ---- training
+
+    @classmethod
+    def companions(cls, spec: Any, info: DataInfo) -> dict[str, dict[str, Any]]:
+        """Specs of the runs this kind needs trained into ``RUN/<name>/`` first (a GAN's judge);
+        the task gets them as ``companions={name: Run}``."""
+        return {}
+
+    @staticmethod
+    def cost_module(model: nn.Module) -> nn.Module:
+        """The network whose forward sets the cost of a step (``train.threads: auto``)."""
+        return model
+
+    def training_flops(self, model: nn.Module, example: torch.Tensor) -> int | None:
+        """Forward FLOPs of one training example (the compute report), None where a step is not one forward."""
+        from ..models.cost import forward_flops
+
+        return forward_flops(model, example)
+
+    def forward_flops(self, model: nn.Module) -> int:
+        """FLOPs of the model's forward on one example (the model card)."""
+        from ..deploy.onnx_io import example_input
+        from ..models.cost import forward_flops
+
+        return forward_flops(model, example_input(self.info, 1))
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Nothing changes between epochs."""
+
+    def plots(self, run: Run, result: dict[str, Any], folder: Path) -> None:
+        """No pictures beyond the learning curves."""
+
+    def export(self, run: Run, target: Path, samples: int = 512) -> dict[str, Any]:
+        """Write the run's own model to ``target`` as ONNX and verify it in ONNX Runtime
+        (``export/verify.json``'s body)."""
+        from ..deploy.onnx_io import export_onnx
+        from ..deploy.verify import verify
+
+        reference = self.export_reference(run, run.load_model())
+        export_onnx(reference, self.info, target)
+        # outputs are logits / T where a temperature is in the graph: their softmax is calibrated
+        return {**verify(run, target, self, samples=samples, reference=reference),
+                "temperature": getattr(reference, "temperature", 1.0)}
+
+    def export_reference(self, run: Run, model: nn.Module) -> nn.Module:
+        """The module an export writes for the run's own model (a classifier's divides by its temperature)."""
+        return model
+
+    def export_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test inputs an exported model is checked on, and inputs of another length for a model
+        whose length axis is dynamic."""
+        return x, torch.cat([x[:4], x[:4]], dim=-1)
+
+    def prepare(self, run: Run, model: nn.Module, coverage: float | None = None) -> None:
+        if coverage is not None:
+            raise NetwrightError(f"--coverage applies to {self.applies_to('conformal')}; {run.path} is {self.title}")
+
+
+class OneNetworkTask(Kind):
+    """A task that trains one network with one optimizer: a step computes ``objective(model,
+    batch)``, then backward, clipping and the optimizer step. Subclasses give the objective."""
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         from ..training.optim import build_optimizer  # training/ imports tasks/: import here, no cycle

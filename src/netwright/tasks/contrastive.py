@@ -3,15 +3,18 @@ the NT-Xent loss pulls a view's embedding to its partner's and away from the 2B-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.info import DataInfo
-from ..spec import TrainSpec
 from .base import OneNetworkTask
+from .registry import register_task
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 def views(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
@@ -41,15 +44,17 @@ def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.cross_entropy(sim, partner, reduction="none")
 
 
+@register_task("contrastive", title="a self-supervised encoder", plural="self-supervised encoders")
 class ContrastiveTask(OneNetworkTask):
     """SimCLR pre-training through the shared trainer (the labels of the data are not used).
     Training views come from the global generator, which the trainer seeds for every epoch from
     the run's seed; validation views are the same at every evaluation."""
 
     metric_names = ["loss"]
+    instead = "train a classifier on it (train.init_from: {run}, train.freeze: [features])"
 
-    def __init__(self, info: DataInfo, train: TrainSpec | None, temperature: float = 0.2):
-        super().__init__(info, train)
+    def __init__(self, info: DataInfo, train: Any = None, temperature: float = 0.2, **context: Any):
+        super().__init__(info, train, **context)
         self.temperature = temperature
 
     def loss(self, model: nn.Module, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
@@ -66,6 +71,17 @@ class ContrastiveTask(OneNetworkTask):
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         return {"loss": float(outputs["loss"].mean())}
 
+    def evaluate(self, run: Run, split: str = "test", batch_size: int = 1024,
+                 coverage: float | None = None) -> dict[str, Any]:
+        """Its loss, and how a k-NN vote reads its features."""
+        return {"split": split, "n": run.info.splits[split], "task": "self-supervised",
+                **evaluate_contrastive(run.load_model(), run.load_data(), split)}
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"data": {"name": "digits"}, "model": {"name": "contrastive", "channels": [4, 8], "embed_dim": 8},
+                "train": {"epochs": 1}}
+
 
 @torch.no_grad()
 def evaluate_contrastive(model: nn.Module, data: Any, split: str, k: int = 20, reference: int = 10_000) -> dict[str, Any]:
@@ -73,7 +89,7 @@ def evaluate_contrastive(model: nn.Module, data: Any, split: str, k: int = 20, r
     representation a probe reads) with up to ``reference`` labelled training images as the
     neighbours: how well the classes separate before any probe is trained."""
     model.eval()
-    task = ContrastiveTask(data.info, None)
+    task = ContrastiveTask(data.info)
     part = data.split(split)
 
     def embed(x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ the baseline; evaluation plays them greedily and reports the returns."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,8 +13,11 @@ from torch import nn
 
 from ..data.control import make_env
 from ..data.info import DataInfo
-from ..spec import TrainSpec
 from .base import OneNetworkTask
+from .registry import register_task
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 class Episodes:
@@ -52,15 +55,20 @@ class Episodes:
         return (torch.stack(logps) if logps else None), torch.stack(rewards), torch.stack(masks)
 
 
+@register_task("control", title="a control policy", plural="control policies")
 class ControlTask(OneNetworkTask):
     """Policy-gradient training on a gymnasium environment's episodes. Actions are sampled from
     the global generator, which the trainer seeds for every epoch from the run's seed."""
 
     default_monitor = "val_return"
     metric_names = ["return", "return_min", "length"]
+    stages = frozenset({"evaluate", "predict", "explain", "export", "serve", "report"})
+    instead = "evaluate it with 'netwright evaluate {run}' (it plays the test episodes)"
+    preset = "policy"
+    picks_class = True
 
-    def __init__(self, info: DataInfo, train: TrainSpec, gamma: float = 0.99):
-        super().__init__(info, train)
+    def __init__(self, info: DataInfo, train: Any = None, gamma: float = 0.99, **context: Any):
+        super().__init__(info, train, **context)
         self.gamma = gamma
         self.episodes = Episodes(info.preprocess["env"]["id"])
 
@@ -92,6 +100,32 @@ class ControlTask(OneNetworkTask):
         r = outputs["return"].double()
         return {"return": float(r.mean()), "return_min": float(r.min()), "length": float(outputs["length"].mean())}
 
+    def evaluate(self, run: Run, split: str = "test", batch_size: int = 1024,
+                 coverage: float | None = None) -> dict[str, Any]:
+        """Play the split's episodes greedily, beside uniformly random actions."""
+        solved = self.info.preprocess["env"].get("solved")
+        return {"split": split, "n": self.info.splits[split], "task": "control",
+                **evaluate_control(run.load_model(), self.info, run.load_data().split(split).y, solved)}
+
+    def decode(self, outputs: torch.Tensor, inputs: Any = None) -> list[dict[str, Any]]:
+        """The action the policy picks for each observation, with its probabilities."""
+        from .classification import class_rows
+
+        return class_rows(self.info.class_names, outputs)
+
+    def target(self, outputs: torch.Tensor, chosen: int | None = None) -> torch.Tensor:
+        """The action an attribution explains: ``chosen``, else the one the policy picks."""
+        return torch.full((len(outputs),), chosen) if chosen is not None else outputs.argmax(1)
+
+    def label(self, y: Any) -> None:
+        """A policy's examples hold episode seeds, not labels."""
+        return None
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"data": {"name": "cartpole", "episodes": 16}, "model": {"name": "policy", "hidden": [8]},
+                "train": {"epochs": 1}}
+
 
 class RandomPolicy(nn.Module):
     """Uniformly random actions: the baseline a policy has to beat."""
@@ -117,3 +151,4 @@ def evaluate_control(model: nn.Module, info: DataInfo, seeds: torch.Tensor, solv
         metrics["solved_share"] = float((r >= solved).double().mean())
     return {"metrics": metrics, "returns": r.tolist(),
             "baseline": {"model": "uniformly random actions", "fitted_on": "nothing", "return": float(rr.mean())}}
+

@@ -3,7 +3,7 @@ with non-maximum suppression, and mean average precision at IoU 0.5."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,6 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import OneNetworkTask
+from .registry import register_task
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -106,12 +110,16 @@ def average_precision(detections: list[dict[str, torch.Tensor]], y: torch.Tensor
     return (float(np.mean(present)) if present else 0.0), aps
 
 
+@register_task("detection", title="an object detector", plural="object detectors")
 class DetectionTask(OneNetworkTask):
     """Objectness (binary cross-entropy over every cell, positives weighted up), class
     cross-entropy and an L1 box loss on the cells that hold an object's centre."""
 
     default_monitor = "val_map50"
     metric_names = ["loss", "map50"]
+    stages = frozenset({"evaluate", "predict", "export", "report"})
+    instead = "'netwright predict {run} scene.png' finds boxes, 'netwright evaluate' scores them"
+    preset = "detector"
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         net = getattr(model, "module", model)  # (inside DistributedDataParallel)
@@ -143,6 +151,28 @@ class DetectionTask(OneNetworkTask):
         dets = decode(outputs["output"].float(), self.stride, self.box_size)
         map50, _ = average_precision(dets, outputs["target"], self.info.num_classes)
         return {"loss": float(outputs["loss"].mean()), "map50": map50}
+
+    def evaluate(self, run: Run, split: str = "test", batch_size: int = 1024,
+                 coverage: float | None = None) -> dict[str, Any]:
+        """Boxes: mean average precision at IoU 0.5."""
+        return {"split": split, "n": self.info.splits[split], "task": "detection",
+                **evaluate_detection(run.load_model(), run.load_data(), split)}
+
+    def prepare(self, run: Run, model: nn.Module, coverage: float | None = None) -> None:
+        self.stride, self.box_size = model.stride, model.box_size
+
+    def decode(self, outputs: torch.Tensor, inputs: Any = None) -> list[dict[str, Any]]:
+        """``objects``: each with its ``label``, ``score`` and ``box`` (x1, y1, x2, y2 in pixels)."""
+        names = self.info.class_names
+        return [{"objects": [{"label": names[int(c)], "score": round(float(sc), 4),
+                              "box": [round(float(v), 1) for v in b]}
+                             for b, sc, c in zip(d["boxes"], d["scores"], d["classes"])]}
+                for d in decode(outputs, self.stride, self.box_size, threshold=0.3)]
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"data": {"name": "fashion_scenes", "scenes": 64, "test_scenes": 16},
+                "model": {"name": "detector", "channels": [4, 8]}, "train": {"epochs": 1}}
 
 
 def evaluate_detection(model: nn.Module, data: Any, split: str) -> dict[str, Any]:

@@ -1,59 +1,67 @@
-"""Supervised learning: classification (cross-entropy) and regression (mean squared error)."""
+"""Supervised learning, the step shared by classification and regression (cross-entropy or mean
+squared error, optional L1/L2 penalties, label smoothing, a fairness term), and what their
+evaluations share: the outputs on a split and the trivial baseline fitted on the train split."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.info import DataInfo
-from ..metrics import classification_metrics, regression_metrics
-from ..spec import TrainSpec
-from .base import backward_step
+from ..data.info import DataInfo, Split
+from .base import Kind, backward_step
 
 if TYPE_CHECKING:
-    from ..fairness.mitigation import FairnessTerm
+    from ..run import Run
+
+#: the verbs that apply to every model that maps an input to a class or a value
+SUPERVISED_STAGES = frozenset({"evaluate", "predict", "explain", "compress", "export", "serve", "report",
+                               "conformal", "monitor", "folds"})
 
 
-class SupervisedTask:
+@torch.no_grad()
+def collect_outputs(model: nn.Module, task: Any, split: Split, batch_size: int,
+                    device: torch.device) -> dict[str, torch.Tensor]:
+    """Run ``task.eval_step`` over a split in batches and concatenate the outputs (on the CPU)."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(split), batch_size):
+        out = task.eval_step(model, (split.x[i:i + batch_size].to(device), split.y[i:i + batch_size].to(device)))
+        for k, v in out.items():
+            parts.setdefault(k, []).append(v.cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+class SupervisedTask(Kind):
     """Classification or regression with optional L1/L2 penalties and label smoothing.
 
     Regression targets are standardised with train-split statistics for the loss;
     metrics are reported in the target's original units.
     """
 
-    def __init__(self, info: DataInfo, train: TrainSpec,
-                 autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
-                 fairness: FairnessTerm | None = None):
-        self.info = info
-        self.train_spec = train
-        self.classification = info.task == "classification"
-        self.default_monitor = "val_loss"  # smoother than accuracy on a small validation split
-        self.metric_names = ["loss", "accuracy", "f1"] if self.classification else ["loss", "mae", "rmse", "r2"]
-        self.autocast = autocast  # None: full precision, no context to enter on every step
-        self.regularized = bool(train.l1 or train.l2)
-        self.fairness = fairness
-        self.loss_scale = 1.0  # set by the trainer in distributed runs (a rank's share of the global batch)
+    stages = SUPERVISED_STAGES
+    mixed_precision = True
+    classification = False
+
+    def __init__(self, info: DataInfo, train: Any = None, **context: Any):
+        super().__init__(info, train, **context)
+        self.regularized = bool(train is not None and (train.l1 or train.l2))
+        self.fairness = context.get("fairness")  # a FairnessTerm (netwright.fairness.mitigation) or None
         self._penalized: list[nn.Parameter] = []
 
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Nothing changes between epochs."""
-
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
-        from ..training.optim import build_optimizer  # training/ imports tasks/: import here, no cycle
+        from ..training.optim import build_optimizer
 
         # L1/L2 penalties apply to weight matrices and kernels, not to biases or norm scales
         self._penalized = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
         return [build_optimizer(model.parameters(), self.train_spec.optimizer)]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.classification:
-            return F.cross_entropy(out, y, label_smoothing=self.train_spec.label_smoothing)
-        return F.mse_loss(out.squeeze(-1), y)
+        raise NotImplementedError
 
     def penalty(self) -> torch.Tensor | float:
         ts = self.train_spec
@@ -92,13 +100,83 @@ class SupervisedTask:
         with self.autocast():
             return {"output": model(x).float(), "target": y}
 
-    def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-        out, y = outputs["output"], outputs["target"]
-        if self.classification:
-            return classification_metrics(out, y, self.info.num_classes)
-        pred = self.unscale(out.squeeze(-1))
-        return {"loss": float(F.mse_loss(out.squeeze(-1), y)), **regression_metrics(pred, self.unscale(y))}
-
     def unscale(self, y: torch.Tensor) -> torch.Tensor:
         """Standardised regression values -> original units."""
         return self.info.unscale(y.double())
+
+    # ---- after training
+
+    def evaluate(self, run: Run, split: str, batch_size: int = 1024, coverage: float | None = None) -> dict[str, Any]:
+        """The split's metrics beside the trivial predictor fitted on the train split (kept as
+        ``trivial_baseline`` where the kind brings a stronger ``baseline``), and with
+        ``coverage`` the conformal sets or intervals fitted on the validation split."""
+        data, model = run.load_data(), run.load_model()
+        outputs = self.outputs = collect_outputs(model, self, data.split(split), batch_size, torch.device("cpu"))
+        result: dict[str, Any] = {"split": split, "n": len(outputs["target"]), "task": self.info.task,
+                                  **self.scores(run, outputs)}
+        baseline = self.baseline(run, data, split)
+        trivial = self.trivial_baseline(data.train.y, outputs["target"])
+        result.update({"baseline": baseline, "trivial_baseline": trivial} if baseline else {"baseline": trivial})
+        if coverage is not None:
+            result["conformal"] = {**(fit := self.fit_conformal(run, model, data, coverage)),
+                                   **self.score_conformal(outputs, fit["q"])}
+        return result
+
+    def scores(self, run: Run, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """``metrics`` and the kind's tables from the split's outputs."""
+        raise NotImplementedError
+
+    def baseline(self, run: Run, data: Any, split: str) -> dict[str, Any] | None:
+        """A baseline stronger than the trivial predictor that this kind's data brings, or None."""
+        return None
+
+    def trivial_baseline(self, train_y: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def val_outputs(self, model: nn.Module, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's raw outputs and the targets on the validation split (float64)."""
+        out = collect_outputs(model, self, data.split("val"), 1024, torch.device("cpu"))
+        return out["output"].double(), out["target"]
+
+    def fit_conformal(self, run: Run, model: nn.Module, data: Any, coverage: float) -> dict[str, Any]:
+        """The split-conformal threshold ``q`` fitted on the validation split (see ``netwright.conformal``)."""
+        import math
+
+        from ..conformal import check_coverage
+        from ..errors import NetwrightError
+        from ..calibration import require_val
+
+        check_coverage(coverage)
+        self.require("conformal", run)
+        require_val(run)
+        fit, method = self.conformal_threshold(*self.val_outputs(model, data), coverage)
+        if math.isinf(fit["q"]):
+            need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point
+            raise NetwrightError(f"--coverage {coverage:g} needs at least {need} validation examples, {run.path} has "
+                                 f"{fit['n']}; lower --coverage or train with a larger data.val")
+        return {"method": method, "coverage_target": coverage, "calibrated_on": "val", **fit}
+
+    def conformal_threshold(self, out: torch.Tensor, y: torch.Tensor, coverage: float) -> tuple[dict[str, Any], str]:
+        raise NotImplementedError
+
+    def score_conformal(self, outputs: dict[str, torch.Tensor], q: float) -> dict[str, float]:
+        raise NotImplementedError
+
+    def prepare(self, run: Run, model: nn.Module, coverage: float | None = None) -> None:
+        """Load what decoding a run's outputs needs (a temperature, conformal thresholds)."""
+        self.conformal = None
+        if coverage is not None:
+            self.conformal = self.fit_conformal(run, model, run.load_data(), coverage)
+
+    def watched(self, outputs: torch.Tensor, positive: int) -> Any:
+        """One number per example whose distribution ``monitor`` watches: the predicted value (a
+        classifier's: the probability of the ``positive`` class)."""
+        return outputs[:, 0].numpy()
+
+    def target(self, outputs: torch.Tensor, chosen: int | None = None) -> torch.Tensor:
+        """The output index an attribution explains: output 0 of a regressor."""
+        return torch.zeros(len(outputs), dtype=torch.long)
+
+    def label(self, y: Any) -> Any:
+        """A stored target as a person reads it."""
+        return float(y)

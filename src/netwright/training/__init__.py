@@ -1,6 +1,6 @@
-"""Training: the loop, optimizers and schedules, checkpoints, the ``train`` stage."""
+"""Training machinery: the loop, optimizers and schedules, checkpoints, callbacks, tracking,
+distributed processes, continual learning and transfer (the ``train`` stage composes them)."""
 
-from .stage import train
 from .trainer import Trainer
 
-__all__ = ["Trainer", "train"]
+__all__ = ["Trainer"]

@@ -20,7 +20,7 @@ from torch import nn
 from ..data.info import Dataset, Split
 from ..errors import NetwrightError
 from ..spec import ContinualSpec
-from ..tasks import SupervisedTask
+from ..tasks import ClassificationTask
 
 
 def task_classes(spec: ContinualSpec, class_names: list[str]) -> list[list[int]]:
@@ -59,7 +59,7 @@ def accuracy(model: nn.Module, split: Split, device: torch.device, batch_size: i
     return float((pred == split.y).double().mean())
 
 
-class EWCTask(SupervisedTask):
+class EWCTask(ClassificationTask):
     """A supervised task with the EWC penalty: lambda/2 * sum_i F_i (theta_i - theta*_i)^2."""
 
     def __init__(self, *args, ewc_lambda: float, anchors: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -122,7 +122,7 @@ def train_continual(model: nn.Module, data: Dataset, spec: Any, device: torch.de
             train = Split(torch.cat([train.x] + [m.x for m in memory]), torch.cat([train.y] + [m.y for m in memory]))
         part = Dataset(info, train, subset(data.val, classes), None)
         task = EWCTask(info, spec.train, ewc_lambda=c.ewc_lambda, anchors=anchors, model=model) \
-            if c.method == "ewc" and anchors else SupervisedTask(info, spec.train)
+            if c.method == "ewc" and anchors else ClassificationTask(info, spec.train)
         progress.message(f"task {k + 1}/{len(tasks)}: classes {', '.join(info.class_names[i] for i in classes)} "
                          f"({len(train)} training examples{', replay included' if c.method == 'replay' and memory else ''})")
         summary = make_trainer(task, part).fit()

@@ -22,6 +22,8 @@ from ..errors import CallbackFailed, NetwrightError, TrainingError, TrainingInte
 from ..metrics import lower_is_better
 from ..run import Run
 from ..spec import Spec
+from ..tasks.base import Task
+from ..tasks.supervised import collect_outputs
 from ..atomic import write_jsonl
 from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .distributed import Dist, all_sum
@@ -44,25 +46,10 @@ def derive_seed(*parts: int) -> int:
     return z >> 1
 
 
-@torch.no_grad()
-def collect_outputs(model: nn.Module, task: Any, split: Split, batch_size: int,
-                    device: torch.device) -> dict[str, torch.Tensor]:
-    """Run ``task.eval_step`` over a split in batches and concatenate the outputs (on the CPU)."""
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(split), batch_size):
-        out = task.eval_step(model, (split.x[i:i + batch_size].to(device), split.y[i:i + batch_size].to(device)))
-        for k, v in out.items():
-            parts.setdefault(k, []).append(v.cpu())
-    model.train(was_training)
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
 class Trainer:
     """Fits ``model`` with ``task`` on ``data`` as ``spec.train`` says, writing into ``run``."""
 
-    def __init__(self, model: nn.Module, task: Any, data: Dataset, spec: Spec, run: Run,
+    def __init__(self, model: nn.Module, task: Task, data: Dataset, spec: Spec, run: Run,
                  device: torch.device, progress: TrainingProgress, channels_last: bool = False,
                  precision: str = "fp32", extras: dict[str, torch.Tensor] | None = None, dist: Dist | None = None,
                  frozen: list[nn.Module] | None = None, precision_reason: str | None = None,

@@ -1,17 +1,40 @@
-"""Recommendation scores beside a rating model's RMSE: a matrix-factorisation baseline fitted on
-the same training ratings, and hit rate at 10 (each test interaction's item ranked among 99
-items its user never rated)."""
+"""Recommendation: a rating model (regression on user and item ids) scored beside a
+matrix-factorisation baseline fitted on the same training ratings, and by hit rate at 10 (each
+test interaction's item ranked among 99 items its user never rated)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from .data.info import Dataset
-from .models.ncf import id_columns
+from ..data.info import Dataset
+from ..models.ncf import id_columns
+from .registry import register_task
+from .regression import RegressionTask
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+@register_task("recommendation", title="a recommender", plural="recommenders")
+class RecommendationTask(RegressionTask):
+    """A rating per (user, item) pair; ``evaluate`` adds HR@10 and the matrix-factorisation baseline."""
+
+    stages = frozenset({"evaluate", "predict", "export", "serve", "report", "conformal"})
+
+    def evaluate(self, run: Run, split: str, batch_size: int = 1024, coverage: float | None = None) -> dict[str, Any]:
+        result = super().evaluate(run, split, batch_size, coverage)
+        report = recommendation_report(run.load_model(), run.load_data(), split)
+        result["metrics"]["hr_at_10"] = report.pop("hr_at_10")
+        return {**result, "baseline": report.pop("baseline"), "trivial_baseline": result["baseline"], **report}
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {"data": {"name": "movielens_100k", "max_ratings": 2000}, "model": {"name": "ncf", "factors": 4},
+                "train": {"epochs": 1}}
 
 
 class BiasedMF(nn.Module):

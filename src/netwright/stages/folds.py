@@ -1,4 +1,4 @@
-"""Cross-validation: one spec trained on K stratified folds, into one study folder.
+"""The ``train --folds`` stage: one spec trained on K stratified folds, into one study folder.
 
 ::
 
@@ -23,7 +23,8 @@ from ..atomic import write_json
 from ..errors import NetwrightError
 from ..run import NAME_RE, Run, default_runs_dir
 from ..spec import SpecSource, load_spec
-from .progress import Mode
+from ..tasks import collect_outputs, run_task
+from ..training.progress import Mode
 
 FOLDS_FILE = "folds.json"
 
@@ -39,8 +40,8 @@ def train_folds(spec: SpecSource, folds: int, overrides: list[str] | None = None
                 progress: Mode = "auto") -> dict[str, Any]:
     """Train ``spec`` on each of ``folds`` folds and score each on the test split; writes
     ``folds.json`` in the study folder and returns it."""
-    from ..evaluate import evaluate
-    from .stage import _default_name, train
+    from .evaluate import evaluate
+    from .train import _default_name, train
 
     if folds < 2:
         raise NetwrightError(f"--folds {folds}: cross-validation needs at least 2 folds")
@@ -58,8 +59,7 @@ def train_folds(spec: SpecSource, folds: int, overrides: list[str] | None = None
         fold_spec = resolved.model_copy(update={"name": None, "data": resolved.data.model_copy(
             update={"folds": folds, "fold": i})})
         run = train(fold_spec, name=f"fold-{i}", runs_dir=study, overwrite=overwrite, progress=progress)
-        if run.info.task not in ("classification", "regression"):
-            raise NetwrightError("cross-validation covers classifiers and regressors; train this kind once")
+        run_task(run).require("folds", run)
         best = run.read_json("train.json")["best"]
         test = evaluate(run, plots=False)["metrics"]
         rows.append({"fold": i, "run": run.name,
@@ -82,22 +82,11 @@ def spread(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 def ensemble(study: Path, names: list[str]) -> dict[str, Any]:
     """The folds' models together on the shared test split: averaged probabilities for a
     classifier, averaged predictions for a regressor."""
-    from ..evaluate import _classification
-    from ..tasks import SupervisedTask
-    from .trainer import collect_outputs
-
     runs = [Run.open(study / n) for n in names]
-    data = runs[0].load_data()
-    info, test = data.info, data.split("test")
-    task = SupervisedTask(info, runs[0].spec.train)
+    test = runs[0].load_data().split("test")
+    task = run_task(runs[0])
     outputs = [collect_outputs(r.load_model(), task, test, 1024, torch.device("cpu")) for r in runs]
-    target = outputs[0]["target"]
-    if info.task == "classification":
-        probs = torch.stack([torch.softmax(o["output"].double(), 1) for o in outputs]).mean(0)
-        metrics = _classification(probs.clamp_min(1e-12).log(), target, info.num_classes, info.class_names)["metrics"]
-    else:
-        metrics = task.metrics({"output": torch.stack([o["output"] for o in outputs]).mean(0), "target": target})
-    return {"models": len(runs), "split": "test", "n": len(target), "metrics": metrics}
+    return {"models": len(runs), "split": "test", "n": len(test), "metrics": task.ensemble_metrics(outputs)}
 
 
 def evaluate_study(path: str | os.PathLike) -> dict[str, Any]:

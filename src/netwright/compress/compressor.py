@@ -1,13 +1,8 @@
-"""The ``compress`` stage: int8 quantization, pruning and a search under an accuracy budget.
-
-Writes ``compress/<variant>/`` (model file + ``variant.json``) and ``compress/compress.json``:
-size on disk, parameters, multiply-accumulates, latency at batch 1 and 64 (thread count
-stated), test accuracy, each against the original.
-"""
+"""Building variants of one run's model (int8, structured and unstructured pruning with fine-tuning)
+and measuring them against the original (size, MACs, latency, score); the budget search."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Any
 
@@ -16,7 +11,7 @@ import torch
 
 from ..atomic import write_json
 from ..errors import NetwrightError
-from ..run import Run, writes_run
+from ..run import Run
 from ..training.checkpoint import save_weights
 from . import measure
 from .prune import STRUCTURED, prune_structured, prune_unstructured
@@ -30,8 +25,8 @@ LATENCY_BUDGET_S = 0.4  # seconds of timing per variant and batch size
 class Compressor:
     """Builds variants of one run's model and measures them against the original."""
 
-    def __init__(self, run: Run, threads: int, finetune_epochs: int | None, progress: str):
-        self.run, self.threads, self.progress = run, threads, progress
+    def __init__(self, run: Run, task: Any, threads: int, finetune_epochs: int | None, progress: str):
+        self.run, self.task, self.threads, self.progress = run, task, threads, progress
         self.spec = run.spec
         self.data = run.load_data()
         self.info = self.data.info
@@ -99,7 +94,6 @@ class Compressor:
 
     def _finetune(self, module: torch.nn.Module, params: dict[str, Any], folder) -> torch.nn.Module:
         """A short cosine-decayed fine-tune with the run's own recipe, written into ``folder``."""
-        from ..tasks import SupervisedTask
         from ..training.progress import TrainingProgress
         from ..training.trainer import Trainer
 
@@ -113,7 +107,7 @@ class Compressor:
                 "checkpoint_interval": 1e9,
             }),
         })
-        task = SupervisedTask(self.info, spec.train)
+        task = type(self.task)(self.info, spec.train)  # the run's kind, with the fine-tune's recipe
         with TrainingProgress(self.progress) as prog:
             prog.message(f"fine-tuning {folder.name} for {self.finetune_epochs} epochs")
             trainer = Trainer(module, task, self.data, spec, Run(folder), torch.device("cpu"), prog)
@@ -140,9 +134,9 @@ class Compressor:
             row.setdefault("latency_ms", {})[str(n)] = round(median, 4)  # the median of 7 timed blocks
             row.setdefault("latency_range_ms", {})[str(n)] = [round(fastest, 4), round(slowest, 4)]
         if x_test is not None:
-            row["test_score"] = measure.score(v.predict(x_test, self.threads), self.data.test, self.info)
+            row["test_score"] = measure.score(v.predict(x_test, self.threads), self.data.test, self.task.picks_class)
         if self.data.val is not None:
-            row["val_score"] = measure.score(v.predict(self.data.val.x.numpy(), self.threads), self.data.val, self.info)
+            row["val_score"] = measure.score(v.predict(self.data.val.x.numpy(), self.threads), self.data.val, self.task.picks_class)
         return row
 
     def compare(self) -> None:
@@ -169,86 +163,7 @@ class Compressor:
             row["vs_original"] = vs
 
 
-@writes_run("netwright compress")
-def compress(run: Run | str | os.PathLike, quantize: str | None = None, prune: float | None = None,
-             sparsity: float | None = None, budget: float | None = None, finetune_epochs: int | None = None,
-             threads: int | None = None, progress: str = "auto") -> dict[str, Any]:
-    """Compress a trained run's model and measure every variant against the original.
-
-    Args:
-        quantize: ``int8`` (ONNX Runtime: static QDQ per-channel for convolutional models,
-            dynamic otherwise). The default when nothing else is asked for.
-        prune: structured pruning ratio (0..1) of channels/units, followed by fine-tuning.
-        sparsity: unstructured magnitude pruning ratio (0..1); reported honestly, no fine-tune.
-        budget: accuracy points on the validation split: try prune ratios and int8 and keep the
-            smallest variant within ``budget`` of the original.
-        finetune_epochs: epochs of fine-tuning after pruning (default: as many as the run had).
-        threads: CPU threads for latency (default: every core, at most 8).
-
-    Returns:
-        The contents of ``compress/compress.json``.
-    """
-    run = run if isinstance(run, Run) else Run.open(run)
-    from ..generative import require_supervised
-
-    require_supervised(run, "compress")
-    if quantize not in (None, "int8"):
-        raise NetwrightError(f"--quantize {quantize}: only int8 is supported")
-    if budget is not None and budget < 0:
-        raise NetwrightError(f"--budget {budget}: give accuracy points >= 0, e.g. 1.0")
-    if quantize is None and prune is None and sparsity is None and budget is None:
-        quantize = "int8"
-    if threads is None:
-        threads = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 8))
-    c = Compressor(run, threads, finetune_epochs, progress)
-    family = run.spec.model.name
-    if budget is not None and c.data.val is None:
-        raise NetwrightError("--budget compares validation accuracy; this run has no validation split (data.val: 0)")
-    if prune is not None and family not in STRUCTURED:
-        raise NetwrightError(f"structured pruning supports {', '.join(STRUCTURED)} models, not {family}; "
-                             "use --sparsity for unstructured magnitude pruning")
-
-    variants = [c.original]
-    pruned = []
-    if budget is not None:
-        ratios = SEARCH_RATIOS if family in STRUCTURED else ()
-        pruned = [c.pruned(r) for r in ratios]
-        variants += pruned + [c.quantized(v) for v in [c.original, *pruned]]
-    else:
-        if prune is not None:
-            pruned = [c.pruned(prune)]
-            variants += pruned
-        if sparsity is not None:
-            variants.append(c.sparse(sparsity))
-        if quantize:
-            variants += [c.quantized(v) for v in [c.original, *pruned]]
-    for name in list(c.rows):  # fp32 ONNX companions made along the way
-        if name not in {v.name for v in variants}:
-            variants.append(load_variant(run, name))
-    for v in variants:
-        c.measure(v)
-    c.compare()
-
-    result: dict[str, Any] = {
-        "threads": threads,
-        "metric": "accuracy" if c.info.task == "classification" else "r2",
-        "original": c.rows["original"],
-        "variants": {k: r for k, r in c.rows.items() if k != "original"},
-        "search": None,
-    }
-    if budget is not None:
-        result["search"] = _search(c, budget)
-    run.write_json("compress/compress.json", result)
-    search = result["search"]
-    if search is not None and search["chosen"] is None:
-        best = max(search["rows"], key=lambda r: r["val_points"]) if search["rows"] else None
-        closest = f" (closest: {best['name']} at {best['val_points']:+.2f} points)" if best else ""
-        raise NetwrightError(f"no variant is within {budget:g} points of the original validation accuracy"
-                             f"{closest}; the original is kept; see {run.file('compress/compress.json')}")
-    return result
-
-
-def _search(c: Compressor, budget: float) -> dict[str, Any]:
+def budget_search(c: Compressor, budget: float) -> dict[str, Any]:
     """Every variant's validation accuracy against the budget; the smallest one within it."""
     rows = []
     for name, row in c.rows.items():

@@ -13,8 +13,8 @@ import math
 import numpy as np
 from statistics import NormalDist
 
-from ..data.info import RawData
-from ..data.registry import register_dataset
+from .info import RawData
+from .registry import register_dataset
 
 NOISE = 0.8
 _NORMAL = NormalDist()  # the standard normal (stdlib: no SciPy import to list the data sets)
@@ -66,7 +66,7 @@ def biased(n: int = 4000, gap: float = 0.15, shift: float = 0.0, seed: int = 0) 
         feature_names=names,
         target_name="decision",
         groups={"group": np.where(group_b, "B", "A")},
-        source=f"netwright.fairness.synthetic (planted gap {gap}, seed {seed})",
+        source=f"netwright.data.synthetic (planted gap {gap}, seed {seed})",
     )
 
 

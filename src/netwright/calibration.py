@@ -1,4 +1,4 @@
-"""The ``calibrate`` stage: temperature scaling of a classifier's probabilities -> ``calibration.json``.
+"""Temperature scaling of a classifier's probabilities (the ``calibrate`` stage writes ``calibration.json``).
 
 One temperature ``T > 0`` is fitted on the validation split's logits by minimising the negative
 log-likelihood of ``softmax(logits / T)`` (Guo et al. 2017). NLL is convex in ``1 / T``, so a
@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from .errors import NetwrightError
-from .run import Run, writes_run
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .data.info import Dataset
+    from .run import Run
 
 LOG_T_BOUNDS = (math.log(0.01), math.log(100.0))  # the search range of T: 0.01 .. 100
 
@@ -92,68 +92,11 @@ def calibration_scores(logits: np.ndarray | torch.Tensor, target: np.ndarray | t
     return {"ece": ece, "brier": brier_score(p, y), "nll": nll(logits, y, temperature)}
 
 
-def split_logits(model: "nn.Module", data: "Dataset", split: str, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's logits and the targets on one split of the run's data."""
-    from .spec import TrainSpec
-    from .tasks import SupervisedTask
-    from .training.trainer import collect_outputs
-
-    task = SupervisedTask(data.info, TrainSpec())
-    out = collect_outputs(model, task, data.split(split), batch_size, torch.device("cpu"))
-    return out["output"].double(), out["target"]
-
-
-def require_classifier_with_val(run: Run, verb: str) -> None:
-    """Temperature scaling (and conformal sets) need a classifier and a validation split."""
-    from .generative import require_supervised
-
-    require_supervised(run, verb)
-    info = run.info
-    if info.task != "classification":
-        raise NetwrightError(f"{verb} applies to classifiers; {run.path} is a {info.task} model (regressors get "
-                             f"intervals instead: 'netwright evaluate {run.path} --coverage 0.9')")
-    require_val(run)
-
-
 def require_val(run: Run) -> None:
     """Calibration (a temperature, conformal thresholds) is fitted on the run's validation split."""
     if not run.info.splits.get("val"):
         raise NetwrightError(f"{run.path} has no validation split to calibrate on; train it again with data.val "
                              "above 0 (e.g. --set data.val=0.15)")
-
-
-@writes_run("netwright calibrate")
-def calibrate(run: Run | str | os.PathLike, model: "nn.Module | None" = None,
-              data: "Dataset | None" = None) -> dict[str, Any]:
-    """Fit a temperature on the validation split's logits and write ``calibration.json``.
-
-    ``predict`` (and ``Model`` in the server, through :func:`temperature` / :func:`probabilities`)
-    then report ``softmax(logits / T)``; ``evaluate`` reports ECE, Brier score and NLL before and
-    after; ``export`` divides the logits by ``T`` inside the ONNX graph. ``model`` and ``data``
-    (the run's own, already loaded) save reloading them right after training.
-
-    Raises:
-        NetwrightError: the run is not a classifier, or has no validation split.
-    """
-    run = run if isinstance(run, Run) else Run.open(run)
-    require_classifier_with_val(run, "calibrate")
-    model = model if model is not None else run.load_model()
-    data = data if data is not None else run.load_data()
-    logits, y = split_logits(model, data, "val")
-    fit = fit_temperature(logits, y)
-    t = fit["temperature"]
-    before, after = calibration_scores(logits, y), calibration_scores(logits, y, t)
-    result = {"method": "temperature scaling (one T for all classes; probabilities = softmax(logits / T))",
-              "temperature": t, "split": "val", "n": len(y),
-              "val_nll_before": fit["nll_before"], "val_nll_after": fit["nll_after"],
-              "val_ece_before": before["ece"], "val_ece_after": after["ece"],
-              "val_brier_before": before["brier"], "val_brier_after": after["brier"],
-              "search": f"bounded scalar search (scipy minimize_scalar) over log T in [{LOG_T_BOUNDS[0]:.4f}, "
-                        f"{LOG_T_BOUNDS[1]:.4f}], T = 1 kept unless beaten",
-              **({"note": fit["note"]} if "note" in fit else {})}
-    run.write_json("calibration.json", result)
-    return result
-
 
 
 def served_temperature(run: Run, onnx_folder: str | os.PathLike | None = None) -> float:
@@ -163,27 +106,8 @@ def served_temperature(run: Run, onnx_folder: str | os.PathLike | None = None) -
     import json
     from pathlib import Path
 
-    if run.info.task != "classification":
-        return 1.0
-    t = temperature(run)
+    t = temperature(run)  # 1.0 for a run that was never calibrated (every kind but a classifier)
     verify = Path(onnx_folder) / "verify.json" if onnx_folder is not None else None
     if verify is not None and verify.is_file():
         t /= float(json.loads(verify.read_text(encoding="utf-8")).get("temperature", 1.0))
     return t
-
-
-def check_calibrate_spec(spec: Any, info: Any) -> None:
-    """``train.calibrate: true`` is checked before training: a classifier with a validation split."""
-    from .models import MODELS
-
-    if not spec.train.calibrate:
-        return
-    if info.task != "classification" or MODELS.get(spec.model.name).meta.get("task") is not None:
-        raise NetwrightError(f"train.calibrate: temperature scaling applies to classifiers, '{info.name}' is "
-                             f"{info.task} with {spec.model.name}; drop train.calibrate")
-    if not info.splits.get("val"):
-        raise NetwrightError("train.calibrate: needs a validation split to fit the temperature on; set data.val "
-                             "above 0 or drop train.calibrate")
-    if spec.continual is not None:
-        raise NetwrightError("train.calibrate: not applied after continual learning; drop it and run "
-                             "'netwright calibrate RUN' when training ends")

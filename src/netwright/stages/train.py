@@ -12,93 +12,18 @@ import torch
 
 from ..data import load_dataset
 from ..data.missing import describe as describe_missing
-from ..fairness.mitigation import check_groups, training_terms
 from ..errors import NetwrightError, SpecError
-from ..models import MODELS, build_model, count_parameters
-from ..models.cost import forward_cost, forward_flops
+from ..fairness.mitigation import check_groups, training_terms
+from ..models import build_model, count_parameters
 from ..run import Run
-from ..spec import Spec, SpecSource, TrainSpec, check_augment, load_spec
-from ..tasks import (AdversarialTask, ContrastiveTask, ControlTask, DetectionTask, Judge, LanguageModelTask,
-                     Seq2SeqTask, SupervisedTask)
-from ..tasks.adversarial import judge_spec
-from ..text.generate import save_tokenizer
-from .distributed import Dist, from_env, init, shutdown
-from .progress import Mode, TrainingProgress
-from .trainer import Trainer
-from .transfer import freeze, init_from
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when visible, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise NetwrightError("train.device: cuda was asked for but no CUDA device is visible; use auto or cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-# benchmarks/threads.py on a shared 2-core machine: a second thread pays off once a model
-# does ~100k multiply-accumulates per example and each sequential step does ~50k of them
-# (a CNN on digits: 1.3x; an MLP on digits or a 64-unit GRU over 40 steps: no gain).
-PARALLEL_MACS, PARALLEL_MACS_PER_STEP = 100_000, 50_000
-
-
-def resolve_threads(threads: int | str, model: torch.nn.Module, example: torch.Tensor, share: int = 1) -> int:
-    """``auto``: one thread for small or step-by-step models, otherwise every core (at most 8),
-    divided among the ``share`` processes of a distributed job on this machine."""
-    from ..models.gan import GAN
-
-    if threads != "auto":
-        return int(threads)
-    macs, steps = forward_cost(model.discriminator if isinstance(model, GAN) else model, example)
-    if macs < PARALLEL_MACS or macs / steps < PARALLEL_MACS_PER_STEP:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores // share, 8))
-
-
-# benchmarks/precision.py (training steps, fp32 against bf16 autocast, 2 threads of an Intel Xeon
-# with AMX and AVX512-BF16, quiet machine, medians of 5): bf16 gained 1.38x at 384M
-# multiply-accumulates a step (a [64,128] CNN on digits) and 2.22x at 2.4G (the Fashion-MNIST
-# CNN at batch 128); at 22-76M it gained 0.5-1.17x (the digits MLP and CNN, the transformer, a
-# wide MLP) and the GRU's small sequential steps lost (0.78x). One exception below the line: the
-# 1-D CNN on MNIST-1D gained 1.31x at 21M; the rule keeps it in fp32, which costs it that gain.
-BF16_MACS_PER_STEP = 200_000_000
-AUTOCAST_KINDS = (None, "language_model", "translation")  # the tasks whose steps run under autocast
-
-
-def resolve_precision(train_spec: TrainSpec, device: torch.device, model: torch.nn.Module, example: torch.Tensor,
-                      kind: str | None) -> tuple[bool, str]:
-    """(bf16 autocast?, why) for ``train.precision`` on this device and model.
-
-    ``auto``: bf16 on CUDA; on a CPU, bf16 when it runs natively (AVX512-BF16 or AMX) and a
-    training step is large enough to pay for the conversions, fp32 otherwise.
-    """
-    from ..hardware import native_bf16
-
-    if train_spec.precision != "auto":
-        return train_spec.precision == "bf16", f"train.precision: {train_spec.precision}"
-    if kind not in AUTOCAST_KINDS:
-        return False, "fp32: this kind of model trains in full precision"
-    if device.type == "cuda":
-        return True, "bf16: auto on CUDA"
-    if not native_bf16():
-        return False, "fp32: this CPU has no native bf16 (AVX512-BF16 or AMX)"
-    macs, steps = forward_cost(model, example)
-    per_step = macs * train_spec.batch_size
-    if per_step / steps < BF16_MACS_PER_STEP:
-        return False, (f"fp32: {per_step / steps / 1e6:,.0f}M multiply-accumulates a step"
-                       f"{' (sequential step)' if steps > 1 else ''} is below the "
-                       f"{BF16_MACS_PER_STEP / 1e6:,.0f}M where bf16 pays on this CPU")
-    return True, (f"bf16: native on this CPU and {per_step / 1e6:,.0f}M multiply-accumulates a step "
-                  f">= {BF16_MACS_PER_STEP / 1e6:,.0f}M")
-
-
-def resolve_channels_last(train_spec: TrainSpec, model: torch.nn.Module) -> bool:
-    """Channels-last memory format: ``auto`` uses it for every 2-D convolutional model
-    (benchmarks/speedups.py: the digits CNN 1.16x faster at the same accuracy)."""
-    conv2d = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    return conv2d and train_spec.channels_last in ("auto", True)
+from ..spec import Spec, SpecSource, check_augment, load_spec
+from ..tasks import task_class
+from ..data.tokenizer import save_tokenizer
+from ..training.distributed import Dist, from_env, init, shutdown
+from ..training.progress import Mode, TrainingProgress
+from ..training.resources import resolve_channels_last, resolve_device, resolve_precision, resolve_threads
+from ..training.trainer import Trainer
+from ..training.transfer import freeze, init_from
 
 
 def train(spec: SpecSource | None = None, overrides: list[str] | None = None, name: str | None = None,
@@ -185,26 +110,20 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
-    from .callbacks import build_callbacks
-
-    from .tracking import tracking_callbacks  # train.log: TensorBoard / MLflow, written by rank 0 only
+    from ..training.callbacks import build_callbacks
+    from ..training.tracking import tracking_callbacks  # train.log: TensorBoard / MLflow, written by rank 0 only
 
     hooks = build_callbacks(resolved.train.callbacks) + list(callbacks or []) \
         + (tracking_callbacks(resolved) if from_env().main else [])
-    from ..calibrate import check_calibrate_spec  # train.calibrate: a classifier with a validation split
+    from .calibrate import check_calibrate_spec  # train.calibrate: a classifier with a validation split
 
     check_calibrate_spec(resolved, info)
-    if info.task in ("language_model", "translation", "control", "detection") \
-            and MODELS.get(resolved.model.name).meta.get("task") != info.task:
-        preset = {"language_model": "transformer_lm", "translation": "transformer_seq2seq", "control": "policy",
-                  "detection": "detector"}[info.task]
-        raise NetwrightError(f"model.name: {resolved.model.name} does not do {info.task.replace('_', ' ')}; "
-                             f"'{info.name}' needs model.name: {preset}")
+    kind = task_class(info, resolved.model.name)  # the kind of run, resolved once
     fairness_term, extras = training_terms(resolved, data)
     if resolved.continual is not None:  # checked before a run directory is written or replaced
-        from .continual import check_continual
+        from ..training.continual import check_continual
 
-        if resume or from_env().active or MODELS.get(resolved.model.name).meta.get("task") is not None:
+        if resume or from_env().active or "continual" not in kind.stages:
             raise NetwrightError("continual learning runs in one process, from the start, for a classifier; "
                                  "drop --resume / --nproc, or the continual: section")
         check_continual(resolved, data)
@@ -215,8 +134,9 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         if device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
             torch.cuda.set_device(device)
-        if MODELS.get(resolved.model.name).meta.get("task") == "adversarial":
-            raise NetwrightError("distributed training covers supervised models; train a GAN in one process")
+        if not kind.distributed:
+            raise NetwrightError(f"distributed training does not cover {kind.plural}; train {kind.title} in one "
+                                 "process (drop --nproc)")
         init(dist, device, resolved.train.dist_timeout)
         if not dist.main:
             progress = "quiet"
@@ -241,10 +161,9 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     frozen = freeze(model, resolved.train.freeze)
     if frozen:
         notes.append(f"frozen: {', '.join(resolved.train.freeze)}")
-    threads = resolve_threads(resolved.train.threads, model, data.train.x, share=dist.local_world)
+    threads = resolve_threads(resolved.train.threads, kind.cost_module(model), data.train.x, share=dist.local_world)
     torch.set_num_threads(threads)
-    kind = MODELS.get(resolved.model.name).meta.get("task")
-    bf16, precision_reason = resolve_precision(resolved.train, device, model, data.train.x, kind)
+    bf16, precision_reason = resolve_precision(resolved.train, device, model, data.train.x, kind.mixed_precision)
     channels_last = resolve_channels_last(resolved.train, model)
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     if resolved.train.compile:
@@ -268,23 +187,12 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
             run = Run(share_path(None, dist))
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
-    if kind == "adversarial":
-        task: Any = AdversarialTask(info, resolved.train, judge_for(run, resolved, info, resume, progress))
-    elif kind == "language_model":
-        task = LanguageModelTask(info, resolved.train, autocast=autocast)
-    elif kind == "translation":
-        task = Seq2SeqTask(info, resolved.train, autocast=autocast)
-    elif kind == "control":
-        task = ControlTask(info, resolved.train)
-    elif kind == "contrastive":
-        task = ContrastiveTask(info, resolved.train)
-    elif kind == "detection":
-        task = DetectionTask(info, resolved.train)
-    else:
-        task = SupervisedTask(info, resolved.train, autocast=autocast, fairness=fairness_term)
+    companions = {name: companion(run, name, companion_spec, resume, progress)
+                  for name, companion_spec in kind.companions(resolved, info).items()}
+    task = kind(info, resolved.train, autocast=autocast, fairness=fairness_term, companions=companions)
 
     if resolved.continual is not None:
-        from .continual import train_continual
+        from ..training.continual import train_continual
 
         with TrainingProgress(progress) as prog:
             prog.message(f"{resolved.model.name} on {info.name}: {count_parameters(model):,} parameters, "
@@ -295,8 +203,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         run.write_json("continual.json", result)
         return run
 
-    # forward FLOPs of one example for the compute report (a GAN's two networks are not one forward)
-    flops = forward_flops(model, data.train.x[:1].to(device)) if kind != "adversarial" else None
+    flops = task.training_flops(model, data.train.x[:1].to(device))  # of one example, for the compute report
     with TrainingProgress(progress) as prog:
         trainer = Trainer(model, task, data, resolved, run, device, prog, channels_last=channels_last,
                           precision="bf16" if bf16 else "fp32", precision_reason=precision_reason, extras=extras,
@@ -314,11 +221,11 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         trainer.fit()
     shutdown(dist)
     if resolved.fairness.mitigation == "thresholds" and dist.main:
-        from ..fairness.mitigate import save_thresholds
+        from ..fairness.postprocess import save_thresholds
 
         save_thresholds(run, data, model.cpu().eval())
     if resolved.train.calibrate and dist.main:  # a temperature fitted on the validation split
-        from ..calibrate import calibrate
+        from .calibrate import calibrate
 
         calibrate(run, model=model.cpu().eval(), data=data)
     return run
@@ -335,14 +242,15 @@ def share_path(path: Path | None, dist: Dist) -> Path:
     return Path(box[0])
 
 
-def judge_for(run: Run, spec: Spec, info: Any, resume: bool, progress: Mode) -> Judge:
-    """The classifier that scores a GAN's samples: trained into ``RUN/judge/`` (reused on resume)."""
-    folder = run.file("judge")
+def companion(run: Run, name: str, spec: dict[str, Any], resume: bool, progress: Mode) -> Run:
+    """A run the kind needs beside this one (a GAN's judge classifier), trained into ``RUN/<name>/``
+    and reused on resume."""
+    folder = run.file(name)
     if not (resume and (folder / "model.safetensors").is_file()):
         with TrainingProgress(progress) as prog:
-            prog.message(f"training the judge classifier for the GAN's samples -> {folder}")
-        train(judge_spec(spec, info.modality), name="judge", runs_dir=run.path, overwrite=True, progress="quiet")
-    return Judge(Run.open(folder).load_model())
+            prog.message(f"training the {name} run this kind needs -> {folder}")
+        train(spec, name=name, runs_dir=run.path, overwrite=True, progress="quiet")
+    return Run.open(folder)
 
 
 def _default_name(source: SpecSource, spec: Spec) -> str:

@@ -12,10 +12,11 @@ import torch
 
 from ..atomic import write_with
 from ..errors import NetwrightError
+from ..explain import pictures
+from ..explain.methods import METHODS, applicable, baseline_for, check_method
+from ..explain.sanity import deletion_insertion, randomisation
 from ..run import Run, writes_run
-from . import pictures
-from .methods import METHODS, applicable, baseline_for, check_method
-from .sanity import deletion_insertion, randomisation
+from ..tasks import run_task
 
 GLOBAL_SAMPLES = 512  # test examples behind the global (mean |attribution|) view of tabular models
 
@@ -28,21 +29,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     write_with(path, write)
 
 
-def _raw(x: torch.Tensor, info) -> np.ndarray:
-    """Normalised images/sequences back in their raw units (for pictures)."""
-    pre = info.preprocess
-    a = x.detach().numpy().astype(np.float64)
-    if "mean" not in pre or info.modality not in ("image", "sequence"):
-        return a
-    shape = (1, -1) + (1,) * (a.ndim - 2)
-    return a * np.asarray(pre["std"]).reshape(shape) + np.asarray(pre["mean"]).reshape(shape)
-
-
 def select(run: Run, samples: int, indices: list[int] | None, inputs: Any, split: str):
     """(inputs, true labels or None, indices or None) for the explanation."""
     info = run.info
     if inputs is not None:
-        from ..predict import encode_inputs
+        from ..data.inputs import encode_inputs
 
         x = torch.from_numpy(encode_inputs(info, inputs))
         return x, None, None
@@ -85,40 +76,33 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
         The contents of ``explain/explain.json``.
     """
     run = run if isinstance(run, Run) else Run.open(run)
-    from ..generative import require_supervised
-
-    require_supervised(run, "explain")
+    task = run_task(run)
+    task.require("explain", run)
     info = run.info
     model = run.load_model()
     x, y, idx = select(run, samples, indices, inputs, split)
     names = methods or applicable(model, info)
     chosen = [check_method(m, model, info) for m in names]
-    classification = info.picks_class
 
     with torch.no_grad():
         out = model(x).double()
-    if classification:
-        probs = torch.softmax(out, dim=1)
-        if target is not None and not 0 <= target < info.num_classes:
-            raise NetwrightError(f"--target {target}: classes are 0..{info.num_classes - 1}")
-        tgt = torch.full((len(x),), target) if target is not None else probs.argmax(1)
-    else:
-        tgt = torch.zeros(len(x), dtype=torch.long)
+    tgt = task.target(out, target)
+    decoded = task.decode(out)
     base = baseline_for(info, x)
 
     folder = run.file("explain")
     attrs: dict[str, np.ndarray] = {}
     result: dict[str, Any] = {"methods": names, "split": split if inputs is None else None, "samples": [],
                               "files": {}, "sanity": {}, "flagged": []}
-    for i in range(len(x)):
+    for i, d in enumerate(decoded):
         row: dict[str, Any] = {"index": idx[i] if idx else i}
-        if classification:
-            row.update(prediction=info.class_names[int(probs[i].argmax())], confidence=float(probs[i].max()),
+        if "probabilities" in d:
+            row.update(prediction=d["label"], confidence=max(d["probabilities"].values()),
                        target=info.class_names[int(tgt[i])])
         else:
-            row["prediction"] = info.unscale(float(out[i, 0]))
-        if y is not None and info.task != "control":  # a policy's examples hold episode seeds, not labels
-            row["label"] = info.class_names[int(y[i])] if classification else float(y[i])
+            row["prediction"] = d["prediction"]
+        if y is not None and (label := task.label(y[i])) is not None:
+            row["label"] = label
         result["samples"].append(row)
 
     for m in chosen:
@@ -135,7 +119,7 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
         for m in chosen:
             a = torch.from_numpy(attrs[m.name])
             checks: dict[str, Any] = {"randomisation": randomisation(model, m, x, a, base, tgt, info)}
-            if classification:
+            if task.picks_class:  # deleting what matters most must lower the chosen class
                 checks["deletion_insertion"] = deletion_insertion(model, x, a, base, tgt, info)
             result["sanity"][m.name] = checks
             for check, res in checks.items():
@@ -177,7 +161,7 @@ def _global(run: Run, model, chosen, info) -> dict[str, dict[str, float]]:
     x = part.x[:GLOBAL_SAMPLES]
     with torch.no_grad():
         out = model(x)
-    tgt = out.argmax(1) if info.picks_class else torch.zeros(len(x), dtype=torch.long)
+    tgt = run_task(run).target(out)
     base = baseline_for(info, x)
     names = info.feature_names or [f"x{i}" for i in range(x.shape[1])]
     return {m.name: dict(zip(names, m.attribute(model, x, tgt, base, info).detach().abs().mean(0).tolist()))
@@ -196,9 +180,9 @@ def _draw(x: torch.Tensor, attrs: dict[str, np.ndarray], rows: list[dict], info,
     if not attrs:
         return []
     if info.modality == "image":
-        path = pictures.image_grid(_raw(x, info), attrs, titles, folder / "overlay.png")
+        path = pictures.image_grid(info.raw(x), attrs, titles, folder / "overlay.png")
     elif info.modality == "sequence":
-        path = pictures.sequence_shading(_raw(x, info), attrs, titles, folder / "sequences.png")
+        path = pictures.sequence_shading(info.raw(x), attrs, titles, folder / "sequences.png")
     elif info.modality == "tabular":
         names = info.feature_names or [f"x{i}" for i in range(x.shape[1])]
         path = pictures.feature_bars(attrs, names, titles, folder / "features.png")

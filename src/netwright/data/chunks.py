@@ -1,5 +1,5 @@
-"""Bulk prediction: a table file of any size (CSV, Parquet, JSON Lines) streamed through a
-tabular run in chunks of rows, into a CSV, Parquet or JSON Lines file, in bounded memory.
+"""A table file of any size (CSV, Parquet, JSON Lines) read in chunks of rows, and predictions
+written in parts, for bulk prediction in bounded memory (``netwright.predict_file``).
 
 Each chunk's predictions are written atomically as one part under ``<out>.parts/`` beside a
 manifest naming the input, the run and the options; a job stopped part-way (Ctrl-C, kill -9, a
@@ -18,10 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text, write_with
-from .errors import DataError, NetwrightError
-from .predict import Predictor
-from .run import Run
+from ..atomic import write_text, write_with
+from ..errors import DataError
 
 INPUTS = (".csv", ".parquet", ".jsonl")
 OUTPUTS = (".csv", ".parquet", ".jsonl")
@@ -159,7 +157,7 @@ def _jsonl_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list[A
         yield table()
 
 
-def _write_part(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
+def write_part(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
     if fmt == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -174,7 +172,7 @@ def _write_part(path: Path, records: list[dict[str, Any]], fmt: str) -> None:
         write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def _join_parts(parts: list[Path], out: Path, fmt: str) -> None:
+def join_parts(parts: list[Path], out: Path, fmt: str) -> None:
     def save(tmp: Path) -> None:
         if fmt == ".parquet":
             import pyarrow.parquet as pq
@@ -200,59 +198,7 @@ def _join_parts(parts: list[Path], out: Path, fmt: str) -> None:
     write_with(out, save)
 
 
-def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: str | os.PathLike,
-                 id_column: str | None = None, chunk_rows: int = 65536, coverage: float | None = None,
-                 progress: Any = None) -> dict[str, Any]:
-    """Predict every row of a table file into ``out`` (.csv, .parquet or .jsonl) in chunks of
-    ``chunk_rows`` rows; ``id_column`` is copied into the output beside each prediction. A job
-    stopped part-way resumes from its last whole chunk. Returns ``{rows, chunks, resumed, out}``.
-    ``progress``: a callable ``(rows_done, rows_total_or_None)`` called after each chunk."""
-    run = run if isinstance(run, Run) else Run.open(run)
-    src, out = Path(inputs), Path(out)
-    if run.info.preprocess.get("kind") != "table":
-        raise NetwrightError(f"bulk prediction streams table files; this model takes {run.info.modality} inputs "
-                             "(predict it without --out FILE.parquet/.jsonl, or with --out FILE.json)")
-    if not src.is_file():
-        raise DataError(f"{src}: no such file")
-    fmt = out.suffix.lower()
-    if src.suffix.lower() not in INPUTS:
-        raise DataError(f"{src}: bulk prediction reads {', '.join(INPUTS)} files")
-    if fmt not in OUTPUTS:
-        raise NetwrightError(f"--out {out}: write predictions to a {', '.join(OUTPUTS)} file (or .json)")
-    if chunk_rows < 1:
-        raise NetwrightError(f"chunk_rows {chunk_rows}: give a positive number of rows")
-    predictor = Predictor(run, coverage)
-    parts_dir = out.with_name(out.name + ".parts")
-    stat = src.stat()
-    manifest = {"input": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "run": str(run.home.resolve()), "weights_mtime_ns": run.file("model.safetensors").stat().st_mtime_ns,
-                "chunk_rows": chunk_rows, "id": id_column, "coverage": coverage, "format": fmt}
-    done = _resume(parts_dir, manifest)
-    total = count_rows(src)
-    n = done * chunk_rows
-    if progress and done:
-        progress(n, total)
-    for i, table in enumerate(read_chunks(src, chunk_rows, skip=n), start=done):
-        if id_column is not None and id_column not in table:
-            raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
-        rows = len(next(iter(table.values()), []))
-        records = flatten(predictor(table, source=f"{src} rows {n + 1}-{n + rows}"))
-        if id_column is not None:
-            records = [{id_column: v} | r for v, r in zip(table[id_column], records)]
-        _write_part(parts_dir / f"part-{i:06d}{fmt}", records, fmt)
-        n += rows
-        if progress:
-            progress(n, total)
-    parts = sorted(parts_dir.glob(f"part-*{fmt}"))
-    if not parts:
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        raise DataError(f"{src}: no rows to predict; give a header row and data rows")
-    _join_parts(parts, out, fmt)
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return {"rows": n, "chunks": len(parts), "resumed": done, "out": str(out)}
-
-
-def _resume(parts_dir: Path, manifest: dict[str, Any]) -> int:
+def resume_parts(parts_dir: Path, manifest: dict[str, Any]) -> int:
     """Whole chunks already written by a stopped job with this same input, run and options;
     parts of any other job are cleared."""
     mf = parts_dir / "manifest.json"

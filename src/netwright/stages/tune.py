@@ -1,4 +1,4 @@
-"""``netwright tune``: a search over a spec's values on Optuna, every trial an ordinary run.
+"""The ``tune`` stage: a search over a spec's values on Optuna, every trial an ordinary run.
 
 ::
 
@@ -32,12 +32,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json, write_text
-from .errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
-from .metrics import lower_is_better
-from .run import NAME_RE, pid_alive, default_runs_dir
-from .spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
-from .training.callbacks import Callback
+from ..atomic import write_json, write_text
+from ..errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
+from ..metrics import lower_is_better
+from ..run import NAME_RE, default_runs_dir, pid_alive
+from ..spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
+from ..training.callbacks import Callback
 
 SPEC_FILE, CONFIG_FILE, STUDY_FILE, BEST_FILE, CARD_FILE, DB_FILE = (
     "tune.yaml", "tune.json", "study.json", "best.yaml", "card.html", "study.db")
@@ -292,7 +292,7 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
     import optuna
     import torch
 
-    from .training import train
+    from .train import train
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # `told` reports every trial, failures included
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -368,7 +368,7 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
     if finished(study) < target and (left is None or left > 0):
         with contextlib.ExitStack() as scope:
             if config.get("mlflow_parent"):
-                from .training.tracking import parent_run
+                from ..training.tracking import parent_run
 
                 scope.enter_context(parent_run(config["mlflow_parent"], config["mlflow_uri"]))
             study.optimize(objective, timeout=left, catch=(TrainingError,), callbacks=[told, stop_when_done],
@@ -413,7 +413,7 @@ def tune(spec: SpecSource, overrides: list[str] | None = None, name: str | None 
         config["deadline"] = time.time() + config["timeout"]
     spec_ = load_spec(raw)
     if "mlflow" in spec_.train.log and not config.get("mlflow_parent"):  # the trials are its child runs
-        from .training.tracking import start_parent, tracking_uri
+        from ..training.tracking import start_parent, tracking_uri
 
         config["mlflow_uri"] = tracking_uri(spec_, study_dir.parent)
         config["mlflow_parent"] = start_parent(config["name"], config["mlflow_uri"], params={"tune": raw["tune"]})
@@ -432,7 +432,7 @@ def tune(spec: SpecSource, overrides: list[str] | None = None, name: str | None 
         _run_workers(study_dir, workers, config, study, say, quiet)
     summary = summarize(study_dir, study, config, raw)
     if config.get("mlflow_parent"):
-        from .training.tracking import end_parent
+        from ..training.tracking import end_parent
 
         end_parent(config["mlflow_parent"], config["mlflow_uri"])
     best = summary.get("best")
@@ -453,7 +453,7 @@ def _open(source: SpecSource, overrides: list[str] | None, name: str | None, run
           storage: str | None, timeout: float | None, resume: bool, overwrite: bool
           ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """The study folder, its spec and its configuration: new, replaced or continued."""
-    from .training.stage import _default_name
+    from .train import _default_name
 
     if resume and overwrite:
         raise NetwrightError("--resume continues a study and --overwrite replaces it; choose one")
@@ -514,7 +514,7 @@ def _run_workers(study_dir: Path, workers: int, config: dict[str, Any], study: A
     rounds = 0
     while finished(study) < config["trials"] and rounds < 3:
         rounds += 1
-        procs = [subprocess.Popen([sys.executable, "-m", "netwright.tune", str(study_dir), str(i), str(workers)]
+        procs = [subprocess.Popen([sys.executable, "-m", "netwright.stages.tune", str(study_dir), str(i), str(workers)]
                                   + (["--quiet"] if quiet else []), stderr=subprocess.PIPE, text=True)
                  for i in range(workers)]
         problem = None
@@ -550,8 +550,8 @@ def _run_workers(study_dir: Path, workers: int, config: dict[str, Any], study: A
 
 
 def _worker_main(argv: list[str]) -> int:
-    """``python -m netwright.tune STUDY_DIR INDEX WORKERS [--quiet]``: one worker process."""
-    from .errors import one_line
+    """``python -m netwright.stages.tune STUDY_DIR INDEX WORKERS [--quiet]``: one worker process."""
+    from ..errors import one_line
 
     study_dir, index, workers = Path(argv[0]), int(argv[1]), int(argv[2])
     try:
@@ -583,7 +583,7 @@ def summarize(study_dir: Path, study: Any, config: dict[str, Any], raw: dict[str
     """study.json, best.yaml, the pictures and the card, from the storage's trials."""
     import yaml
 
-    from .run import Run
+    from ..run import Run
 
     spec = load_spec(raw)
     rows = trial_rows(study, spec)
@@ -607,7 +607,7 @@ def summarize(study_dir: Path, study: Any, config: dict[str, Any], raw: dict[str
                   f"# train it again with: netwright train {study_dir / BEST_FILE}\n")
         write_text(study_dir / BEST_FILE, header + yaml.safe_dump(trial_spec(raw, values), sort_keys=False))
     write_json(study_dir / STUDY_FILE, summary)
-    from .report.study import write_card
+    from ..report.study import write_card
 
     write_card(study_dir, study, summary)
     return summary

@@ -1,0 +1,93 @@
+"""Raw inputs (CSV, NumPy, image, sound, text) -> normalised model inputs, by a run's saved
+preprocessing (``data.json``), so inputs are given as they come: CSV rows with the training
+column names, pixel values in the data's own range, a PNG of the trained size, plain text."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .arrays import load_array_file
+from .images import IMAGE_SUFFIXES, open_image
+from .info import DataInfo
+from .preprocess import encode_array, encode_image, encode_table, encode_text, encode_texts, normalize
+from ..errors import DataError
+from .speech import encode_wav
+from .tabular import read_csv
+
+
+def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndarray:
+    """Raw inputs -> normalised model inputs ``(N, *input_shape)``.
+
+    ``inputs`` is a file path (``.csv``, ``.npy``, ``.npz``, an image, ``.wav``, ``.txt``), a column
+    table ``{name: values}`` (tabular data), a string (text data) or an array.
+    """
+    pre = info.preprocess
+    kind = pre["kind"]
+    is_path = isinstance(inputs, os.PathLike) or (isinstance(inputs, str) and (kind != "tokens" or Path(inputs).is_file()))
+    if is_path:
+        path = Path(inputs)
+        source = str(path)
+        suffix = path.suffix.lower()
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        if suffix == ".csv":
+            inputs = _read_csv_inputs(pre, path)
+        elif suffix in (".npy", ".npz"):
+            loaded = load_array_file(path)
+            if isinstance(loaded, dict):
+                if len(loaded) != 1 and "x" not in loaded:
+                    raise DataError(f"{path}: holds {', '.join(loaded)}; name the inputs 'x'")
+                loaded = loaded.get("x", next(iter(loaded.values())))
+            inputs = loaded
+        elif suffix in IMAGE_SUFFIXES:
+            if kind != "image":
+                raise DataError(f"{path}: an image, but this model takes {info.modality} inputs")
+            return normalize(pre, encode_image(pre, open_image(path), source))
+        elif suffix == ".wav":
+            if "audio" not in pre:
+                raise DataError(f"{path}: a sound file, but this model was not trained on sound")
+            return normalize(pre, encode_wav(pre["audio"], path))
+        elif suffix == ".txt" or kind == "tokens":
+            inputs = path.read_text(encoding="utf-8", errors="replace")
+        else:
+            raise DataError(f"{path}: unsupported input file; give .csv, .npy, .npz, an image, .wav or .txt")
+    if kind == "tokens":
+        if isinstance(inputs, str) and "tokenizer" in pre:  # labelled text: a file holds one text a line
+            return encode_texts(pre, [t for t in inputs.splitlines() if t.strip()] if is_path else [inputs], source)
+        if isinstance(inputs, str):
+            return encode_text(pre, inputs, source)
+        ids = np.asarray(inputs)
+        if ids.ndim == 1:
+            ids = ids[None]
+        if not np.issubdtype(ids.dtype, np.integer) or ids.shape[1:] != tuple(pre["shape"]):
+            raise DataError(f"{source}: expected integer token ids of shape (N, {pre['shape'][0]})")
+        if ids.min() < 0 or ids.max() >= len(info.vocab):
+            raise DataError(f"{source}: token ids must be in 0..{len(info.vocab) - 1}")
+        return ids.astype(np.int64)
+    if isinstance(inputs, dict):
+        if kind != "table":
+            raise DataError(f"{source}: a column table, but this model takes {info.modality} inputs")
+        x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source)
+    else:
+        x = encode_array(pre, inputs, source)
+    return normalize(pre, x)
+
+
+def _read_csv_inputs(pre: dict[str, Any], path: Path) -> Any:
+    """Tabular models read named columns; others read rows of numbers (a header row is skipped)."""
+    if pre["kind"] == "table":
+        return read_csv(path)
+    rows = [line.split(",") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        float(rows[0][0])
+    except (ValueError, IndexError):
+        rows = rows[1:]
+    try:
+        return np.array([[float(v) for v in r] for r in rows], dtype=np.float32)
+    except ValueError as e:
+        raise DataError(f"{path}: expected rows of numbers ({e})") from None

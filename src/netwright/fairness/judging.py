@@ -1,0 +1,63 @@
+"""Judging fairness mitigations side by side: each variant's accuracy and gaps (with the audit's
+signed intervals); degenerate variants (near-constant decisions, or less accurate than the majority
+outcome) excluded, a variant that widens its targeted gap flagged, the Pareto-optimal ones named
+and one recommended within an accuracy budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .audit import _gaps, _rates, signed_gaps
+
+# a variant that decides otherwise for fewer examples than this share of the labels' minority
+# outcome decides (almost) the same for all: on labels 50/50, under 5% of the examples
+NEAR_CONSTANT = 0.1
+BUDGET_POINTS = 1.0  # accuracy points a recommended variant may lose, unless told otherwise
+
+
+def variant_row(method: str, label: str, pred: np.ndarray, y: np.ndarray, codes: np.ndarray, names: list[str],
+         weight: float | None = None, target: str = "demographic_parity", resamples: int = 1000,
+         seed: int = 0) -> dict[str, Any]:
+    gaps = _gaps(_rates(codes, len(names), y, pred))
+    intervals = signed_gaps(codes, names, y, pred, resamples, seed)
+    return {"method": method, "label": label, "weight": weight, "target": target,
+            "accuracy": float((pred == y).mean()), "selection_rate": float(pred.mean()), **gaps,
+            "intervals": {k: intervals[k] for k in ("demographic_parity_difference", "equalized_odds_difference")}}
+
+
+def judge(rows: list[dict[str, Any]], majority_accuracy: float, budget: float = BUDGET_POINTS) -> dict[str, Any]:
+    """Flag degenerate variants and those that widen their targeted gap (in place, ``flags``),
+    name the Pareto-optimal ones and recommend one: the smallest targeted gap among the sound
+    variants that lose at most ``budget`` accuracy points, or the original when none helps."""
+    base = rows[0]
+    for r in rows:
+        gap = f"{r['target']}_difference"
+        r["accuracy_points"] = round(100 * (r["accuracy"] - base["accuracy"]), 3)
+        dp0 = base["demographic_parity_difference"]
+        r["parity_gap_reduction"] = 1 - r["demographic_parity_difference"] / dp0 if dp0 > 0 else 0.0
+        flags = []
+        if min(r["selection_rate"], 1 - r["selection_rate"]) < NEAR_CONSTANT * (1 - majority_accuracy):
+            flags.append(f"degenerate: decides the same for {max(r['selection_rate'], 1 - r['selection_rate']):.0%} "
+                         "of the examples")
+        elif r["accuracy"] < majority_accuracy:
+            flags.append(f"degenerate: accuracy {r['accuracy']:.3f} is below always predicting the majority outcome "
+                         f"({majority_accuracy:.3f})")
+        if r is not base and r[gap] > base[gap]:
+            flags.append(f"worse: widens the {r['target'].replace('_', ' ')} gap it targets "
+                         f"({base[gap]:.3f} -> {r[gap]:.3f})")
+        r["flags"] = flags
+    sound = [r for r in rows if not any(f.startswith("degenerate") for f in r["flags"])]
+    for r in rows:  # Pareto-optimal: no sound variant is at least as accurate with a smaller targeted gap
+        gap = f"{r['target']}_difference"
+        r["pareto"] = r in sound and not any(
+            o is not r and o["accuracy"] >= r["accuracy"] and o[gap] <= r[gap]
+            and (o["accuracy"] > r["accuracy"] or o[gap] < r[gap]) for o in sound)
+    within = [r for r in sound[1:] if not r["flags"] and r["accuracy_points"] >= -budget
+              and r[f"{r['target']}_difference"] < base[f"{r['target']}_difference"]]
+    best = min(within, key=lambda r: (r[f"{r['target']}_difference"], -r["accuracy"])) if within else base
+    reason = (f"the smallest targeted gap within {budget:g} accuracy points of the original" if within else
+              f"no sound variant narrows its gap within {budget:g} accuracy points; keep the original")
+    return {"recommended": best["label"], "reason": reason, "budget_points": budget,
+            "majority_accuracy": majority_accuracy, "pareto": [r["label"] for r in rows if r["pareto"]]}

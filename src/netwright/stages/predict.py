@@ -1,0 +1,118 @@
+"""The ``predict`` stage: raw inputs (CSV, NumPy, image, sound, text) -> predictions a person reads;
+``predict_file``: a table file of any size streamed into a prediction file, resumable.
+
+The run's saved preprocessing (``data.json``) is applied to the inputs (``netwright.data.inputs``);
+the run's kind decodes the outputs (labels and probabilities, values, boxes, masks)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.chunks import INPUTS, OUTPUTS, count_rows, flatten, join_parts, read_chunks, resume_parts, write_part
+from ..data.inputs import encode_inputs
+from ..data.tabular import read_csv
+from ..errors import DataError, NetwrightError
+from ..run import Run
+from ..tasks import run_task
+
+
+def predict(run: Run | str | os.PathLike, inputs: Any, batch_size: int = 1024,
+            coverage: float | None = None) -> list[dict[str, Any]]:
+    """Predictions for raw inputs, one dict per example.
+
+    Classification: ``label``, ``class`` (index) and ``probabilities`` per class name
+    (temperature-scaled when the run has ``calibration.json``). Regression: ``prediction`` in the
+    target's units. Detection: ``objects``, each with its ``label``, ``score`` and ``box`` (x1, y1,
+    x2, y2 in pixels). ``coverage`` (e.g. 0.9): split-conformal ``set`` (class names) or
+    ``interval`` ``[lo, hi]`` per example, fitted on the run's validation split.
+    """
+    return Predictor(run, coverage, batch_size)(inputs)
+
+
+class Predictor:
+    """A run's model, temperature and conformal calibration, loaded once, for many calls on raw
+    inputs (``predict`` makes one per call; bulk prediction one per file)."""
+
+    def __init__(self, run: Run | str | os.PathLike, coverage: float | None = None, batch_size: int = 1024):
+        run = run if isinstance(run, Run) else Run.open(run)
+        if coverage is not None:
+            from ..conformal import check_coverage
+
+            check_coverage(coverage)
+        self.run, self.info, self.batch_size = run, run.info, batch_size
+        self.task = run_task(run)
+        self.task.require("predict", run)
+        self.model = run.load_model()
+        self.task.prepare(run, self.model, coverage)
+
+    def __call__(self, inputs: Any, source: str | None = None) -> list[dict[str, Any]]:
+        info = self.info
+        table = inputs  # the columns as given: a fairness-thresholds run decides by their sensitive ones
+        if info.preprocess["kind"] == "table" and isinstance(inputs, (str, os.PathLike)) and \
+                Path(inputs).suffix.lower() == ".csv" and Path(inputs).is_file():
+            table = read_csv(Path(inputs))
+        x = torch.from_numpy(encode_inputs(info, table, source or (str(inputs) if table is not inputs else "input")))
+        if len(x) == 0:
+            where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
+            raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
+        model, n = self.model, self.batch_size
+        with torch.no_grad():
+            out = torch.cat([model(x[i:i + n]) for i in range(0, len(x), n)])
+        return self.task.decode(out, table)
+
+
+def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: str | os.PathLike,
+                 id_column: str | None = None, chunk_rows: int = 65536, coverage: float | None = None,
+                 progress: Any = None) -> dict[str, Any]:
+    """Predict every row of a table file into ``out`` (.csv, .parquet or .jsonl) in chunks of
+    ``chunk_rows`` rows; ``id_column`` is copied into the output beside each prediction. A job
+    stopped part-way resumes from its last whole chunk. Returns ``{rows, chunks, resumed, out}``.
+    ``progress``: a callable ``(rows_done, rows_total_or_None)`` called after each chunk."""
+    run = run if isinstance(run, Run) else Run.open(run)
+    src, out = Path(inputs), Path(out)
+    if run.info.preprocess.get("kind") != "table":
+        raise NetwrightError(f"bulk prediction streams table files; this model takes {run.info.modality} inputs "
+                             "(predict it without --out FILE.parquet/.jsonl, or with --out FILE.json)")
+    if not src.is_file():
+        raise DataError(f"{src}: no such file")
+    fmt = out.suffix.lower()
+    if src.suffix.lower() not in INPUTS:
+        raise DataError(f"{src}: bulk prediction reads {', '.join(INPUTS)} files")
+    if fmt not in OUTPUTS:
+        raise NetwrightError(f"--out {out}: write predictions to a {', '.join(OUTPUTS)} file (or .json)")
+    if chunk_rows < 1:
+        raise NetwrightError(f"chunk_rows {chunk_rows}: give a positive number of rows")
+    predictor = Predictor(run, coverage)
+    parts_dir = out.with_name(out.name + ".parts")
+    stat = src.stat()
+    manifest = {"input": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "run": str(run.home.resolve()), "weights_mtime_ns": run.file("model.safetensors").stat().st_mtime_ns,
+                "chunk_rows": chunk_rows, "id": id_column, "coverage": coverage, "format": fmt}
+    done = resume_parts(parts_dir, manifest)
+    total = count_rows(src)
+    n = done * chunk_rows
+    if progress and done:
+        progress(n, total)
+    for i, table in enumerate(read_chunks(src, chunk_rows, skip=n), start=done):
+        if id_column is not None and id_column not in table:
+            raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
+        rows = len(next(iter(table.values()), []))
+        records = flatten(predictor(table, source=f"{src} rows {n + 1}-{n + rows}"))
+        if id_column is not None:
+            records = [{id_column: v} | r for v, r in zip(table[id_column], records)]
+        write_part(parts_dir / f"part-{i:06d}{fmt}", records, fmt)
+        n += rows
+        if progress:
+            progress(n, total)
+    parts = sorted(parts_dir.glob(f"part-*{fmt}"))
+    if not parts:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        raise DataError(f"{src}: no rows to predict; give a header row and data rows")
+    join_parts(parts, out, fmt)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return {"rows": n, "chunks": len(parts), "resumed": done, "out": str(out)}

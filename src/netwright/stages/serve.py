@@ -1,0 +1,50 @@
+"""The ``serve`` stage: a run's model behind an HTTP server (Open Inference Protocol v2, ``/predict``,
+``/explain``, ``/metrics`` and a page to try it) until interrupted."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..deploy.server import create_app
+from ..errors import NetwrightError
+from ..run import Run
+
+
+def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+          engine: str = "auto", threads: int = 1, max_batch: int = 64, max_wait_ms: float | None = None,
+          api_key: str | None = None, header_timeout_s: float = 10.0, **options: Any) -> None:
+    """Serve a run until interrupted (SIGINT/SIGTERM shut down gracefully). ``options``: the rest
+    of :func:`create_app`'s (workers, queue, body_timeout_s); a client whose request line and
+    headers take over ``header_timeout_s`` is disconnected."""
+    import contextlib
+    import signal
+    import socket
+
+    import uvicorn
+
+    from ..deploy.guard import server_config
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # stop gracefully on SIGINT/SIGTERM, then exit 0 (uvicorn re-raises them)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise NetwrightError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+    app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key,
+                     **options)
+    server = Server(server_config(app, host, port, header_timeout_s, timeout_graceful_shutdown=5))
+    model = app.state.model
+    b = app.state.batching
+    batching = f"batches of up to {b['max_batch']} rows, {b['max_wait_ms']:g} ms wait" if b["max_batch"] > 1 else "no batching"
+    auth = "; API key required" if app.state.api_key else ""
+    print(f"serving {model.name} ({model.engine}; {batching}{auth}) on http://{host}:{port}/  (Ctrl-C to stop)",
+          flush=True)
+    server.run()
+    print("stopped", flush=True)

@@ -1,1 +1,0 @@
-"""Language: tokenizers, text data sets, language models, translation."""
