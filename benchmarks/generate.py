@@ -20,7 +20,7 @@ import torch
 
 import netwright
 from netwright.run import Run
-from netwright.data.tokenizer import load_tokenizer
+from netwright.tasks.language import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

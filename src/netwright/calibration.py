@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import NetwrightError
+from .run import CALIBRATION
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,9 +62,9 @@ SEPARABLE_NLL = 1e-4  # a validation NLL this low: the split no longer constrain
 
 def temperature(run: Run) -> float:
     """The run's fitted temperature (``calibration.json``), or 1.0 when it was not calibrated."""
-    if not run.has("calibration.json"):
+    if not run.has(CALIBRATION):
         return 1.0
-    return float(run.read_json("calibration.json")["temperature"])
+    return float(run.read_json(CALIBRATION)["temperature"])
 
 
 def probabilities(logits: np.ndarray | torch.Tensor, temperature: float = 1.0) -> np.ndarray:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import NetwrightError, TrainingInterrupted, environment_problem, one_line
+from .run import TRAIN
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural networks end to end: declare, train, evaluate, predict.")
@@ -86,7 +87,7 @@ def train(
                       progress="quiet" if quiet else "auto")
     if int(os.environ.get("RANK", "0")) != 0:
         return  # the other ranks of a distributed job stay silent
-    summary = run.read_json("train.json")
+    summary = run.read_json(TRAIN)
     best = summary["best"]
     shown = "  ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_"))
     out.print(f"{run.path}: {summary['epochs']} epochs in {summary['seconds']:.1f}s; "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from .run import REPORT_HTML
 
 # The two specs, as in examples/digits_cnn.yaml and examples/loans_fairness.yaml (a test keeps them equal).
 DIGITS = yaml.safe_load("""
@@ -68,7 +69,7 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     ver = netwright.export(run)
     say(f"  ONNX verified: max |diff| {ver['max_abs_diff']:.1e}")
     netwright.report(run)
-    cards["digits"] = run.file("report.html")
+    cards["digits"] = run.file(REPORT_HTML)
 
     fair = netwright.train(LOANS, name="demo-fairness", runs_dir=runs_dir, overwrite=True, progress="quiet")
     acc = netwright.evaluate(fair)["metrics"]["accuracy"]
@@ -90,7 +91,7 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     scored = netwright.predict_file(fair, new, fair.file("new_applicants_scored.parquet"))
     say(f"  scored {scored['rows']} new applicants in bulk -> {scored['out']}")
     netwright.report(fair)
-    cards["fairness"] = fair.file("report.html")
+    cards["fairness"] = fair.file(REPORT_HTML)
     for name, path in cards.items():
         say(f"model card ({name}): {path}")
     say(f"try the digits model in a browser: netwright serve {run.path}")

@@ -1,10 +1,7 @@
 """The run directory: everything one run produced, the contract between stages.
 
-::
-
-    runs/<name>/spec.yaml  data.json  metrics.jsonl  timing.jsonl  train.json
-                checkpoints/last.safetensors  checkpoints/last.json
-                model.safetensors  eval.json  eval/
+Every file a run holds is named once, in :data:`ARTEFACTS` below (the stage that writes it and
+what it is); stages, the model card and the comparison page use these names.
 """
 
 from __future__ import annotations
@@ -33,6 +30,41 @@ if TYPE_CHECKING:
 
     from .data.info import DataInfo, Dataset
     from .spec import Spec
+
+# ---------------------------------------------------------------------- the run's artefacts
+
+SPEC, DATA, PLUGINS, TOKENIZER = "spec.yaml", "data.json", "plugins.json", "tokenizer.json"
+METRICS, TIMING, TRAIN, WEIGHTS = "metrics.jsonl", "timing.jsonl", "train.json", "model.safetensors"
+CHECKPOINT, CHECKPOINT_STATE, TRACKING = "checkpoints/last.safetensors", "checkpoints/last.json", "tracking.json"
+CONTINUAL, CALIBRATION, EVAL = "continual.json", "calibration.json", "eval.json"
+EXPLAIN, AUDIT, MITIGATE, THRESHOLDS = "explain/explain.json", "audit.json", "fairness/mitigate.json", "fairness/thresholds.json"
+COMPRESS, VERIFY, REPORT_JSON, REPORT_HTML = "compress/compress.json", "export/verify.json", "report.json", "report.html"
+
+#: path in the run -> (the stage that writes it, what it holds)
+ARTEFACTS: dict[str, tuple[str, str]] = {
+    SPEC: ("train", "the resolved spec, every default filled in"),
+    DATA: ("train", "the data's facts (DataInfo), split sizes, preprocessing and fingerprint"),
+    PLUGINS: ("train", "the plugin files and modules the run used, each file's SHA-256"),
+    TOKENIZER: ("train", "a text run's tokenizer"),
+    METRICS: ("train", "one JSON object per epoch: losses, validation metrics, learning rate"),
+    TIMING: ("train", "seconds and samples/s per epoch (apart, so that metrics.jsonl is reproducible)"),
+    TRAIN: ("train", "the summary: best epoch, stopping, time, peak memory, threads, precision, compute"),
+    CHECKPOINT: ("train", "the last checkpoint's weights"),
+    CHECKPOINT_STATE: ("train", "its optimizer, generator states, epoch and position in the epoch"),
+    WEIGHTS: ("train", "the kept weights"),
+    TRACKING: ("train", "the MLflow run this run logs to"),
+    CONTINUAL: ("train", "continual learning: accuracy on every task after each"),
+    CALIBRATION: ("calibrate", "the temperature fitted on the validation split"),
+    EVAL: ("evaluate", "a split's metrics beside the baseline (pictures in eval/)"),
+    EXPLAIN: ("explain", "attributions, sanity checks and pictures (explain/)"),
+    AUDIT: ("audit", "decisions by group with signed intervals"),
+    MITIGATE: ("mitigate", "the mitigations side by side, judged (variants in fairness/)"),
+    THRESHOLDS: ("mitigate", "group thresholds deployed by predict"),
+    COMPRESS: ("compress", "the compressed variants against the original (variants in compress/)"),
+    VERIFY: ("export", "the ONNX file's verification (export/model.onnx)"),
+    REPORT_JSON: ("report", "the model card as data"),
+    REPORT_HTML: ("report", "the model card"),
+}
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 100  # file systems allow 255 bytes; the staging and lock names add to it
@@ -69,7 +101,7 @@ class Run:
             p = default_runs_dir() / p  # a bare run name
         if not p.is_dir():
             raise NetwrightError(f"{path}: no such run directory; 'netwright runs' lists the runs")
-        if not (p / "spec.yaml").is_file() or not (p / "data.json").is_file():
+        if not (p / SPEC).is_file() or not (p / DATA).is_file():
             raise NetwrightError(f"{p}: not a run directory (no spec.yaml/data.json); train one with "
                                  "'netwright train SPEC'")
         return cls(p)
@@ -91,7 +123,7 @@ class Run:
             raise NetwrightError(f"{path}: exists and is not a run directory; pick another --name")
         if path.exists():
             if overwrite:
-                if any(path.iterdir()) and not (path / "spec.yaml").is_file():
+                if any(path.iterdir()) and not (path / SPEC).is_file():
                     raise NetwrightError(f"{path}: exists and is not a run directory; refusing to overwrite it")
             elif explicit:
                 resumable = (path / "checkpoints" / "last.safetensors").is_file()
@@ -209,28 +241,28 @@ class Run:
         checked unchanged)."""
         from .spec import load_spec
 
-        if self.has("plugins.json"):
+        if self.has(PLUGINS):
             from .plugins import load_recorded
 
-            load_recorded(self.read_json("plugins.json"), self.home)
-        return load_spec(self.path / "spec.yaml")
+            load_recorded(self.read_json(PLUGINS), self.home)
+        return load_spec(self.path / SPEC)
 
     def write_spec(self, spec: "Spec") -> None:
-        write_text(self.path / "spec.yaml", spec.to_yaml())
+        write_text(self.path / SPEC, spec.to_yaml())
 
     @property
     def info(self) -> "DataInfo":
         from .data.info import DataInfo
 
         try:
-            return DataInfo.from_dict(self.read_json("data.json"))
+            return DataInfo.from_dict(self.read_json(DATA))
         except (KeyError, TypeError, ValueError) as e:
             raise NetwrightError(f"{self.path / 'data.json'}: damaged ({e.__class__.__name__}: {str(e)[:80]}); "
                                  "train the run again") from None
 
     def metrics(self) -> list[dict[str, Any]]:
         """One dict per finished epoch (``metrics.jsonl``)."""
-        p = self.path / "metrics.jsonl"
+        p = self.path / METRICS
         if not p.is_file():
             return []
         return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -240,13 +272,13 @@ class Run:
         from .data import load_dataset
 
         data = load_dataset(self.spec.data)
-        saved = self.read_json("data.json").get("fingerprint")
+        saved = self.read_json(DATA).get("fingerprint")
         if saved != data.info.fingerprint:
             raise NetwrightError(f"{self.path}: the data changed since training (fingerprint {saved} -> "
                                  f"{data.info.fingerprint}); restore it or train a new run")
         return data
 
-    def load_model(self, weights: str = "model.safetensors") -> "nn.Module":
+    def load_model(self, weights: str = WEIGHTS) -> "nn.Module":
         """Rebuild the model from the spec and load its saved weights (eval mode)."""
         from .models import build_model
         from .training.checkpoint import load_model_weights
@@ -326,11 +358,11 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]
     if not base.is_dir():
         return rows
     for p in sorted(base.iterdir()):
-        if p.name.startswith(".") or not (p / "spec.yaml").is_file():  # runs being built, locks
+        if p.name.startswith(".") or not (p / SPEC).is_file():  # runs being built, locks
             continue
         row: dict[str, Any] = {"name": p.name, "path": str(p)}
         try:
-            raw = yaml.safe_load((p / "spec.yaml").read_text(encoding="utf-8"))
+            raw = yaml.safe_load((p / SPEC).read_text(encoding="utf-8"))
             row["dataset"], row["model"] = raw["data"]["name"], raw["model"]["name"]
             summary = json.loads((p / "train.json").read_text()) if (p / "train.json").is_file() else {}
             history = Run(p).metrics()

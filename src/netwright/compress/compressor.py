@@ -11,7 +11,7 @@ import torch
 
 from ..atomic import write_json
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import WEIGHTS, Run
 from ..training.checkpoint import save_weights
 from . import measure
 from .prune import STRUCTURED, prune_structured, prune_unstructured
@@ -79,18 +79,18 @@ class Compressor:
         meta = {"kind": "pruned", "format": "safetensors", "base": "original", "ratio": ratio,
                 "model": params, "finetune_epochs": self.finetune_epochs}
         write_json(folder / "variant.json", meta)
-        return Variant(name, {**meta, "weights": folder / "model.safetensors"}, module=module.eval())
+        return Variant(name, {**meta, "weights": folder / WEIGHTS}, module=module.eval())
 
     def sparse(self, sparsity: float) -> Variant:
         """Unstructured magnitude pruning (no fine-tune): the same dense shapes, with zeros."""
         name = f"sparse-{round(sparsity * 100)}"
         module = prune_unstructured(self.original.module, sparsity).eval()
         folder = self._folder(name)
-        save_weights(folder / "model.safetensors", module.state_dict())
+        save_weights(folder / WEIGHTS, module.state_dict())
         meta = {"kind": "sparse", "format": "safetensors", "base": "original", "sparsity": sparsity,
                 "note": "dense kernels: zeros take the same space and time unless a sparse runtime is used"}
         write_json(folder / "variant.json", meta)
-        return Variant(name, {**meta, "weights": folder / "model.safetensors"}, module=module)
+        return Variant(name, {**meta, "weights": folder / WEIGHTS}, module=module)
 
     def _finetune(self, module: torch.nn.Module, params: dict[str, Any], folder) -> torch.nn.Module:
         """A short cosine-decayed fine-tune with the run's own recipe, written into ``folder``."""

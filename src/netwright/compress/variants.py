@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import NetwrightError
-from ..run import Run
+from ..run import WEIGHTS, Run
 
 
 @dataclass
@@ -58,7 +58,7 @@ def list_variants(run: Run) -> list[str]:
 def load_variant(run: Run, name: str) -> Variant:
     """Load ``original`` or a variant written by ``compress``."""
     if name == "original":
-        return Variant("original", {"kind": "original", "weights": run.file("model.safetensors")},
+        return Variant("original", {"kind": "original", "weights": run.file(WEIGHTS)},
                        module=run.load_model())
     folder = variant_dir(run, name)
     if not (folder / "variant.json").is_file():
@@ -74,5 +74,5 @@ def load_variant(run: Run, name: str) -> Variant:
     spec = run.spec
     params = meta.get("model", spec.model.params)
     module = build_model(spec.model.name, run.info, **params)
-    load_model_weights(module, folder / "model.safetensors")
-    return Variant(name, {**meta, "weights": folder / "model.safetensors"}, module=module.eval())
+    load_model_weights(module, folder / WEIGHTS)
+    return Variant(name, {**meta, "weights": folder / WEIGHTS}, module=module.eval())

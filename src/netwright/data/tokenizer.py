@@ -9,12 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import DataError, NetwrightError
-
-if TYPE_CHECKING:
-    from ..run import Run
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 PAD, BOS, EOS, UNK = range(4)
@@ -143,34 +140,3 @@ def pad(ids: list[int], length: int) -> list[int]:
 
 def digest(d: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ------------------------------------------------------------------ a run's tokenizer file
-
-TOKENIZER_FILE = "tokenizer.json"
-
-
-def save_tokenizer(run: "Run") -> None:
-    """Write the run's tokenizer as ``tokenizer.json`` (the same JSON ``data.json`` records by digest)."""
-    from ..atomic import write_json
-
-    pre = run.info.preprocess
-    if "tokenizer" in pre:
-        write_json(run.file(TOKENIZER_FILE), pre["tokenizer"])
-
-
-def load_tokenizer(run: "Run") -> Any:
-    """The run's tokenizer, checked against the model it was trained with."""
-    pre = run.info.preprocess
-    path = run.file(TOKENIZER_FILE)
-    if not path.is_file():
-        raise NetwrightError(f"{path}: missing; this run has no tokenizer file (was it trained on text?)")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-        tok = from_dict(d)
-    except Exception as e:
-        raise NetwrightError(f"{path}: not a tokenizer this model can use ({str(e).splitlines()[0][:120]})") from None
-    if digest(d) != pre.get("tokenizer_sha") or tok.vocab_size != len(run.info.vocab):
-        raise NetwrightError(f"{path} does not match the model (vocabulary of {tok.vocab_size}, the model has "
-                             f"{len(run.info.vocab)}; or another training text); restore the run's own tokenizer")
-    return tok

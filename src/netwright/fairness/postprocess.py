@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NetwrightError
+from ..run import THRESHOLDS
 
 
 def _scores_estimator(scores: np.ndarray) -> Any:
@@ -79,11 +80,11 @@ def deployed_decisions(run: Any, table: Any, logits: np.ndarray, rows: list[dict
     """A run trained with ``fairness.mitigation: thresholds`` decides by its group thresholds
     when the input carries the sensitive columns (each row says which group's thresholds it got),
     and says in every row that they were not applied when it does not."""
-    if run.spec.fairness.mitigation != "thresholds" or not run.has("fairness/thresholds.json"):
+    if run.spec.fairness.mitigation != "thresholds" or not run.has(THRESHOLDS):
         return rows
     from .groups import group_labels
 
-    t = run.read_json("fairness/thresholds.json")
+    t = run.read_json(THRESHOLDS)
     names = run.info.class_names
     positive = names.index(t["positive_label"])
     missing = [c for c in t["sensitive"] if not isinstance(table, dict) or c not in table]
@@ -117,5 +118,5 @@ def save_thresholds(run: Any, data: Any, model: Any) -> dict[str, Any]:
     score, _ = decisions(model, split.x, positive)
     table = fit_thresholds(score, split.y.numpy() == positive, group_labels(split.groups, sensitive), fair.thresholds)
     table.update(fitted_on=f"{name} split", sensitive=sensitive, positive_label=data.info.class_names[positive])
-    run.write_json("fairness/thresholds.json", table)
+    run.write_json(THRESHOLDS, table)
     return table

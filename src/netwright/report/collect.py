@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from ..run import Run
+from ..run import AUDIT, COMPRESS, CONTINUAL, EVAL, EXPLAIN, MITIGATE, TRAIN, VERIFY, WEIGHTS, Run
 from ..tasks import run_task
 
 # Energy estimate: wall-clock training time x active CPU threads x this many watts (a typical
@@ -26,13 +26,13 @@ def _json(run: Run, rel: str) -> Any:
 
 def _stages(run: Run) -> dict[str, bool]:
     return {
-        "train": run.has("train.json"),
-        "evaluate": run.has("eval.json"),
-        "explain": run.has("explain/explain.json"),
-        "audit": run.has("audit.json"),
-        "mitigate": run.has("fairness/mitigate.json"),
-        "compress": run.has("compress/compress.json"),
-        "export": run.has("export/verify.json"),
+        "train": run.has(TRAIN),
+        "evaluate": run.has(EVAL),
+        "explain": run.has(EXPLAIN),
+        "audit": run.has(AUDIT),
+        "mitigate": run.has(MITIGATE),
+        "compress": run.has(COMPRESS),
+        "export": run.has(VERIFY),
         "monitor": bool(list(run.file("monitor").glob("*.json"))) if run.has("monitor") else False,
     }
 
@@ -48,7 +48,7 @@ def model_details(run: Run) -> dict[str, Any]:
     from ..models import MODELS
 
     spec = run.spec
-    model = run.load_model() if run.has("model.safetensors") else None
+    model = run.load_model() if run.has(WEIGHTS) else None
     details: dict[str, Any] = {"name": spec.model.name, "family": MODELS.get(spec.model.name).meta.get("family"),
                                "hyper_parameters": spec.model.params}
     if model is None:
@@ -140,7 +140,7 @@ def caveats(card: dict[str, Any]) -> list[str]:
 def collect(run: Run) -> dict[str, Any]:
     """The model card as data (``report.json``)."""
     spec, info = run.spec, run.info
-    summary = _json(run, "train.json") or {}
+    summary = _json(run, TRAIN) or {}
     history = run.metrics()
     details = model_details(run)
     stages = _stages(run)
@@ -160,14 +160,14 @@ def collect(run: Run) -> dict[str, Any]:
                  "fingerprint": info.fingerprint, "classes": info.class_names, "features": info.feature_names,
                  "sensitive": info.sensitive, "target": info.target_name},
         "training": {"summary": summary, "history": history, "overfitting": overfitting(history, summary)},
-        "continual": _json(run, "continual.json"),
+        "continual": _json(run, CONTINUAL),
         "cross_validation": _cross_validation(run),
-        "metrics": _json(run, "eval.json"),
-        "explanations": _json(run, "explain/explain.json"),
-        "fairness": ({"audit": _json(run, "audit.json"), "mitigation": _json(run, "fairness/mitigate.json")}
+        "metrics": _json(run, EVAL),
+        "explanations": _json(run, EXPLAIN),
+        "fairness": ({"audit": _json(run, AUDIT), "mitigation": _json(run, MITIGATE)}
                      if stages["audit"] or stages["mitigate"] else None),
-        "compression": _json(run, "compress/compress.json"),
-        "deployment": ({"original": _json(run, "export/verify.json"),
+        "compression": _json(run, COMPRESS),
+        "deployment": ({"original": _json(run, VERIFY),
                         "variants": {p.parent.name: json.loads(p.read_text())
                                      for p in sorted(run.file("export").glob("*/verify.json"))}}
                        if stages["export"] else None),

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import NetwrightError
-from ..run import Run, default_runs_dir
+from ..run import AUDIT, COMPRESS, DATA, EVAL, MITIGATE, SPEC, TRAIN, WEIGHTS, Run, default_runs_dir
 from ..spec import flatten
 from .html import CSS, e, img, num
 
@@ -72,7 +72,7 @@ def resolve(sources: list[str | os.PathLike | Run]) -> tuple[list[Entry], list[d
             p = default_runs_dir() / p  # a bare name under the runs folder
         if not p.is_dir():
             raise NetwrightError(f"{source}: no such run directory or folder of runs; 'netwright runs' lists the runs")
-        if (p / "spec.yaml").is_file():
+        if (p / SPEC).is_file():
             entries.append(Entry(Run.open(p), p.name))
             continue
         found, study = _expand(p, notes)
@@ -103,7 +103,7 @@ def _natural(name: str) -> list[Any]:
 
 def _expand(folder: Path, notes: list[str]) -> tuple[list[Entry], dict[str, Any] | None]:
     """The runs in ``folder``'s subfolders; a tuning study's in trial order, its best marked."""
-    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "spec.yaml").is_file()]
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / SPEC).is_file()]
     if not subs:
         raise NetwrightError(f"{folder}: not a run (no spec.yaml) and holds no runs (no subfolder has a spec.yaml); "
                              "give run directories, a tuning study or a cross-validation folder")
@@ -113,7 +113,7 @@ def _expand(folder: Path, notes: list[str]) -> tuple[list[Entry], dict[str, Any]
               is not None else (1, _natural(p.name)))
     entries = []
     for p in subs:
-        if not (p / "data.json").is_file():
+        if not (p / DATA).is_file():
             notes.append(f"skipped {p}: not a complete run (no data.json)")
             continue
         trial = by_run.get(p.name)
@@ -176,7 +176,7 @@ def _finite(v: Any) -> bool:
 def load(x: Entry) -> None:
     r = x.run
     try:
-        raw = yaml.safe_load(r.file("spec.yaml").read_text(encoding="utf-8"))
+        raw = yaml.safe_load(r.file(SPEC).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise NetwrightError(f"{r.file('spec.yaml')}: unreadable ({exc.__class__.__name__})") from None
     x.spec = flatten(raw if isinstance(raw, dict) else {})
@@ -185,11 +185,11 @@ def load(x: Entry) -> None:
     except ValueError as exc:
         raise NetwrightError(f"{r.file('metrics.jsonl')}: damaged ({exc}); train the run again") from None
     opt = {rel: r.read_json(rel) if r.has(rel) else None
-           for rel in ("train.json", "eval.json", "compress/compress.json", "fairness/mitigate.json", "audit.json")}
-    x.summary = opt["train.json"] or {}
-    x.eval, x.compress, x.mitigate, x.audit = (opt["eval.json"], opt["compress/compress.json"],
-                                               opt["fairness/mitigate.json"], opt["audit.json"])
-    x.size = r.file("model.safetensors").stat().st_size if r.has("model.safetensors") else None
+           for rel in (TRAIN, EVAL, COMPRESS, MITIGATE, AUDIT)}
+    x.summary = opt[TRAIN] or {}
+    x.eval, x.compress, x.mitigate, x.audit = (opt[EVAL], opt[COMPRESS],
+                                               opt[MITIGATE], opt[AUDIT])
+    x.size = r.file(WEIGHTS).stat().st_size if r.has(WEIGHTS) else None
 
 
 def spec_diff(entries: list[Entry]) -> list[tuple[str, list[Any]]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..fairness.audit import audit_predictions, decisions, load_labelled, proxy_check, summary
 from ..fairness.groups import resolve
-from ..run import Run, writes_run
+from ..run import AUDIT, Run, writes_run
 from ..tasks import run_task
 
 
@@ -38,7 +38,7 @@ def audit(run: Run | str | os.PathLike, data: str | os.PathLike | None = None, s
         result["proxies"] = {c: proxy_check(train.x.numpy(), train.groups[c], x.numpy(), groups[c],
                                             info.feature_names, run.spec.seed) for c in sensitive}
     result["summary"] = summary(result)
-    run.write_json("audit.json", result)
+    run.write_json(AUDIT, result)
     if plots:
         from ..fairness.pictures import audit_plot
 

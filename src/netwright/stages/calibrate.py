@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..calibration import LOG_T_BOUNDS, calibration_scores, fit_temperature, require_val
 from ..errors import NetwrightError
-from ..run import Run, writes_run
+from ..run import CALIBRATION, Run, writes_run
 from ..tasks import run_task, task_class
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def calibrate(run: Run | str | os.PathLike, model: "nn.Module | None" = None,
               "search": f"bounded scalar search (scipy minimize_scalar) over log T in [{LOG_T_BOUNDS[0]:.4f}, "
                         f"{LOG_T_BOUNDS[1]:.4f}], T = 1 kept unless beaten",
               **({"note": fit["note"]} if "note" in fit else {})}
-    run.write_json("calibration.json", result)
+    run.write_json(CALIBRATION, result)
     return result
 
 

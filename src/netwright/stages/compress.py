@@ -14,7 +14,7 @@ from ..compress.compressor import SEARCH_RATIOS, Compressor, budget_search
 from ..compress.prune import STRUCTURED
 from ..compress.variants import load_variant
 from ..errors import NetwrightError
-from ..run import Run, writes_run
+from ..run import COMPRESS, Run, writes_run
 from ..tasks import run_task
 
 
@@ -86,7 +86,7 @@ def compress(run: Run | str | os.PathLike, quantize: str | None = None, prune: f
     }
     if budget is not None:
         result["search"] = budget_search(c, budget)
-    run.write_json("compress/compress.json", result)
+    run.write_json(COMPRESS, result)
     search = result["search"]
     if search is not None and search["chosen"] is None:
         best = max(search["rows"], key=lambda r: r["val_points"]) if search["rows"] else None

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from ..errors import NetwrightError
-from ..run import Run, writes_run
+from ..run import EVAL, Run, writes_run
 from ..tasks import run_task
 
 
@@ -38,7 +38,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
             raise NetwrightError("--coverage fits its threshold on the validation split, so coverage there holds by "
                                  "construction; evaluate --split test (or train)")
     result = task.evaluate(run, split, batch_size=batch_size, coverage=coverage)
-    run.write_json("eval.json", result)
+    run.write_json(EVAL, result)
     if plots:
         folder = run.file("eval")
         task.plots(run, result, folder)

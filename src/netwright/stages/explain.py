@@ -15,7 +15,7 @@ from ..errors import NetwrightError
 from ..explain import pictures
 from ..explain.methods import METHODS, applicable, baseline_for, check_method
 from ..explain.sanity import deletion_insertion, randomisation
-from ..run import Run, writes_run
+from ..run import EXPLAIN, Run, writes_run
 from ..tasks import run_task
 
 GLOBAL_SAMPLES = 512  # test examples behind the global (mean |attribution|) view of tabular models
@@ -130,7 +130,7 @@ def _explain(run: Run | str | os.PathLike, methods: list[str] | None = None, sam
         result["global"] = _global(run, model, [m for m in chosen if m.name != "permutation"], info)
         pictures.global_bars(result["global"], folder / "global.png")
     result["pictures"] = _draw(x, attrs, result["samples"], info, folder)
-    run.write_json("explain/explain.json", result)
+    run.write_json(EXPLAIN, result)
     return result
 
 

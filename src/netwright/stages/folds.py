@@ -21,7 +21,7 @@ import torch
 
 from ..atomic import write_json
 from ..errors import NetwrightError
-from ..run import NAME_RE, Run, default_runs_dir
+from ..run import NAME_RE, TRAIN, Run, default_runs_dir
 from ..spec import SpecSource, load_spec
 from ..tasks import collect_outputs, run_task
 from ..training.progress import Mode
@@ -60,7 +60,7 @@ def train_folds(spec: SpecSource, folds: int, overrides: list[str] | None = None
             update={"folds": folds, "fold": i})})
         run = train(fold_spec, name=f"fold-{i}", runs_dir=study, overwrite=overwrite, progress=progress)
         run_task(run).require("folds", run)
-        best = run.read_json("train.json")["best"]
+        best = run.read_json(TRAIN)["best"]
         test = evaluate(run, plots=False)["metrics"]
         rows.append({"fold": i, "run": run.name,
                      "val": {k[4:]: v for k, v in best.items() if k.startswith("val_") and v is not None},

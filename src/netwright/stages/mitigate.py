@@ -20,7 +20,7 @@ from ..fairness.audit import decisions
 from ..fairness.groups import group_index, group_labels, resolve
 from ..fairness.judging import BUDGET_POINTS, judge, variant_row
 from ..fairness.postprocess import apply_thresholds, save_thresholds
-from ..run import Run, writes_run
+from ..run import MITIGATE, Run, writes_run
 from ..tasks import run_task
 
 METHODS = ("reweighing", "penalty", "thresholds")
@@ -83,7 +83,7 @@ def mitigate(run: Run | str | os.PathLike, methods: list[str] | None = None, swe
     majority = float(max(y.mean(), 1 - y.mean()))
     result = {"sensitive": sensitive, "positive_label": info.class_names[positive], "split": "test",
               "groups": names, "rows": rows, "judgement": judge(rows, majority, budget)}
-    run.write_json("fairness/mitigate.json", result)
+    run.write_json(MITIGATE, result)
     from ..fairness.pictures import tradeoff_plot
 
     tradeoff_plot(rows, run.file("fairness") / "tradeoff.png")

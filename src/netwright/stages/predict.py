@@ -17,7 +17,7 @@ from ..data.chunks import INPUTS, OUTPUTS, count_rows, flatten, join_parts, read
 from ..data.inputs import encode_inputs
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
-from ..run import Run
+from ..run import WEIGHTS, Run
 from ..tasks import run_task
 
 
@@ -91,7 +91,7 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     parts_dir = out.with_name(out.name + ".parts")
     stat = src.stat()
     manifest = {"input": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "run": str(run.home.resolve()), "weights_mtime_ns": run.file("model.safetensors").stat().st_mtime_ns,
+                "run": str(run.home.resolve()), "weights_mtime_ns": run.file(WEIGHTS).stat().st_mtime_ns,
                 "chunk_rows": chunk_rows, "id": id_column, "coverage": coverage, "format": fmt}
     done = resume_parts(parts_dir, manifest)
     total = count_rows(src)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..run import Run, writes_run
+from ..run import REPORT_HTML, REPORT_JSON, Run, writes_run
 from ..report.collect import collect, pictures
 from ..report.html import render
 
@@ -29,11 +29,11 @@ def report(run: Run | str | os.PathLike) -> dict[str, Any]:
 
             pics["curves"] = curves_plot(history, Path(tmp) / "curves.png")
         page = render(card, pics)
-    run.write_json("report.json", card)
-    write_text(run.file("report.html"), page)
+    run.write_json(REPORT_JSON, card)
+    write_text(run.file(REPORT_HTML), page)
     from ..training.tracking import log_artifacts  # a run tracked with MLflow gets the card too
 
-    log_artifacts(run, [run.file("report.html"), run.file("report.json")], "report")
+    log_artifacts(run, [run.file(REPORT_HTML), run.file(REPORT_JSON)], "report")
     return card
 
 

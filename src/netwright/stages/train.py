@@ -15,10 +15,10 @@ from ..data.missing import describe as describe_missing
 from ..errors import NetwrightError, SpecError
 from ..fairness.mitigation import check_groups, training_terms
 from ..models import build_model, count_parameters
-from ..run import Run
+from ..run import CONTINUAL, DATA, PLUGINS, TRAIN, WEIGHTS, Run
 from ..spec import Spec, SpecSource, check_augment, load_spec
 from ..tasks import task_class
-from ..data.tokenizer import save_tokenizer
+from ..tasks.language import save_tokenizer
 from ..training.distributed import Dist, from_env, init, shutdown
 from ..training.progress import Mode, TrainingProgress
 from ..training.resources import resolve_channels_last, resolve_device, resolve_precision, resolve_threads
@@ -52,7 +52,7 @@ def train(spec: SpecSource | None = None, overrides: list[str] | None = None, na
             reads the same examples (the spec's ``data.val``, ``test``, ``split_seed`` still apply).
 
     Returns:
-        The :class:`Run`; ``run.read_json("train.json")`` holds the summary.
+        The :class:`Run`; ``run.read_json(TRAIN)`` holds the summary.
     """
     if model is not None or data is not None:
         if resume:
@@ -179,8 +179,8 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
             if resolved.plugins:
                 from ..plugins import describe
 
-                run.write_json("plugins.json", describe(resolved.plugins))
-            run.write_json("data.json", info.to_dict())
+                run.write_json(PLUGINS, describe(resolved.plugins))
+            run.write_json(DATA, info.to_dict())
             save_tokenizer(run)
             share_path(run.path, dist)
         else:
@@ -200,7 +200,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
             result = train_continual(model, data, resolved, device, prog, lambda t, part: Trainer(
                 model, t, part, resolved, run, device, prog, channels_last=channels_last,
                 precision="bf16" if bf16 else "fp32", precision_reason=precision_reason, frozen=frozen))
-        run.write_json("continual.json", result)
+        run.write_json(CONTINUAL, result)
         return run
 
     flops = task.training_flops(model, data.train.x[:1].to(device))  # of one example, for the compute report
@@ -246,7 +246,7 @@ def companion(run: Run, name: str, spec: dict[str, Any], resume: bool, progress:
     """A run the kind needs beside this one (a GAN's judge classifier), trained into ``RUN/<name>/``
     and reused on resume."""
     folder = run.file(name)
-    if not (resume and (folder / "model.safetensors").is_file()):
+    if not (resume and (folder / WEIGHTS).is_file()):
         with TrainingProgress(progress) as prog:
             prog.message(f"training the {name} run this kind needs -> {folder}")
         train(spec, name=name, runs_dir=run.path, overwrite=True, progress="quiet")

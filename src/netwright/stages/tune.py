@@ -35,7 +35,7 @@ from typing import Any
 from ..atomic import write_json, write_text
 from ..errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
-from ..run import NAME_RE, default_runs_dir, pid_alive
+from ..run import NAME_RE, TRAIN, WEIGHTS, default_runs_dir, pid_alive
 from ..spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
 from ..training.callbacks import Callback
 
@@ -327,7 +327,7 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
             trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.user_attrs.get("retry_of",
                                                                                               trial.number)})
             raise
-        summary = run.read_json("train.json")
+        summary = run.read_json(TRAIN)
         trial.set_user_attr("run", run.name)
         trial.set_user_attr("epochs", int(summary["epochs"]))
         trial.set_user_attr("seconds", round(float(summary["seconds"]), 3))
@@ -597,7 +597,7 @@ def summarize(study_dir: Path, study: Any, config: dict[str, Any], raw: dict[str
         values = {p: decode(spec.tune.params[p], v) for p, v in b.params.items()}
         best = {"number": b.number, "value": b.value, "params": values, "run": b.user_attrs.get("run")}
         run_dir = study_dir / best["run"] if best["run"] else None
-        if run_dir is not None and (run_dir / "model.safetensors").is_file():
+        if run_dir is not None and (run_dir / WEIGHTS).is_file():
             from .evaluate import evaluate
 
             best["test"] = {k: v for k, v in evaluate(Run.open(run_dir), plots=False)["metrics"].items()

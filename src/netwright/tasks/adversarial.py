@@ -239,7 +239,8 @@ class AdversarialTask(Kind):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "digits"}, "model": {"name": "gan", "latent": 8, "hidden": [16]},
+        return {"data": {"name": "digits"}, "model": {"name": "gan", "latent_dim": 8, "g_channels": 8, "d_channels": 8,
+                                                     "hidden": [16]},
                 "train": {"epochs": 1}}
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from ..metrics import classification_metrics, confusion_matrix, expected_calibration_error, macro_f1
 from .registry import register_task
 from .supervised import SUPERVISED_STAGES, SupervisedTask
+from ..run import CALIBRATION
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -39,7 +40,7 @@ class ClassificationTask(SupervisedTask):
     def scores(self, run: Run, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         info = self.info
         result = class_report(outputs["output"], outputs["target"], info.num_classes, info.class_names)
-        if run.has("calibration.json"):
+        if run.has(CALIBRATION):
             from ..calibration import calibration_scores, temperature
 
             t, logits, target = temperature(run), outputs["output"], outputs["target"]
@@ -81,7 +82,7 @@ class ClassificationTask(SupervisedTask):
         from ..calibration import temperature
         from ..deploy.onnx_io import TemperatureScaled
 
-        return TemperatureScaled(model, temperature(run)) if run.has("calibration.json") else model
+        return TemperatureScaled(model, temperature(run)) if run.has(CALIBRATION) else model
 
     # ---- conformal sets
 

@@ -79,7 +79,7 @@ class ContrastiveTask(OneNetworkTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "digits"}, "model": {"name": "contrastive", "channels": [4, 8], "embed_dim": 8},
+        return {"data": {"name": "digits"}, "model": {"name": "contrastive", "channels": [4, 8], "projection": [16, 8]},
                 "train": {"epochs": 1}}
 
 

@@ -123,7 +123,7 @@ class ControlTask(OneNetworkTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "cartpole", "episodes": 16}, "model": {"name": "policy", "hidden": [8]},
+        return {"data": {"name": "gym", "episodes": 16, "test_episodes": 4}, "model": {"name": "policy", "hidden": [8]},
                 "train": {"epochs": 1}}
 
 

@@ -172,7 +172,7 @@ class DetectionTask(OneNetworkTask):
     @classmethod
     def example(cls) -> dict[str, Any]:
         return {"data": {"name": "fashion_scenes", "scenes": 64, "test_scenes": 16},
-                "model": {"name": "detector", "channels": [4, 8]}, "train": {"epochs": 1}}
+                "model": {"name": "detector", "channels": [4, 8, 8]}, "train": {"epochs": 1}}
 
 
 def evaluate_detection(model: nn.Module, data: Any, split: str) -> dict[str, Any]:

@@ -5,9 +5,10 @@ prompt, a translator is scored by BLEU and chrF against copying the source and t
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,13 +16,40 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NetwrightError
-from ..data.tokenizer import PAD, load_tokenizer
+from ..data.tokenizer import PAD, digest, from_dict
+from ..run import TOKENIZER, Run
 from .base import OneNetworkTask
 from .registry import register_task
 from .supervised import collect_outputs
 
-if TYPE_CHECKING:
-    from ..run import Run
+
+# ------------------------------------------------------------------ a run's tokenizer file
+
+
+def save_tokenizer(run: Run) -> None:
+    """Write the run's tokenizer as ``tokenizer.json`` (the same JSON ``data.json`` records by digest)."""
+    from ..atomic import write_json
+
+    pre = run.info.preprocess
+    if "tokenizer" in pre:
+        write_json(run.file(TOKENIZER), pre["tokenizer"])
+
+
+def load_tokenizer(run: Run) -> Any:
+    """The run's tokenizer, checked against the model it was trained with."""
+    pre = run.info.preprocess
+    path = run.file(TOKENIZER)
+    if not path.is_file():
+        raise NetwrightError(f"{path}: missing; this run has no tokenizer file (was it trained on text?)")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        tok = from_dict(d)
+    except Exception as e:
+        raise NetwrightError(f"{path}: not a tokenizer this model can use ({str(e).splitlines()[0][:120]})") from None
+    if digest(d) != pre.get("tokenizer_sha") or tok.vocab_size != len(run.info.vocab):
+        raise NetwrightError(f"{path} does not match the model (vocabulary of {tok.vocab_size}, the model has "
+                             f"{len(run.info.vocab)}; or another training text); restore the run's own tokenizer")
+    return tok
 
 
 class _TokenTask(OneNetworkTask):
@@ -114,7 +142,7 @@ class LanguageModelTask(_TokenTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "pydoc_text", "max_chars": 20000, "seq_len": 32, "vocab_size": 96},
+        return {"data": {"name": "pydoc", "tokenizer": "char", "seq_len": 32},
                 "model": {"name": "transformer_lm", "d_model": 16, "heads": 2, "layers": 1, "ff_dim": 32},
                 "train": {"epochs": 1}}
 
@@ -164,7 +192,7 @@ class Seq2SeqTask(_TokenTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "bible_en_es", "max_pairs": 200, "vocab_size": 200, "max_len": 16},
+        return {"data": {"name": "bible_en_es", "tokenizer": "word", "vocab_size": 200, "max_len": 8},
                 "model": {"name": "transformer_seq2seq", "d_model": 16, "heads": 2, "enc_layers": 1,
                           "dec_layers": 1, "ff_dim": 32},
                 "train": {"epochs": 1}}

@@ -27,7 +27,7 @@ class NodeClassificationTask(ClassificationTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "karate"}, "model": {"name": "gcn", "hidden": 8}, "train": {"epochs": 1}}
+        return {"data": {"name": "karate_club", "val": 0}, "model": {"name": "gcn", "hidden": [8]}, "train": {"epochs": 1}}
 
 
 def adjacency_baseline(data, split: str = "test") -> dict:

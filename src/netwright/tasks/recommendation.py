@@ -33,7 +33,7 @@ class RecommendationTask(RegressionTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "movielens_100k", "max_ratings": 2000}, "model": {"name": "ncf", "factors": 4},
+        return {"data": {"name": "movielens_100k"}, "model": {"name": "ncf", "factors": 4, "embed_dim": 4, "hidden": [8]},
                 "train": {"epochs": 1}}
 
 

@@ -24,8 +24,9 @@ class TextClassificationTask(ClassificationTask):
 
     @classmethod
     def example(cls) -> dict[str, Any]:
-        return {"data": {"name": "rotten_tomatoes", "max_texts": 200, "vocab_size": 200, "max_len": 24},
-                "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1}, "train": {"epochs": 1}}
+        return {"data": {"name": "rotten_tomatoes", "tokenizer": "char", "max_len": 24},
+                "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff_dim": 32},
+                "train": {"epochs": 1}}
 
 
 def bag_of_words_baseline(run: Run, data: Dataset, split: str = "test") -> dict[str, Any]:
@@ -34,7 +35,7 @@ def bag_of_words_baseline(run: Run, data: Dataset, split: str = "test") -> dict[
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from ..data.tokenizer import load_tokenizer
+    from .language import load_tokenizer
 
     tok = load_tokenizer(run)
 

@@ -34,8 +34,9 @@ from typing import Any
 
 from ..errors import NetwrightError
 from .callbacks import Callback
+from ..run import SPEC, TRACKING, TRAIN, WEIGHTS
 
-TRACKING_FILE = "tracking.json"
+TRACKING_FILE = TRACKING
 EXPERIMENT = "netwright"
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_KEY_LENGTH = 250
@@ -113,7 +114,7 @@ def spec_params(run: Any) -> dict[str, str]:
     """The run's ``spec.yaml`` (the resolved spec), flattened as params."""
     import yaml
 
-    return flatten(yaml.safe_load(run.file("spec.yaml").read_text(encoding="utf-8")) or {})
+    return flatten(yaml.safe_load(run.file(SPEC).read_text(encoding="utf-8")) or {})
 
 
 # ---------------------------------------------------------------------- where
@@ -123,7 +124,7 @@ def runs_folder(run: Any) -> Path:
     """The folder of runs that holds ``run``: its parent, or for a run nested inside another run
     (a GAN's judge) the outer run's parent."""
     folder = Path(run.home).resolve().parent
-    while (folder / "spec.yaml").is_file() or STAGING.match(folder.name):  # a run, or a run being built
+    while (folder / SPEC).is_file() or STAGING.match(folder.name):  # a run, or a run being built
         folder = folder.parent
     return folder
 
@@ -307,7 +308,7 @@ class MLflowTracker(Callback):
 
     def on_train_end(self, run: Any, summary: dict[str, Any]) -> None:
         with _store_errors(f"MLflow run {self.run_id} at {self.uri}"):
-            for name in ("model.safetensors", "spec.yaml", "train.json"):
+            for name in (WEIGHTS, SPEC, TRAIN):
                 if run.has(name):
                     self.client.log_artifact(self.run_id, str(run.file(name)))
             _finish(self.client, self.run_id)

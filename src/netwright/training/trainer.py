@@ -20,7 +20,7 @@ from ..data.augment import Augmenter
 from ..data.info import Dataset, Split
 from ..errors import CallbackFailed, NetwrightError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
-from ..run import Run
+from ..run import METRICS, TIMING, TRAIN, WEIGHTS, Run
 from ..spec import Spec
 from ..tasks.base import Task
 from ..tasks.supervised import collect_outputs
@@ -197,8 +197,8 @@ class Trainer:
         """Write a checkpoint after ``batch`` steps of ``epoch`` and stop."""
         st = self.state
         st["batch"], st["partial"] = batch, {"total": total, "parts": parts} if batch else None
-        write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
-        write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
+        write_jsonl(self.run.file(METRICS), st["history"], durable=False)
+        write_jsonl(self.run.file(TIMING), st["timing"], durable=False)
         rng = {"default": torch.default_generator.get_state(), "augment": self.augment.gen.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -303,8 +303,8 @@ class Trainer:
         last = stop or epoch == ts.epochs  # _finish writes the final checkpoint
         checkpoint = not last and now >= self._next_checkpoint
         if self.dist.main and (last or checkpoint or now >= self._next_log):
-            write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
-            write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
+            write_jsonl(self.run.file(METRICS), st["history"], durable=False)
+            write_jsonl(self.run.file(TIMING), st["timing"], durable=False)
             self._next_log = now + 1.0
         if checkpoint and self.dist.main:
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
@@ -321,11 +321,11 @@ class Trainer:
         st["finished"] = True
         summary = self._summary()
         if self.dist.main:
-            save_weights(self.run.file("model.safetensors"), self.module.state_dict(),
+            save_weights(self.run.file(WEIGHTS), self.module.state_dict(),
                          {"model": self.spec.model.name,
                           "epoch": st["best_epoch"] if self.spec.train.keep == "best" else st["epoch"]})
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers, self.best, st)
-            self.run.write_json("train.json", summary)
+            self.run.write_json(TRAIN, summary)
             self._hook("on_checkpoint", self.run.file("checkpoints/last.safetensors"))
             self._hook("on_train_end", summary)
         return summary
@@ -351,8 +351,8 @@ class Trainer:
         st = self.state
         if self.dist.main and not st["finished"]:
             st["batch"], st["partial"] = 0, None
-            write_jsonl(self.run.file("metrics.jsonl"), st["history"], durable=False)
-            write_jsonl(self.run.file("timing.jsonl"), st["timing"], durable=False)
+            write_jsonl(self.run.file(METRICS), st["history"], durable=False)
+            write_jsonl(self.run.file(TIMING), st["timing"], durable=False)
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
         problem = str(error) if isinstance(error, NetwrightError) else f"{type(error).__name__}: {error}"

@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import NetwrightError
+from ..run import WEIGHTS
 
 
 def init_from(model: nn.Module, source: str) -> tuple[int, int]:
@@ -14,7 +15,7 @@ def init_from(model: nn.Module, source: str) -> tuple[int, int]:
     ``model``'s; returns (copied, tensors in the model). None matching is an error."""
     from .checkpoint import read_weights
 
-    path = Path(source) / "model.safetensors"
+    path = Path(source) / WEIGHTS
     if not path.is_file():
         raise NetwrightError(f"train.init_from: {path} is missing; give a finished run's directory")
     tensors, _ = read_weights(path)
