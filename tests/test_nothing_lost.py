@@ -293,3 +293,79 @@ print(r.status_code, client.get("/v2/models/ro").json()["platform"])
 def test_a_port_out_of_range_is_refused(old_run: Run, cli):
     result = cli("serve", old_run.path, "--port", "99999")
     assert result.code == 2 and "--port" in result.err and "65535" in result.err, result.err
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def _fail(*args, **kwargs):
+    raise _Boom("planted failure after the stage wrote")
+
+
+@pytest.fixture
+def scored_run(old_run: Run) -> Run:
+    """A run with every stage's files in place: the ones a failed stage must leave as they are."""
+    netwright.evaluate(old_run)
+    netwright.explain(old_run, samples=2, sanity=False)
+    netwright.export(old_run, samples=32)
+    netwright.report(old_run)
+    return old_run
+
+
+# each stage is made to fail after it has written (or replaced) some of its files with new content
+STAGE_FAILURES = {
+    "evaluate": (lambda r: netwright.evaluate(r, split="val"), "netwright.tasks.classification", "ClassificationTask.plots"),
+    "explain": (lambda r: netwright.explain(r, samples=3, sanity=False), "netwright.explain.pictures", "feature_bars"),
+    "export": (lambda r: netwright.export(r, samples=16), "netwright.training.tracking", "log_export"),
+    "report": (lambda r: netwright.report(r), "netwright.training.tracking", "log_artifacts"),
+    "compress": (lambda r: netwright.compress(r, sparsity=0.5, quantize="int8", progress="quiet"),
+                 "netwright.compress.compressor", "Compressor.compare"),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_FAILURES))
+def test_a_stage_that_fails_leaves_the_run_byte_identical(scored_run: Run, stage: str, monkeypatch):
+    """Runs are transactions for every writing stage, not only train: what the failed stage
+    replaced comes back, what it added goes, nothing of its journal stays."""
+    import importlib
+
+    call, module, attr = STAGE_FAILURES[stage]
+    before = snapshot(scored_run.path)
+    if stage == "compress":  # a compress that ran before: its variants must survive a failed one
+        netwright.compress(scored_run, quantize="int8", progress="quiet")
+        before = snapshot(scored_run.path)
+    owner = importlib.import_module(module)
+    *outer, name = attr.split(".")
+    for part in outer:
+        owner = getattr(owner, part)
+    monkeypatch.setattr(owner, name, _fail)
+    if stage == "report":  # a card that differs from the one in place
+        monkeypatch.setattr(importlib.import_module("netwright.stages.report"), "render", lambda card, pics: "changed")
+    with pytest.raises(_Boom):
+        call(scored_run)
+    assert snapshot(scored_run.path) == before
+    assert not list(scored_run.path.glob(".journal-*")) and leftovers(scored_run.path.parent) == []
+
+
+def test_a_stage_killed_midway_is_undone_by_the_next_writer(scored_run: Run):
+    """kill -9 in the middle of a stage: the next writer clears the stale lock and puts back
+    what the dead one had changed, with a note."""
+    before = snapshot(scored_run.path)
+    code = ("import os, signal, netwright\n"
+            "from netwright.atomic import journal, write_text\n"
+            f"run = netwright.Run.open({str(scored_run.path)!r})\n"
+            "with run.lock('netwright evaluate'), journal(run.path):\n"
+            "    write_text(run.file('eval.json'), 'half a stage')\n"
+            "    write_text(run.file('eval/new.png'), 'new')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL
+    assert (scored_run.path / "eval.json").read_text() == "half a stage"
+    proc = subprocess.run([sys.executable, "-m", "netwright", "report", str(scored_run.path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "undid what that process's unfinished stage had changed" in proc.stderr
+    after = snapshot(scored_run.path)
+    assert after["eval.json"] == before["eval.json"] and "eval/new.png" not in after
+    assert {k for k in after if not k.startswith("report")} == {k for k in before if not k.startswith("report")}

@@ -4,6 +4,8 @@ fresh processes; the run records the file's hash, so a changed or missing plugin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -66,19 +68,31 @@ def test_bad_plugins_are_one_line(tmp_path: Path, cli):
 
 
 def test_an_installed_package_registers_through_the_entry_point_group(tmp_path: Path):
-    """A distribution on the path whose entry_points.txt names a module in netwright.plugins:
-    its model is listed and usable with no spec line (importlib.metadata finds it)."""
-    site = tmp_path / "site"
-    dist = site / "mine_models-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mine-models\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[netwright.plugins]\nmine = mine_models\n")
-    (site / "mine_models.py").write_text(PLUGIN)
+    """A real package, built and installed by pip (its wheel into a target folder), whose
+    pyproject names a module in the netwright.plugins entry-point group: its model is listed,
+    a spec uses it with no plugins: line, and a run trains with it in a fresh process."""
     import os
+
+    pkg = tmp_path / "mine-models"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "mine-models"\nversion = "0.1"\n'
+        '[project.entry-points."netwright.plugins"]\nmine = "mine_models"\n'
+        '[tool.setuptools]\npy-modules = ["mine_models"]\n')
+    (pkg / "mine_models.py").write_text(PLUGIN)
+    site = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                            "--no-build-isolation", "--target", str(site), str(pkg)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert (site / "mine_models-0.1.dist-info" / "entry_points.txt").is_file()
 
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     listed = run_subprocess("models", env=env)
     assert listed.returncode == 0 and "two_layer" in listed.stdout, listed.stderr
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"data": {"name": "iris"}, "model": {"name": "two_layer"}}))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"data": {"name": "iris"}, "model": {"name": "two_layer"},
+                                                     "train": {"epochs": 2}}))
     checked = run_subprocess("validate", tmp_path / "s.yaml", env=env)
     assert checked.returncode == 0 and "two_layer" in checked.stdout, checked.stderr
+    trained = run_subprocess("train", tmp_path / "s.yaml", "--runs-dir", tmp_path / "runs", "--quiet", env=env)
+    assert trained.returncode == 0 and (tmp_path / "runs" / "s" / "model.safetensors").is_file(), trained.stderr

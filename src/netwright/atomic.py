@@ -7,11 +7,14 @@ and can be rebuilt (the per-epoch metrics); the rename keeps them atomic.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,9 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    journal = _active(path)
+    if journal is not None:
+        journal.keep(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -74,3 +80,127 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 def write_jsonl(path: str | os.PathLike, rows: list[dict], durable: bool = True) -> Path:
     """Atomically write one compact JSON object per line."""
     return write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows), durable)
+
+
+# ---------------------------------------------------------------------- a stage's journal
+
+JOURNAL_PREFIX = ".journal-"  # a folder inside the run: what a stage replaced, to put back if it fails
+_current: contextvars.ContextVar["Journal | None"] = contextvars.ContextVar("journal", default=None)
+
+
+class Journal:
+    """Everything the writes of this module change under ``root``: the paths that were there
+    when it opened, the files they replaced (hard links, so nothing is copied) and the trees
+    they removed. :meth:`rollback` puts ``root`` back as it was; a manifest on disk lets the next
+    writer do the same after a crash (:func:`recover`)."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.folder = self.root / f"{JOURNAL_PREFIX}{os.getpid()}"
+        self.before = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
+                             if not p.name.startswith(JOURNAL_PREFIX) and JOURNAL_PREFIX not in str(p.parent))
+        self.saved: dict[str, str] = {}  # path in root -> its backup's name in the journal
+        self.folder.mkdir()
+        self._write()
+
+    def covers(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.root)
+
+    def _write(self) -> None:
+        write_json(self.folder / "manifest.json", {"before": self.before, "saved": self.saved})
+
+    def keep(self, path: Path) -> None:
+        """Before ``path`` is replaced: keep its present content (once per path)."""
+        rel = str(path.resolve().relative_to(self.root))
+        if rel in self.saved or not path.is_file():
+            return
+        backup = self.folder / f"{len(self.saved)}"
+        try:
+            os.link(path, backup)  # the old inode lives on under the journal when the rename replaces it
+        except OSError:
+            shutil.copy2(path, backup)
+        self.saved[rel] = backup.name
+        self._write()
+
+    def remove(self, path: Path) -> None:
+        """Remove the tree ``path`` by moving it into the journal (it comes back on rollback)."""
+        rel = str(path.resolve().relative_to(self.root))
+        backup = self.folder / f"{len(self.saved)}"
+        os.replace(path, backup)
+        self.saved.setdefault(rel, backup.name)
+        self._write()
+
+    def rollback(self) -> None:
+        _undo(self.root, self.folder)
+
+    def commit(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _undo(root: Path, folder: Path) -> None:
+    """Put ``root`` back as the journal in ``folder`` recorded it, then drop the journal."""
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    before = set(manifest["before"])
+    for rel, name in manifest["saved"].items():  # what was replaced or removed comes back
+        target, backup = root / rel, folder / name
+        if not backup.exists():
+            continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(backup, target)
+    made = [p for p in root.rglob("*") if str(p.relative_to(root)) not in before
+            and not p.name.startswith(JOURNAL_PREFIX) and JOURNAL_PREFIX not in str(p.relative_to(root))]
+    for p in sorted(made, key=lambda q: len(q.parts), reverse=True):  # what the stage added goes
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _active(path: Path) -> Journal | None:
+    j = _current.get()
+    return j if j is not None and j.covers(path) else None
+
+
+@contextlib.contextmanager
+def journal(root: str | os.PathLike) -> Iterator[Journal | None]:
+    """While the block runs, the atomic writes and :func:`remove_tree` under ``root`` are
+    journaled; if it raises, ``root`` is put back byte for byte as it was, files the block added
+    are removed, and the error goes on. Nested blocks share the outer journal."""
+    if _current.get() is not None:
+        yield _current.get()
+        return
+    j = Journal(Path(root))
+    token = _current.set(j)
+    try:
+        yield j
+    except BaseException:
+        _current.reset(token)
+        j.rollback()
+        raise
+    _current.reset(token)
+    j.commit()
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a folder: into the active journal when one covers it, else for good."""
+    path = Path(path)
+    j = _active(path)
+    if j is not None and path.exists():
+        j.remove(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def recover(root: str | os.PathLike) -> bool:
+    """Undo what a writer that died mid-stage (kill -9, power loss) changed under ``root``;
+    True when there was something to undo."""
+    found = False
+    for folder in Path(root).glob(f"{JOURNAL_PREFIX}*"):
+        if (folder / "manifest.json").is_file():
+            _undo(Path(root).resolve(), folder.resolve())
+            found = True
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return found

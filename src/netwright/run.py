@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import DIR_MODE, write_json, write_text
+from .atomic import DIR_MODE, journal, recover, remove_tree, write_json, write_text
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -170,17 +170,14 @@ class Run:
             self.commit()
 
     def commit(self) -> None:
-        """Move a run being built to its home, replacing the run that was there."""
+        """Move a run being built to its home, replacing the run that was there (into the
+        journal of a stage that builds this run inside its own, which puts it back if that fails)."""
         if self.path == self.home:
             return
-        old = None
         if self.home.exists():
-            old = self.home.with_name(f".{self.home.name}.old-{os.getpid()}")
-            os.replace(self.home, old)
+            remove_tree(self.home)
         os.replace(self.path, self.home)
         self.path, self.new = self.home, False
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     def checkpointed(self) -> None:
         """A resumable checkpoint exists: a run with nothing at its home moves there now, so that
@@ -315,6 +312,8 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
                 for stale in home.parent.glob(f".{home.name}.new-*"):  # what that process was building
                     if stale != keep:
                         shutil.rmtree(stale, ignore_errors=True)
+                if home.is_dir() and recover(home):  # a stage it left half done: put back as it was
+                    print(f"note: undid what that process's unfinished stage had changed in {home}", file=sys.stderr)
                 continue
             raise RunLocked(f"{home}: in use by '{holder.get('command')}' (pid {pid} on {holder_host}, since "
                             f"{holder.get('since')}); wait for it to finish, or delete {path} if that process "
@@ -338,14 +337,15 @@ def pid_alive(pid: int) -> bool:
 
 
 def writes_run(command: str) -> Any:
-    """Decorate a stage whose first argument is a run: it runs holding the run's lock."""
+    """Decorate a stage whose first argument is a run: it runs holding the run's lock, as a
+    transaction (a stage that fails leaves the run byte for byte as it was: ``atomic.journal``)."""
     import functools
 
     def wrap(fn: Any) -> Any:
         @functools.wraps(fn)
         def inner(run: "Run | str | os.PathLike", *args: Any, **kwargs: Any) -> Any:
             run = run if isinstance(run, Run) else Run.open(run)
-            with run.lock(command):
+            with run.lock(command), journal(run.path):
                 return fn(run, *args, **kwargs)
         return inner
     return wrap

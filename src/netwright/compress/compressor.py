@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import write_json
+from ..atomic import remove_tree, write_json
 from ..errors import NetwrightError
 from ..run import WEIGHTS, Run
 from ..training.checkpoint import save_weights
@@ -41,7 +41,7 @@ class Compressor:
     def _folder(self, name: str):
         folder = variant_dir(self.run, name)
         if folder.exists():
-            shutil.rmtree(folder)
+            remove_tree(folder)  # into the stage's journal: back if the stage fails
         folder.mkdir(parents=True)
         return folder
 
