@@ -175,9 +175,12 @@ def journal(root: str | os.PathLike) -> Iterator[Journal | None]:
     token = _current.set(j)
     try:
         yield j
-    except BaseException:
+    except BaseException as e:
         _current.reset(token)
-        j.rollback()
+        if getattr(e, "keeps_writes", False):  # a finished stage whose result falls short: it stays
+            j.commit()
+        else:
+            j.rollback()
         raise
     _current.reset(token)
     j.commit()

@@ -52,6 +52,14 @@ class CallbackFailed(NetwrightError):
     """A training callback raised; training stopped with a checkpoint (resumable)."""
 
 
+class ResultUnmet(NetwrightError):
+    """A stage finished and wrote its result, which does not meet what was asked (no variant
+    within an accuracy budget, an export that fails its verification): the files stay, for the
+    user to read, and the command still fails."""
+
+    keeps_writes = True  # a stage's journal commits instead of rolling back (netwright.atomic.journal)
+
+
 MAX_MESSAGE = 2000  # characters of one error line; the rest is cut (a YAML alias bomb, a huge value)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import NetwrightError
+from ..errors import NetwrightError, ResultUnmet
 from .onnx_io import onnx_session, run_session, variable_length
 
 if TYPE_CHECKING:
@@ -106,6 +106,6 @@ def export_verified(run: Run, task: Any, variant: str | None = None, samples: in
               "size_bytes": Path(target).stat().st_size}
     run.write_json(str(Path(target).parent.relative_to(run.path) / "verify.json"), result)
     if not result["passed"]:
-        raise NetwrightError(f"ONNX verification failed for {result['variant']}: {result['criterion']} not met "
+        raise ResultUnmet(f"ONNX verification failed for {result['variant']}: {result['criterion']} not met "
                              f"(max |diff| {result['max_abs_diff']:.3g}); see {folder / 'verify.json'}")
     return result

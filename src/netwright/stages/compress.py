@@ -13,7 +13,7 @@ from typing import Any
 from ..compress.compressor import SEARCH_RATIOS, Compressor, budget_search
 from ..compress.prune import STRUCTURED
 from ..compress.variants import load_variant
-from ..errors import NetwrightError
+from ..errors import NetwrightError, ResultUnmet
 from ..run import COMPRESS, Run, writes_run
 from ..tasks import run_task
 
@@ -91,7 +91,7 @@ def compress(run: Run | str | os.PathLike, quantize: str | None = None, prune: f
     if search is not None and search["chosen"] is None:
         best = max(search["rows"], key=lambda r: r["val_points"]) if search["rows"] else None
         closest = f" (closest: {best['name']} at {best['val_points']:+.2f} points)" if best else ""
-        raise NetwrightError(f"no variant is within {budget:g} points of the original validation accuracy"
+        raise ResultUnmet(f"no variant is within {budget:g} points of the original validation accuracy"
                              f"{closest}; the original is kept; see {run.file('compress/compress.json')}")
     return result
 
