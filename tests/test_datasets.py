@@ -26,9 +26,11 @@ def test_builtin_list_is_what_the_issue_promises():
 # spoken digits are synthesised for ten voices instead of 37 (the same loader and the set that
 # test_applications uses, made once a session: seconds instead of 70 s; the whole set is made by
 # examples/spoken_digits_cnn.yaml)
-SPLITS = {"karate_club": {"val": 0}, "spoken_digits": {k: v for k, v in TINY_SPEECH.items() if k != "name"}}
+SPLITS = {"karate_club": {"val": 0}, "spoken_digits": {k: v for k, v in TINY_SPEECH.items() if k != "name"},
+          "fashion_segments": {"scenes": 300, "test_scenes": 50}}
 # the built-in sets made from Debian packages (tools/system-deps)
 NEEDS = {"fashion_mnist": ["dataset-fashion-mnist"], "fashion_scenes": ["dataset-fashion-mnist"],
+         "fashion_segments": ["dataset-fashion-mnist"],
          "spoken_digits": ["espeak-ng", "flite"], "bible_en_es": ["sword-text-kjv", "sword-text-sparv"]}
 
 
@@ -56,6 +58,10 @@ def test_every_builtin_dataset_loads_with_consistent_info(name):
         boxes = ds.train.y[ds.train.y[..., 0] >= 0]
         assert int(boxes[:, 0].max()) < info.num_classes and (boxes[:, 1:3] < boxes[:, 3:]).all()
         assert int(boxes[:, 1:].min()) >= 0 and int(boxes[:, 3:].max()) <= min(info.input_shape[1:])
+        return
+    if info.task == "segmentation":  # targets are a class per pixel of the image, 0 the background
+        assert ds.train.y.dtype == torch.int64 and tuple(ds.train.y.shape[1:]) == info.input_shape[1:]
+        assert int(ds.train.y.min()) == 0 and int(ds.train.y.max()) < info.num_classes == len(info.class_names)
         return
     if info.task == "control":  # targets are episode seeds; test episodes are never trained on
         assert ds.train.y.dtype == torch.int64 and not set(ds.train.y.tolist()) & set(ds.test.y.tolist())

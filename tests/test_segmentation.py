@@ -227,7 +227,7 @@ def test_the_example_spec_validates_and_names_its_kind():
 
 
 @needs_fashion
-def test_a_tiny_run_trains_evaluates_predicts_and_exports(tmp_path):
+def test_a_tiny_run_trains_evaluates_predicts_and_exports(tmp_path, cli):
     run = netwright.train(TINY, name="segment", progress="quiet")
     assert run.read_json("data.json")["task"] == "segmentation"
     assert "val_miou" in run.metrics()[-1]
@@ -245,4 +245,7 @@ def test_a_tiny_run_trains_evaluates_predicts_and_exports(tmp_path):
     Image.fromarray(scenes[0, 0].astype(np.uint8)).save(tmp_path / "scene.png")
     (row,) = netwright.predict(run, tmp_path / "scene.png")
     assert np.array(row["mask"]).shape == (64, 64) and set(row["classes"]) <= set(run.info.class_names)
+    r = cli("predict", run.path, tmp_path / "scene.png", "--out", tmp_path / "mask.png")  # the mask as a picture
+    assert r.code == 0, r.err
+    assert (np.asarray(Image.open(tmp_path / "mask.png")) == np.array(row["mask"])).all()
     assert netwright.export(run)["passed"]

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -210,7 +210,9 @@ def predict(
     run: Annotated[str, typer.Argument(help="run directory")],
     inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .parquet, .jsonl, .npy, .npz, an image, or .txt")],
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json, .csv, .parquet or "
-                                                                      ".jsonl; a table file is streamed in chunks)")] = None,
+                                                                      ".jsonl; a table file is streamed in chunks; "
+                                                                      ".png: the picture a prediction carries, "
+                                                                      "e.g. a mask)")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="json or csv [default: by --out suffix, else json]")] = None,
     coverage: Annotated[Optional[float], typer.Option(help="add a conformal set (classes) or interval per row, "
                                                            "covering this share (e.g. 0.9)")] = None,
@@ -233,7 +235,7 @@ def predict(
         opened = Run.open(run)
         if opened.info.preprocess.get("kind") == "table":
             return _predict_file(opened, Path(inputs), output, id_column, chunk_rows, coverage)
-    if fmt not in ("json", "csv"):
+    if fmt not in ("json", "csv", "png"):
         raise NetwrightError(f"--format {fmt}: choose json or csv (.parquet and .jsonl take a table file of a tabular run)")
     if id_column is not None:
         raise NetwrightError("--id copies a column of a table file; give a .csv, .parquet or .jsonl INPUT and "
@@ -241,12 +243,31 @@ def predict(
     from .stages.predict import predict as predict_stage
 
     rows = predict_stage(run, inputs, coverage=coverage)
+    if fmt == "png":
+        return _write_pictures(rows, output)
     text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else csv_text(flatten(rows))
     if output is None:
         sys.stdout.write(text)
     else:
         write_text(output, text)
         err.print(f"wrote {len(rows)} predictions to {output}")
+
+
+def _write_pictures(rows: list[dict[str, Any]], output: Path | None) -> None:
+    """The pictures predictions carry (``*_png``, e.g. a segmentation mask) as PNG files: FILE.png
+    for one input, FILE-0.png, FILE-1.png ... for several."""
+    import base64
+
+    from .atomic import write_bytes
+
+    pictures = [v for r in rows for k, v in r.items() if k.endswith("_png")]
+    if output is None or not pictures:
+        raise NetwrightError("--out FILE.png: this run's predictions carry no picture; write .json or .csv instead")
+    paths = [output] if len(pictures) == 1 else [output.with_name(f"{output.stem}-{i}{output.suffix}")
+                                                 for i in range(len(pictures))]
+    for path, data in zip(paths, pictures):
+        write_bytes(path, base64.b64decode(data))
+    err.print(f"wrote {len(paths)} picture{'s' * (len(paths) > 1)}: {paths[0]}{' ...' if len(paths) > 1 else ''}")
 
 
 def _predict_file(run, inputs: Path, output: Path, id_column: str | None, chunk_rows: int,

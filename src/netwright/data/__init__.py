@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import arrays, builtin, control, fashion, graphs, images, ratings, scenes, speech, synthetic, tabular, text  # noqa: F401  (registers the loaders)
+from . import arrays, builtin, control, fashion, graphs, images, ratings, scenes, segments, speech, synthetic, tabular, text  # noqa: F401  (registers the loaders)
 from .info import Dataset, DataInfo, RawData, Split
 from .registry import DATASETS, register_dataset
 

@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-Task = Literal["classification", "regression", "language_model", "translation", "control", "detection"]
+Task = str  # what the targets are: classification, regression, ... (the kinds of run: netwright.tasks)
 Modality = Literal["image", "sequence", "tabular", "tokens"]
 
 

@@ -153,6 +153,7 @@ def collect(run: Run) -> dict[str, Any]:
         "stages": stages,
         "missing_stages": [s for s, ran in stages.items() if not ran and s not in skip],
         "not_applicable": skip,
+        "kind": {"name": task.name, "does": task.describe(info), "headline": task.headline},
         "model_details": {**details, "spec": spec.to_dict()},
         "intended_use": {k: v for k, v in spec.card.model_dump().items() if v},
         "data": {"name": info.name, "source": info.source, "task": info.task, "modality": info.modality,
@@ -180,20 +181,14 @@ def collect(run: Run) -> dict[str, Any]:
     return card
 
 
-HEADLINE = {"classification": "accuracy", "regression": "r2"}  # the metric a summary leads with
-
-
 def headline(card: dict[str, Any]) -> list[str]:
     """Two lines for the top of the card: what the model does; how good it is against the
     baseline, and the main caveat."""
-    d, m = card["data"], card["model_details"]
-    kind = {"classification": f"classifies {d['name']} examples into {len(d['classes'] or [])} classes",
-            "regression": f"predicts {d.get('target') or 'the target'} of {d['name']} examples"}.get(
-        d["task"], f"is a {d['task'].replace('_', ' ')} model on {d['name']}")
+    d, m, kind = card["data"], card["model_details"], card["kind"]
     params = f" ({m['parameters']:,} parameters)" if m.get("parameters") else ""
-    first = f"This {m['name']} model{params} {kind}; it was trained on {d['splits']['train']:,} examples."
+    first = f"This {m['name']} model{params} {kind['does']}; it was trained on {d['splits']['train']:,} examples."
     ev = card.get("metrics") or {}
-    key = HEADLINE.get(d["task"])
+    key = kind["headline"]  # the metric the kind leads with
     value = (ev.get("metrics") or {}).get(key) if key else None
     if value is None:
         second = "Not evaluated yet (netwright evaluate RUN)." if not ev else "Scored by its own measure (Metrics)."

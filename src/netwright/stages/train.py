@@ -119,6 +119,10 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
 
     check_calibrate_spec(resolved, info)
     kind = task_class(info, resolved.model.name)  # the kind of run, resolved once
+    moving = [k for k in resolved.train.augment.active() if k in ("shift", "rotate", "flip")]
+    if kind.spatial_targets and moving:  # the targets are places in the image: moving it alone misaligns them
+        raise SpecError([f"train.augment.{k}: moves the image but not the {kind.plural}' targets in it; remove it"
+                         for k in moving])
     fairness_term, extras = training_terms(resolved, data)
     if resolved.continual is not None:  # checked before a run directory is written or replaced
         from ..training.continual import check_continual

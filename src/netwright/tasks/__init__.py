@@ -13,10 +13,11 @@ from .node_classification import NodeClassificationTask
 from .recommendation import RecommendationTask
 from .registry import TASKS, register_task, run_task, task_class, task_for
 from .regression import RegressionTask
+from .segmentation import SegmentationTask
 from .supervised import SupervisedTask, collect_outputs
 from .text_classification import TextClassificationTask
 
 __all__ = ["AdversarialTask", "ClassificationTask", "ContrastiveTask", "ControlTask", "DetectionTask", "Judge", "Kind",
            "LanguageModelTask", "NodeClassificationTask", "RecommendationTask", "RegressionTask", "Seq2SeqTask",
-           "SupervisedTask", "TASKS", "Task", "TextClassificationTask", "VERBS", "collect_outputs", "register_task",
+           "SegmentationTask", "SupervisedTask", "TASKS", "Task", "TextClassificationTask", "VERBS", "collect_outputs", "register_task",
            "run_task", "task_class", "task_for"]

@@ -119,6 +119,8 @@ class Kind:
     mixed_precision: ClassVar[bool] = False
     #: whether ``--nproc`` (torch.distributed) may train it
     distributed: ClassVar[bool] = True
+    #: whether targets are places in the input (boxes, masks): augmentation that moves the input would misalign them
+    spatial_targets: ClassVar[bool] = False
     default_monitor = "val_loss"
     metric_names: list[str] = ["loss"]
 
@@ -169,6 +171,10 @@ class Kind:
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Nothing changes between epochs."""
+
+    def describe(self, info: DataInfo) -> str:
+        """What a model of this kind does, for the card's first line ("classifies ...")."""
+        return f"is {self.title} on {info.name}"
 
     def plots(self, run: Run, result: dict[str, Any], folder: Path) -> None:
         """No pictures beyond the learning curves."""

@@ -34,6 +34,9 @@ class ClassificationTask(SupervisedTask):
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, y, label_smoothing=self.train_spec.label_smoothing)
 
+    def describe(self, info: Any) -> str:
+        return f"classifies {info.name} examples into {len(info.class_names or [])} classes"
+
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         return classification_metrics(outputs["output"], outputs["target"], self.info.num_classes)
 

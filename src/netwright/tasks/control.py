@@ -66,6 +66,7 @@ class ControlTask(OneNetworkTask):
     instead = "evaluate it with 'netwright evaluate {run}' (it plays the test episodes)"
     preset = "policy"
     picks_class = True
+    headline = "return"
 
     def __init__(self, info: DataInfo, train: Any = None, gamma: float = 0.99, **context: Any):
         super().__init__(info, train, **context)

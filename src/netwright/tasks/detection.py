@@ -120,6 +120,8 @@ class DetectionTask(OneNetworkTask):
     stages = frozenset({"evaluate", "predict", "export", "report"})
     instead = "'netwright predict {run} scene.png' finds boxes, 'netwright evaluate' scores them"
     preset = "detector"
+    spatial_targets = True
+    headline = "map50"
 
     def optimizers(self, model: nn.Module) -> list[torch.optim.Optimizer]:
         net = getattr(model, "module", model)  # (inside DistributedDataParallel)

@@ -28,6 +28,9 @@ class RegressionTask(SupervisedTask):
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out.squeeze(-1), y)
 
+    def describe(self, info: Any) -> str:
+        return f"predicts {info.target_name or 'the target'} of {info.name} examples"
+
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         out, y = outputs["output"], outputs["target"]
         pred = self.unscale(out.squeeze(-1))

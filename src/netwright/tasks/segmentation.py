@@ -103,6 +103,8 @@ class SegmentationTask(OneNetworkTask):
     stages = frozenset({"evaluate", "predict", "export", "report"})
     instead = "'netwright predict {run} scene.png' returns its mask"
     preset = "unet"
+    spatial_targets = True
+    headline = "miou"
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.autocast is None:
