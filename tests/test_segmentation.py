@@ -18,6 +18,7 @@ import netwright.models.unet  # noqa: F401  (registers unet)
 import netwright.tasks.segmentation  # noqa: F401  (registers the kind)
 from netwright import DataInfo, NetwrightError, build_model, load_dataset, load_spec
 from netwright.data.segments import masks_from_boxes
+from netwright.tasks.detection import DetectionTask
 from netwright.tasks.segmentation import (SegmentationTask, confusion_per_example, mask_scores, report,
                                           threshold_baseline)
 from conftest import ROOT, needs_packages
@@ -249,3 +250,15 @@ def test_a_tiny_run_trains_evaluates_predicts_and_exports(tmp_path, cli):
     assert r.code == 0, r.err
     assert (np.asarray(Image.open(tmp_path / "mask.png")) == np.array(row["mask"])).all()
     assert netwright.export(run)["passed"]
+
+
+def test_augmentation_that_moves_the_image_is_refused_for_spatial_targets():
+    """A shift or a flip moves the garments but not their masks (nor a detector's boxes)."""
+    from netwright.errors import SpecError
+
+    for kind_spec in (TINY, {**DetectionTask.example()}):
+        spec = {**kind_spec, "train": {**kind_spec["train"], "augment": {"shift": 2, "flip": True, "noise": 0.1}}}
+        with pytest.raises(SpecError) as e:
+            netwright.train(spec, name="moved", progress="quiet")
+        assert "train.augment.shift: moves the image" in str(e.value) and "train.augment.flip" in str(e.value)
+        assert "noise" not in str(e.value)  # noise leaves every pixel where it was
