@@ -84,9 +84,10 @@ def test_int8_and_pruning_on_a_cnn():
     for row in [original, *variants.values()]:  # every ratio is the original's figure over the variant's
         assert set(row["latency_ms"]) == {"1", "64"}
         for n in ("1", "64"):
-            assert row["vs_original"][f"speedup_batch_{n}"] == pytest.approx(
-                original["latency_ms"][n] / row["latency_ms"][n], rel=1e-3)
-        assert row["vs_original"]["size_ratio"] == pytest.approx(original["size_bytes"] / row["size_bytes"], rel=1e-3)
+            assert row["vs_original"][f"speedup_batch_{n}"] == pytest.approx(  # stored to 3 decimals
+                original["latency_ms"][n] / row["latency_ms"][n], rel=1e-3, abs=5e-4)
+        assert row["vs_original"]["size_ratio"] == pytest.approx(original["size_bytes"] / row["size_bytes"], rel=1e-3,
+                                                                abs=5e-4)
     assert result["threads"] >= 1
     for name in ("int8", "pruned-50"):
         assert export(run, variant=name)["passed"]
