@@ -168,6 +168,12 @@ class TrainSpec(_Section):
     l2: float = Field(0.0, ge=0, description="L2 penalty on weights, added to the loss")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="classification: share of each target spread over all classes")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="classification: balanced weighs each class's loss by n / (classes x its count in the "
+                            "train split), as scikit-learn's class_weight='balanced'")
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description="shuffle: every training example once an epoch; balanced (classification): an epoch "
+                               "of draws with replacement, every class equally likely")
     augment: AugmentSpec = AugmentSpec()
     monitor: str = Field("auto", description="metric that picks the best epoch (val_loss, val_accuracy...); auto: val_loss")
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()

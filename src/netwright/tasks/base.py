@@ -172,6 +172,19 @@ class Kind:
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Nothing changes between epochs."""
 
+    def fit_to(self, train: Any) -> None:
+        """Learn what the step needs from the train split before training (class weights);
+        refuses the train options this kind does not take."""
+        ts = self.train_spec
+        for key, off in (("class_weight", "none"), ("sampler", "shuffle")):
+            if getattr(ts, key, off) != off:
+                raise NetwrightError(f"train.{key}: {getattr(ts, key)} applies to classifiers; {self.info.name} with "
+                                     f"this model makes {self.title}; drop it")
+
+    def sampling_weights(self, y: torch.Tensor) -> torch.Tensor | None:
+        """How likely each training example is to be drawn (None: each once an epoch, shuffled)."""
+        return None
+
     def describe(self, info: DataInfo) -> str:
         """What a model of this kind does, for the card's first line ("classifies ...")."""
         return f"is {self.title} on {info.name}"

@@ -31,8 +31,22 @@ class ClassificationTask(SupervisedTask):
     headline = "accuracy"
     metric_names = ["loss", "accuracy", "f1"]
 
+    class_weights: torch.Tensor | None = None  # balanced: n / (classes x count) per class of the train split
+
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, y, label_smoothing=self.train_spec.label_smoothing)
+        w = self.class_weights
+        return F.cross_entropy(out, y, weight=None if w is None else w.to(out.device),
+                               label_smoothing=self.train_spec.label_smoothing)
+
+    def fit_to(self, train: Any) -> None:
+        if self.train_spec.class_weight == "balanced":
+            self.class_weights = balanced_weights(train.y, self.info.num_classes)
+
+    def sampling_weights(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The balanced sampler: each example drawn with probability 1 / (classes x its class's count)."""
+        if self.train_spec.sampler != "balanced":
+            return None
+        return balanced_weights(y, self.info.num_classes).to(y.device)[y]
 
     def describe(self, info: Any) -> str:
         return f"classifies {info.name} examples into {len(info.class_names or [])} classes"
@@ -173,9 +187,11 @@ def class_report(logits: torch.Tensor, target: torch.Tensor, k: int, names: list
     precision = tp / cm.sum(0).double().clamp(min=1)
     recall = tp / cm.sum(1).double().clamp(min=1)
     f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    present = cm.sum(1) > 0
     return {
         "metrics": {
             "accuracy": float((pred == target).double().mean()),
+            "balanced_accuracy": float(recall[present].mean()),  # mean recall over the classes present
             "f1": macro_f1(cm),
             "loss": float(F.cross_entropy(logits.double(), target)),
             "ece": ece,
@@ -189,3 +205,11 @@ def class_report(logits: torch.Tensor, target: torch.Tensor, k: int, names: list
         ],
         "reliability": table,
     }
+
+
+def balanced_weights(y: torch.Tensor, k: int) -> torch.Tensor:
+    """``n / (k x count)`` per class (scikit-learn's ``compute_class_weight("balanced")``); a class
+    absent from ``y`` weighs 0."""
+    counts = torch.bincount(y.long().cpu(), minlength=k).double()
+    return torch.where(counts > 0, len(y) / (k * counts.clamp(min=1)), torch.zeros_like(counts)).float()
+

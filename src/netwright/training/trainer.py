@@ -89,6 +89,9 @@ class Trainer:
         self.schedulers = [] if constant else [
             build_scheduler(o, ts.schedule, ts.optimizer, self.steps_per_epoch, ts.epochs) for o in self.optimizers]
         self.shuffle = torch.Generator()
+        task.fit_to(data.train)  # what the step learns from the train split first (class weights)
+        draw = task.sampling_weights(data.train.y)  # None: each example once an epoch
+        self.draw = None if draw is None else draw.double().cpu()
         self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)
         self.monitor = self._monitor()
         self.minimize = lower_is_better(self.monitor)
@@ -217,7 +220,9 @@ class Trainer:
         torch.default_generator.manual_seed(derive_seed(seed, epoch, 0))
         if self.device.type == "cuda":
             torch.cuda.manual_seed(derive_seed(seed, epoch, 0))
-        perm = torch.randperm(len(self.y), generator=self.shuffle.manual_seed(derive_seed(seed, epoch, 1)))
+        order = self.shuffle.manual_seed(derive_seed(seed, epoch, 1))
+        perm = torch.randperm(len(self.y), generator=order) if self.draw is None else \
+            torch.multinomial(self.draw, len(self.y), replacement=True, generator=order)
         perm = perm[: self.n_used].to(self.device)
         if self.augment.enabled:
             self.augment.reseed(derive_seed(seed, epoch, 2))
