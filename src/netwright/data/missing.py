@@ -35,6 +35,14 @@ def is_missing(cell: Any, extra: frozenset[str] = frozenset()) -> bool:
     return text in MISSING_TOKENS or text in extra
 
 
+def cell_text(cell: Any) -> str:
+    """A raw cell as the text a CSV would hold: a JSON or Parquet value (None, a bool, a number)
+    reads the same wherever it came from (a number as Python writes it, a bool as True/False)."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return ""
+    return repr(cell) if isinstance(cell, float) else str(cell).strip()
+
+
 def strategy_of(missing: str | dict[str, str], column: str) -> str:
     """A column's strategy from ``data.missing``: one name for every column, or a map of column ->
     name in which ``default`` (else ``median``) covers the columns it does not name."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .layout import column_width
-from .missing import MISSING_CATEGORY, impute, is_missing
+from .missing import MISSING_CATEGORY, cell_text, impute, is_missing
 
 # --------------------------------------------------------------------------- tables
 
@@ -62,7 +62,7 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
     codes = np.zeros(n, dtype=np.int64)
     blank = np.zeros(n, dtype=bool)  # missing cells with no category of their own
     for row, v in enumerate(values):
-        key = MISSING_CATEGORY if absent[row] else str(v).strip()
+        key = MISSING_CATEGORY if absent[row] else cell_text(v)
         if key not in index:
             if absent[row]:
                 blank[row] = True

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from .info import RawData
-from .missing import MISSING_CATEGORY, Strategy, fills_value, is_missing, strategy_of
+from .missing import MISSING_CATEGORY, Strategy, cell_text, fills_value, is_missing, strategy_of
 from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
 
@@ -99,6 +99,17 @@ def csv_file(
     """
     table = read_csv(path, delimiter)
     src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
+    return table_dataset(table, src, target, task, features, categorical, sensitive, sensitive_as_feature, missing,
+                         missing_indicator, fill_value, na_values)
+
+
+def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str = "auto",
+                  features: list[str] | None = None, categorical: list[str] | None = None,
+                  sensitive: list[str] = [], sensitive_as_feature: bool = False,
+                  missing: Strategy | dict[str, Strategy] = "median", missing_indicator: bool = True,
+                  fill_value: float = 0.0, na_values: list[str] = []) -> RawData:
+    """A table of raw cells ``{column: [cell, ...]}`` (from any file) as a data set: the options
+    are the ``csv`` loader's."""
     known = list(table)
     named = list(missing) if isinstance(missing, dict) else []
     for col in [target, *(features or []), *(categorical or []), *sensitive, *(c for c in named if c != "default")]:
@@ -169,6 +180,60 @@ def csv_file(
                 for s in sensitive},
         source=src,
     )
+
+
+def read_arrow_table(path: Path) -> dict[str, list[str]]:
+    """A Parquet or JSON Lines file (by its suffix) as ``{column: [cell, ...]}``: every value as
+    the text a CSV would hold, a null as an empty cell (missing)."""
+    import pyarrow as pa
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            t = pq.read_table(path)
+        else:
+            import pyarrow.json as pj
+
+            if not path.read_bytes().strip():
+                raise DataError(f"{path}: the file has no rows")
+            t = pj.read_json(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        why = str(e).splitlines()[0][:200]
+        raise DataError(f"{path}: not a readable {path.suffix.lstrip('.') or 'table'} file ({why}); "
+                        "every row needs the same columns with one value each") from None
+    if t.num_rows == 0:
+        raise DataError(f"{path}: the file has no rows")
+
+    def cell(v: object) -> str:
+        if isinstance(v, (dict, list)):
+            raise DataError(f"{path}: a nested value ({str(v)[:40]}); give one value per cell")
+        return cell_text(v)
+
+    return {name: [cell(v) for v in t.column(name).to_pylist()] for name in t.column_names}
+
+
+def _table_file_loader(fmt: str, suffix: str):
+    """A loader of ``fmt`` files taking the ``csv`` loader's options (but its delimiter)."""
+    import inspect
+
+    def loader(path: Path, **options: object) -> RawData:
+        return table_dataset(read_arrow_table(path), str(path), **options)
+
+    sig = inspect.signature(csv_file)
+    loader.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "delimiter"])
+    loader.__annotations__ = {k: v for k, v in csv_file.__annotations__.items() if k != "delimiter"}
+    doc = (csv_file.__doc__ or "").replace("A CSV file with a header row", f"A {fmt} file (pyarrow reads it)")
+    loader.__doc__ = "\n".join(line for line in doc.splitlines() if "delimiter:" not in line)
+    loader.__name__ = loader.__qualname__ = f"{suffix.lstrip('.')}_file"
+    return register_dataset(suffix.lstrip("."), modality="tabular")(loader)
+
+
+parquet_file = _table_file_loader("Parquet", ".parquet")
+jsonl_file = _table_file_loader("JSON Lines", ".jsonl")
 
 
 def _handle_missing(table: dict[str, list[str]], target: str, features: list[str],

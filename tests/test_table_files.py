@@ -1,0 +1,78 @@
+"""Table files besides CSV: the ``parquet`` and ``jsonl`` loaders take the csv loader's options and
+give the same data set from the same table (typed columns and nulls included); a damaged file is
+one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import netwright
+from netwright.data import load_dataset
+from netwright.errors import DataError
+from netwright.spec import load_spec
+
+ROWS = [
+    {"age": 34.5, "income": 52000, "city": "Lyon", "member": True, "label": "yes"},
+    {"age": None, "income": 61000, "city": "Paris", "member": False, "label": "no"},
+    {"age": 51.0, "income": None, "city": None, "member": True, "label": "yes"},
+    {"age": 23.25, "income": 18000, "city": "Lyon", "member": None, "label": "no"},
+] * 15
+
+
+def write_all(folder: Path) -> dict[str, Path]:
+    """The same rows as CSV (blank cells), Parquet (typed columns, nulls) and JSON Lines (nulls)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = {"csv": folder / "t.csv", "parquet": folder / "t.parquet", "jsonl": folder / "t.jsonl"}
+    cols = list(ROWS[0])
+
+    def text(v) -> str:
+        return "" if v is None else str(v)  # a bool as Python (and pandas) writes it
+
+    paths["csv"].write_text(",".join(cols) + "\n" + "".join(",".join(text(r[c]) for c in cols) + "\n" for r in ROWS))
+    pq.write_table(pa.Table.from_pylist(ROWS), paths["parquet"])
+    paths["jsonl"].write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    return paths
+
+
+def test_parquet_and_jsonl_give_the_csv_data_set(tmp_path: Path):
+    loaded = {fmt: load_dataset(load_spec({"data": {"name": fmt, "path": str(p), "target": "label",
+                                                    "categorical": ["city", "member"]},
+                                           "model": {"name": "mlp"}}).data)
+              for fmt, p in write_all(tmp_path).items()}
+    ref = loaded["csv"]
+    for fmt in ("parquet", "jsonl"):
+        ds = loaded[fmt]
+        assert ds.info.feature_names == ref.info.feature_names and ds.info.class_names == ref.info.class_names
+        for split in ("train", "val", "test"):
+            assert np.array_equal(ds.split(split).x.numpy(), ref.split(split).x.numpy()), (fmt, split)
+            assert np.array_equal(ds.split(split).y.numpy(), ref.split(split).y.numpy())
+        assert ds.info.preprocess["columns"] == ref.info.preprocess["columns"]
+    assert "age_missing" in ref.info.feature_names  # the nulls were missing cells, filled with an indicator
+
+
+def test_a_run_trained_on_parquet_predicts_a_parquet_file_in_bulk(tmp_path: Path):
+    paths = write_all(tmp_path)
+    run = netwright.train({"data": {"name": "parquet", "path": str(paths["parquet"]), "target": "label"},
+                           "model": {"name": "mlp", "hidden": [4]}, "train": {"epochs": 2}},
+                          name="pq", progress="quiet")
+    done = netwright.predict_file(run, paths["parquet"], tmp_path / "out.jsonl")
+    assert done["rows"] == len(ROWS)
+
+
+@pytest.mark.parametrize("fmt, content, fragment", [
+    ("parquet", b"PAR1 not really", "not a readable parquet file"),
+    ("jsonl", b'{"a": 1}\n{"a": [1, 2]}\n', "every row needs the same columns with one value each"),
+    ("jsonl", b'{"a": [1, 2]}\n{"a": [3]}\n', "nested value"),
+    ("jsonl", b"", "has no rows"),
+])
+def test_a_damaged_table_file_is_one_line(tmp_path: Path, fmt: str, content: bytes, fragment: str):
+    path = tmp_path / f"bad.{fmt}"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=fragment):
+        load_dataset(load_spec({"data": {"name": fmt, "path": str(path), "target": "a"}, "model": {"name": "mlp"}}).data)
