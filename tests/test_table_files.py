@@ -76,3 +76,53 @@ def test_a_damaged_table_file_is_one_line(tmp_path: Path, fmt: str, content: byt
     path.write_bytes(content)
     with pytest.raises(DataError, match=fragment):
         load_dataset(load_spec({"data": {"name": fmt, "path": str(path), "target": "a"}, "model": {"name": "mlp"}}).data)
+
+
+def write_orders(path: Path, n: int = 1000, seed: int = 0) -> Path:
+    """Orders whose label depends on the weekday and the hour of a timestamp; an order number
+    counting up (it names rows) and a customer code named like an identifier."""
+    import csv
+    import datetime as dt
+
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2024, 1, 1)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["order", "customer_id", "placed", "amount", "late"])
+        for i in range(n):
+            t = start + dt.timedelta(hours=int(rng.integers(0, 24 * 365)))
+            late = t.weekday() >= 5 or t.hour >= 20
+            placed = "" if i % 37 == 0 else t.isoformat()
+            w.writerow([1000 + i, f"C{rng.integers(0, 10**9):09d}", placed, f"{rng.uniform(5, 200):.2f}",
+                        "yes" if late else "no"])
+    return path
+
+
+def test_dates_become_their_parts_and_row_names_are_left_out(tmp_path: Path, cli):
+    path = write_orders(tmp_path / "orders.csv")
+    run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "late"},
+                           "model": {"name": "mlp", "hidden": [32, 32]}, "train": {"epochs": 40}},
+                          name="orders", progress="quiet")
+    info = run.info
+    assert "order" not in " ".join(info.feature_names) and "customer_id" not in " ".join(info.feature_names)
+    assert {"placed.year", "placed.month", "placed.day", "placed.weekday", "placed.days",
+            "placed.hour"} <= set(info.feature_names)
+    assert any("order left out: it names rows" in n for n in info.preprocess["notes"])
+    assert "placed.weekday_missing" in info.feature_names  # a missing date: missing parts, filled
+    # the weekday and the hour are what decides: far above the majority class (0.58)
+    ev = netwright.evaluate(run, plots=False)
+    assert ev["metrics"]["accuracy"] > 0.9 > ev["baseline"]["metrics"]["accuracy"] + 0.25
+    # predict takes the dates as the file had them; a cell that is no date is one line
+    rows = netwright.predict(run, {"order": [1], "customer_id": ["C1"], "placed": ["2024-06-01T21:00:00"],
+                                   "amount": [20.0]})
+    assert rows[0]["label"] == "yes"  # a Saturday evening
+    bad = tmp_path / "bad.csv"
+    bad.write_text("order,customer_id,placed,amount\n1,C1,next tuesday,3\n")
+    r = cli("predict", run.path, bad)
+    assert r.code == 2 and "column 'placed' row 1 holds 'next tuesday', not a date" in r.err
+    drift = netwright.monitor(run, path, plots=False)  # the columns as the file has them, dates included
+    assert "placed.weekday" in {f["feature"] for f in drift["features"]} and not drift["drift"]
+    # listed in data.features, a row-naming column is used as the user says
+    listed = load_dataset(load_spec({"data": {"name": "csv", "path": str(path), "target": "late",
+                                              "features": ["order", "amount"]}, "model": {"name": "mlp"}}).data)
+    assert listed.info.feature_names == ["order", "amount"]

@@ -72,7 +72,8 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
     if isinstance(inputs, dict):
         if kind != "table":
             raise DataError(f"{source}: a column table, but this model takes {info.modality} inputs")
-        x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source)
+        x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source,
+                         pre.get("derived"))
     else:
         x = encode_array(pre, inputs, source)
     return normalize(pre, x)

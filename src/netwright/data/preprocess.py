@@ -20,13 +20,17 @@ from .missing import MISSING_CATEGORY, cell_text, impute, is_missing
 # --------------------------------------------------------------------------- tables
 
 
-def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], source: str) -> np.ndarray:
+def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], source: str,
+                 derived: list[dict[str, Any]] | None = None) -> np.ndarray:
     """Encode a column table into a float32 feature matrix ``(N, F)``.
 
     Numeric columns are parsed as floats; categorical columns become one-hot blocks. A missing
     cell of a column that fills it (``netwright.data.missing``) is NaN until ``impute``; a column
     with ``indicator`` is followed by a 0/1 column that marks its missing cells.
     """
+    from .derive import apply
+
+    table = apply(table, derived, source)  # dates into their parts (preprocess["derived"])
     n = len(next(iter(table.values()))) if table else 0
     blocks = []
     for col in columns:

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import DataError
 from .info import RawData
 from .missing import MISSING_CATEGORY, Strategy, cell_text, fills_value, is_missing, strategy_of
+from . import derive
 from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
 
@@ -118,12 +119,16 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     if not table[target]:
         raise DataError(f"{src}: the file has a header but no data rows")
 
+    chosen = features is not None
     if features is None:
         features = [c for c in known if c != target and (sensitive_as_feature or c not in sensitive)]
     if target in features:
         raise DataError(f"{src}: the target '{target}' cannot also be a feature; remove it from data.features")
+    features, derived, notes = derive.fit(table, features, chosen, categorical)  # ID-like out, dates into parts
+    table = derive.apply(table, derived, src)
     if not features:
-        raise DataError(f"{src}: no feature columns left besides the target '{target}'")
+        raise DataError(f"{src}: no feature columns left besides the target '{target}'"
+                        + (f" ({'; '.join(notes)})" if notes else ""))
     table, facts = _handle_missing(table, target, features, missing, frozenset(na_values), src)
     na = frozenset(na_values)
     cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
@@ -172,7 +177,8 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         task=task,
         modality="tabular",
         preprocess={"kind": "table", "shape": [x.shape[1]], "columns": columns,
-                    **({"missing": facts} if facts["cells"] or facts["dropped_rows"] else {})},
+                    **({"missing": facts} if facts["cells"] or facts["dropped_rows"] else {}),
+                    **({"derived": derived} if derived else {}), **({"notes": notes} if notes else {})},
         class_names=class_names,
         feature_names=table_feature_names(columns),
         target_name=target,

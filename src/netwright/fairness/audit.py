@@ -279,7 +279,8 @@ def load_labelled(run: Run, data_file: str | os.PathLike | None, split: str, sen
     labelled = [i for i, v in enumerate(table[info.target_name]) if not is_missing(v)]  # as in training:
     if len(labelled) < len(table[info.target_name]):  # a row without a target is left out
         table = {c: [v[i] for i in labelled] for c, v in table.items()}
-    x = torch.from_numpy(normalize(info.preprocess, encode_table(info.preprocess["columns"], table, str(data_file))))
+    x = torch.from_numpy(normalize(info.preprocess, encode_table(info.preprocess["columns"], table, str(data_file),
+                                                            info.preprocess.get("derived"))))
     index = {c: i for i, c in enumerate(info.class_names)}
     bad = sorted({v.strip() for v in table[info.target_name]} - set(index))
     if bad:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.derive import input_columns
 from ..data.drift import monitor_arrays
 from ..data.preprocess import encode_table, normalize
 from ..data.tabular import read_csv
@@ -40,12 +41,12 @@ def monitor(run: Run | str | os.PathLike, new_data: str | os.PathLike, name: str
         raise NetwrightError(f"monitor compares tabular data column by column; this model takes {info.modality} inputs")
     path = Path(new_data)
     table = read_csv(path)
-    needed = [c["name"] for c in pre["columns"]]
+    needed = input_columns(pre)  # as the file had them (dates, not their parts)
     missing = [c for c in needed if c not in table]
     if missing:
         raise NetwrightError(f"{path}: missing column(s) {', '.join(missing)}; the model was trained on "
                              f"{', '.join(needed)}")
-    new_x = normalize(pre, encode_table(pre["columns"], table, str(path)))
+    new_x = normalize(pre, encode_table(pre["columns"], table, str(path), pre.get("derived")))
     if len(new_x) < 2:
         raise NetwrightError(f"{path}: needs at least 2 rows to compare distributions")
     data = run.load_data()

@@ -154,7 +154,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
         except Exception as e:
             raise NetwrightError(f"netwright.train(model=...): {type(given).__name__} cannot take this data's inputs "
                                  f"of shape {tuple(data.train.x.shape[1:])}: {type(e).__name__}: {e}") from None
-    notes = [line] if (line := describe_missing(info.preprocess)) else []
+    notes = ([line] if (line := describe_missing(info.preprocess)) else []) + info.preprocess.get("notes", [])
     if resolved.model.name == "object":
         from ..models.objects import ONLY_WEIGHTS
 

@@ -1,0 +1,115 @@
+"""What a table's columns hold beyond numbers and categories, read the way a person would: a
+column of dates or times becomes its parts (year, month, day, weekday, hour, and the days since
+1970 for trends); a column that names rows (a different whole number in every row, counting up,
+or a column named like an identifier) is left out of the inputs, with a note.
+
+Derivations are fitted on the training table, recorded in ``DataInfo.preprocess["derived"]``
+and applied to every raw table that later reaches the model (``predict``, ``serve``,
+``monitor``, ``audit``), so a user always gives the columns as the file had them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..errors import DataError
+from .missing import cell_text, is_missing
+
+DATE_SHARE = 0.9  # a column is dates when this share of its filled cells read as ISO dates (and not as numbers)
+DATE_PARTS = ("year", "month", "day", "weekday", "days")  # days: since 1970-01-01, fractional with a time
+TIME_PARTS = ("hour",)
+
+
+def _when(cell: Any) -> dt.datetime | None:
+    text = cell_text(cell)
+    try:
+        float(text)
+        return None  # a number is not a date, however it parses
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        return None
+
+
+def _looks_like_id(name: str, cells: list[Any]) -> bool:
+    """A different whole number in every row that counts up in steps of one, or a different value
+    in every row of a column named like an identifier (``id``, ``user_id``, ``idCustomer``)."""
+    filled = [cell_text(c) for c in cells if not is_missing(c)]
+    if len(filled) < 20 or len(set(filled)) != len(filled) or len(filled) < len(cells):
+        return False
+    lowered = name.lower().replace("-", "_").replace(" ", "_")
+    if lowered == "id" or lowered.endswith("_id") or lowered.startswith("id_") or lowered.endswith("id"):
+        return True
+    try:
+        numbers = sorted(float(v) for v in filled)
+    except ValueError:
+        return False
+    return all(v.is_integer() for v in numbers) and all(b - a == 1 for a, b in zip(numbers, numbers[1:]))
+
+
+def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categorical: list[str] | None
+        ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """(features kept, derivations, notes) for the training table. ``chosen``: the user listed the
+    features, so none is left out; a column the user calls ``categorical`` is never dates."""
+    kept, derived, notes = [], [], []
+    for name in features:
+        cells = table[name]
+        if not chosen and _looks_like_id(name, cells):
+            notes.append(f"{name} left out: it names rows (a different value in every row); list it in "
+                         "data.features to use it")
+            continue
+        filled = [c for c in cells if not is_missing(c)]
+        if filled and name not in (categorical or []):
+            times = [_when(c) for c in filled]
+            if sum(t is not None for t in times) >= DATE_SHARE * len(filled):
+                timed = any(t is not None and (t.hour or t.minute or t.second) for t in times)
+                parts = list(DATE_PARTS + (TIME_PARTS if timed else ()))
+                derived.append({"column": name, "kind": "datetime", "parts": parts})
+                notes.append(f"{name} read as dates: {', '.join(parts)}")
+                kept += [f"{name}.{p}" for p in parts]
+                continue
+        kept.append(name)
+    return kept, derived, notes
+
+
+def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, source: str) -> dict[str, list[Any]]:
+    """``table`` with each derived column replaced by its parts (a missing cell: missing parts)."""
+    if not derived:
+        return table
+    out = dict(table)
+    for d in derived:
+        name = d["column"]
+        if name not in out:
+            continue  # the caller says which columns are missing
+        parts: dict[str, list[Any]] = {p: [] for p in d["parts"]}
+        for row, cell in enumerate(out.pop(name), start=1):
+            if is_missing(cell):
+                for p in parts:
+                    parts[p].append("")
+                continue
+            t = _when(cell)
+            if t is None:
+                raise DataError(f"{source}: column '{name}' row {row} holds '{cell_text(cell)[:40]}', not a date; "
+                                "the model reads this column as ISO dates (2024-05-31, 2024-05-31T14:05)")
+            for p in parts:
+                parts[p].append(_part(t, p))
+        out.update({f"{name}.{p}": v for p, v in parts.items()})
+    return out
+
+
+def _part(t: dt.datetime, part: str) -> float:
+    if part == "weekday":
+        return float(t.weekday())
+    if part == "days":
+        naive = t.replace(tzinfo=None) - (t.utcoffset() or dt.timedelta()) if t.tzinfo else t
+        return (naive - dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
+    return float(getattr(t, part))
+
+
+def input_columns(pre: dict[str, Any]) -> list[str]:
+    """The columns a raw table must have for the model: derived columns by their source."""
+    sources = {f"{d['column']}.{p}": d["column"] for d in pre.get("derived", []) for p in d["parts"]}
+    return list(dict.fromkeys(sources.get(c["name"], c["name"]) for c in pre["columns"]))
