@@ -120,6 +120,21 @@ def test_dates_become_their_parts_and_row_names_are_left_out(tmp_path: Path, cli
     bad.write_text("order,customer_id,placed,amount\n1,C1,next tuesday,3\n")
     r = cli("predict", run.path, bad)
     assert r.code == 2 and "column 'placed' row 1 holds 'next tuesday', not a date" in r.err
+    import signal
+
+    import httpx
+
+    from test_serve import start
+
+    proc, url = start(run, "--engine", "torch")  # the real server takes the date too, in a batch of two
+    try:
+        r = httpx.post(url + "/predict", json={"features": [
+            {"order": 1, "customer_id": "C1", "placed": "2024-06-01T21:00:00", "amount": 20.0},
+            {"order": 2, "customer_id": "C2", "placed": None, "amount": 20.0}]})
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "yes", r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
     drift = netwright.monitor(run, path, plots=False)  # the columns as the file has them, dates included
     assert "placed.weekday" in {f["feature"] for f in drift["features"]} and not drift["drift"]
     # listed in data.features, a row-naming column is used as the user says

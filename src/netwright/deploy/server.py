@@ -135,8 +135,10 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
     ``{"features": {"name": value}}`` or a list of such objects, ``{"values": [...]}``
     (a sequence), ``{"text": "..."}``.
     """
-    from ..data.preprocess import encode_image, encode_text, encode_texts, normalize
+    from ..data.derive import input_columns
     from ..data.inputs import encode_inputs
+    from ..data.missing import cell_text
+    from ..data.preprocess import encode_image, encode_text, encode_texts, normalize
 
     info = model.info
     if not isinstance(request, dict):
@@ -161,17 +163,18 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
             if info.preprocess["kind"] != "table":
                 raise BadRequest(400, f"this model takes {info.modality} inputs, not named features")
             columns = info.preprocess["columns"]
-            absent = [c["name"] for c in columns if any(c["name"] not in r for r in rows)]
+            names = input_columns(info.preprocess)  # as the training file had them (a date, not its parts)
+            absent = [n for n in names if any(n not in r for r in rows)]
             if absent:
                 fills = any(c.get("missing", "error") != "error" for c in columns)
                 raise BadRequest(400, f"missing feature(s): {', '.join(absent)}"
                                  + ("; send null for a value to have it filled as in training" if fills else ""))
-            unfilled = [c["name"] for c in columns if c.get("missing", "error") == "error"
+            unfilled = [c["name"] for c in columns if c["name"] in names and c.get("missing", "error") == "error"
                         and any(r[c["name"]] in ("", None) for r in rows)]
             if unfilled:
                 raise BadRequest(400, f"missing feature(s): {', '.join(unfilled)}; this model was trained "
                                  "without missing values there")
-            table = {c["name"]: ["" if r[c["name"]] is None else str(r[c["name"]]) for r in rows] for c in columns}
+            table = {n: [cell_text(r[n]) for r in rows] for n in names}
             x = encode_inputs(info, table, "features")
         elif "text" in request:
             text, pre = request["text"], info.preprocess
