@@ -141,3 +141,41 @@ def test_dates_become_their_parts_and_row_names_are_left_out(tmp_path: Path, cli
     listed = load_dataset(load_spec({"data": {"name": "csv", "path": str(path), "target": "late",
                                               "features": ["order", "amount"]}, "model": {"name": "mlp"}}).data)
     assert listed.info.feature_names == ["order", "amount"]
+
+
+def test_free_text_becomes_hashed_word_counts(tmp_path: Path):
+    """Reviews whose label is in their words: hashed word and word-pair counts (the same as
+    scikit-learn's HashingVectorizer gives) carry it; predict reads new texts the same way."""
+    import csv
+
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "loved", "perfect", "works well"], ["broken", "awful", "returned it", "waste"]
+    filler = ["the", "item", "arrived", "on", "time", "box", "colour", "blue", "size", "fits", "my", "kitchen"]
+    path = tmp_path / "reviews.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["review", "stars_given", "label"])
+        for i in range(600):
+            pos = bool(rng.random() < 0.5)
+            words = list(rng.choice(filler, 6)) + [str(rng.choice(good if pos else bad))]
+            rng.shuffle(words)
+            w.writerow([" ".join(words), int(rng.integers(1, 6)), "pos" if pos else "neg"])
+    run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "label"},
+                           "model": {"name": "mlp", "hidden": [16]}, "train": {"epochs": 20}},
+                          name="reviews", progress="quiet")
+    info = run.info
+    assert "review.#0" in info.feature_names and "review.#255" in info.feature_names
+    assert any("review read as free text" in n for n in info.preprocess["notes"])
+    assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] > 0.9  # the majority class: about 0.5
+    rows = netwright.predict(run, {"review": ["the box arrived broken awful", "loved it great colour"],
+                                   "stars_given": [3, 3]})
+    assert [r["label"] for r in rows] == ["neg", "pos"]
+    from netwright.data.derive import apply
+
+    derived = apply({"review": ["loved it great"]}, info.preprocess["derived"], "t")
+    ours = np.array([derived[f"review.#{i}"][0] for i in range(256)])
+    theirs = HashingVectorizer(n_features=256, ngram_range=(1, 2), alternate_sign=False).transform(
+        ["loved it great"]).toarray()[0]
+    assert np.allclose(ours, theirs)

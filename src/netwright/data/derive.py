@@ -1,7 +1,9 @@
 """What a table's columns hold beyond numbers and categories, read the way a person would: a
 column of dates or times becomes its parts (year, month, day, weekday, hour, and the days since
-1970 for trends); a column that names rows (a different whole number in every row, counting up,
-or a column named like an identifier) is left out of the inputs, with a note.
+1970 for trends); a column of free text becomes counts of its words and word pairs hashed into a
+fixed number of buckets (scikit-learn's ``HashingVectorizer``); a column that names rows (a
+different whole number in every row, counting up, or a column named like an identifier) is left
+out of the inputs, with a note.
 
 Derivations are fitted on the training table, recorded in ``DataInfo.preprocess["derived"]``
 and applied to every raw table that later reaches the model (``predict``, ``serve``,
@@ -19,6 +21,8 @@ from .missing import cell_text, is_missing
 DATE_SHARE = 0.9  # a column is dates when this share of its filled cells read as ISO dates (and not as numbers)
 DATE_PARTS = ("year", "month", "day", "weekday", "days")  # days: since 1970-01-01, fractional with a time
 TIME_PARTS = ("hour",)
+TEXT_BUCKETS = 256  # hashed word and word-pair counts of a free-text column (l2-normalised per cell)
+TEXT_WORDS, TEXT_DISTINCT = 3.0, 0.5  # free text: this many words a cell on average, this share of cells distinct
 
 
 def _when(cell: Any) -> dt.datetime | None:
@@ -71,8 +75,38 @@ def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categori
                 notes.append(f"{name} read as dates: {', '.join(parts)}")
                 kept += [f"{name}.{p}" for p in parts]
                 continue
+            if _is_text(filled):
+                parts = [f"#{i}" for i in range(TEXT_BUCKETS)]
+                derived.append({"column": name, "kind": "text", "parts": parts})
+                notes.append(f"{name} read as free text: word and word-pair counts hashed into {TEXT_BUCKETS} "
+                             "columns")
+                kept += [f"{name}.{p}" for p in parts]
+                continue
         kept.append(name)
     return kept, derived, notes
+
+
+def _is_text(filled: list[Any]) -> bool:
+    texts = [cell_text(c) for c in filled]
+    if any(_number(t) for t in texts[:1000]):
+        return False
+    words = sum(len(t.split()) for t in texts) / len(texts)
+    return words >= TEXT_WORDS and len(set(texts)) >= TEXT_DISTINCT * len(texts)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _hashed(texts: list[str], buckets: int) -> Any:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vec = HashingVectorizer(n_features=buckets, ngram_range=(1, 2), alternate_sign=False, norm="l2")
+    return vec.transform(texts).toarray()
 
 
 def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, source: str) -> dict[str, list[Any]]:
@@ -84,6 +118,10 @@ def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, sou
         name = d["column"]
         if name not in out:
             continue  # the caller says which columns are missing
+        if d["kind"] == "text":  # an empty cell is a text without words
+            counts = _hashed([cell_text(c) for c in out.pop(name)], len(d["parts"]))
+            out.update({f"{name}.{p}": counts[:, i].tolist() for i, p in enumerate(d["parts"])})
+            continue
         parts: dict[str, list[Any]] = {p: [] for p in d["parts"]}
         for row, cell in enumerate(out.pop(name), start=1):
             if is_missing(cell):
