@@ -129,10 +129,11 @@ class Kind:
         self.loss_scale = 1.0  # set by the trainer in distributed runs (a rank's share of the global batch)
         self.autocast = context.get("autocast")  # None: full precision, no context to enter on every step
 
-    def require(self, verb: str, run: Run) -> None:
-        if verb not in self.stages:
-            hint = self.instead.get(verb, "") if isinstance(self.instead, dict) else self.instead
-            raise NetwrightError(f"{verb} applies to {self.applies_to(verb)}; {run.path} is {self.title}"
+    @classmethod
+    def require(cls, verb: str, run: Run) -> None:
+        if verb not in cls.stages:
+            hint = cls.instead.get(verb, "") if isinstance(cls.instead, dict) else cls.instead
+            raise NetwrightError(f"{verb} applies to {cls.applies_to(verb)}; {run.path} is {cls.title}"
                                  + (f": {hint.format(run=run.path)}" if hint else ""))
 
     @staticmethod

@@ -26,7 +26,6 @@ class ClassificationTask(SupervisedTask):
     """One class out of ``info.class_names`` per example."""
 
     stages = SUPERVISED_STAGES | {"audit", "mitigate", "calibrate", "continual"}
-    classification = True
     picks_class = True
     headline = "accuracy"
     metric_names = ["loss", "accuracy", "f1"]

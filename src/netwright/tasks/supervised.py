@@ -45,7 +45,6 @@ class SupervisedTask(Kind):
 
     stages = SUPERVISED_STAGES
     mixed_precision = True
-    classification = False
 
     def __init__(self, info: DataInfo, train: Any = None, **context: Any):
         super().__init__(info, train, **context)
