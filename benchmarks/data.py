@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import subprocess
 import sys
@@ -119,11 +120,18 @@ def main() -> None:
     p.add_argument("--blank", type=float, default=0.2)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--no-bulk", action="store_true")
+    p.add_argument("--images", type=int, default=0, help="also time decoding a folder of this many PNGs of mixed sizes")
+    p.add_argument("--only-images", action="store_true")
     args = p.parse_args()
     t0 = time.perf_counter()
+    if args.only_images:
+        image_folder(args.images or 4000)
+        return
     missing_cells(args.seeds, args.blank)
     if not args.no_bulk:
         bulk(args.rows)
+    if args.images:
+        image_folder(args.images)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 
 
@@ -176,6 +184,35 @@ def bulk(rows: int) -> None:
                 raise SystemExit(f"predict failed: {proc.stderr.read().decode()}")
             print(f"| {src.suffix} -> {Path(out).suffix} | {seconds:.1f} | {rows / seconds:,.0f} | "
                   f"{peak / 1024:.0f} MiB |")
+
+
+def image_folder(n: int, repeats: int = 3) -> None:
+    """Decode a folder of ``n`` PNGs of mixed sizes (sized to 32x32, fit: crop) in one process and
+    in worker processes (data.workers); medians of ``repeats``, alternating."""
+    from PIL import Image
+
+    from netwright.data.images import images
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for i in range(n):
+            d = root / f"class{i % 10}"
+            d.mkdir(exist_ok=True)
+            w, h = int(rng.integers(40, 120)), int(rng.integers(40, 120))
+            Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)).save(d / f"{i}.png")
+        times: dict[str, list[float]] = {"1": [], "auto": []}
+        for _ in range(repeats):
+            for workers in times:
+                t = time.perf_counter()
+                images(root, image_size=(32, 32), fit="crop", workers=workers)
+                times[workers].append(time.perf_counter() - t)
+        one, auto = statistics.median(times["1"]), statistics.median(times["auto"])
+        print(f"\nimage folder: {n:,} PNGs of 40-120 px, sized to 32x32 (crop); medians of {repeats}")
+        print("| workers | seconds | images/s |")
+        print("|---|---:|---:|")
+        print(f"| 1 | {one:.2f} | {n / one:,.0f} |")
+        print(f"| auto ({os.cpu_count()} cores) | {auto:.2f} | {n / auto:,.0f} ({one / auto:.2f}x) |")
 
 
 def high_water_kib(pid: int) -> int:

@@ -166,7 +166,9 @@ def encode_image(pre: dict[str, Any], image: Any, source: str) -> np.ndarray:
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (w, h):
         if pre.get("resize"):
-            image = image.resize((w, h))
+            from .images import fit_image
+
+            image = fit_image(image, h, w, pre.get("fit", "stretch"))
         else:
             raise DataError(f"{source}: image is {image.size[0]}x{image.size[1]} (WxH) but the model takes "
                             f"{w}x{h}; resize it first")
