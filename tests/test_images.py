@@ -86,3 +86,24 @@ def test_worker_processes_decode_the_same_arrays(tmp_path: Path):
     for a, b in ((one.train, two.train), (one.val, two.val), (one.test, two.test)):
         assert np.array_equal(a.x.numpy(), b.x.numpy()) and np.array_equal(a.y.numpy(), b.y.numpy())
     assert one.info.fingerprint == two.info.fingerprint
+
+
+def test_a_worker_that_dies_is_one_line_naming_its_files(tmp_path: Path, monkeypatch):
+    """A decoding process killed mid-load (SIGKILL, as the out-of-memory killer does)."""
+    import os
+    import signal
+
+    from netwright.data import images as images_module
+
+    root = make_folder(tmp_path / "photos", n=8)
+    real = images_module._decode
+
+    def dies_on_the_third(job):
+        if job[0].endswith("3.png") and "dark" in job[0]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(job)
+
+    monkeypatch.setattr(images_module, "_decode", dies_on_the_third)  # the forked workers inherit it
+    with pytest.raises(DataError, match=r"a worker process died \(killed, or out of memory\) while the images "
+                                        r"from .*dark.* on were being decoded.*workers: 1"):
+        load(root, image_size=[8, 8], workers=2)

@@ -82,6 +82,30 @@ def _decode(job: tuple[str, tuple[int, int] | None, str, str, bool]) -> tuple[An
     return np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), grey, original
 
 
+def _decode_all(jobs: list[tuple], workers: int) -> list[Any]:
+    """``_decode`` over the files in ``workers`` processes, in order; a worker that dies (killed,
+    out of memory) ends loading with one line naming the first file not yet decoded."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    size = max(1, len(jobs) // (workers * 8))
+    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(_decode_chunk, c) for c in chunks]
+        out: list[Any] = []
+        for chunk, future in zip(chunks, futures):
+            try:
+                out += future.result()
+            except BrokenProcessPool:
+                raise DataError(f"a worker process died (killed, or out of memory) while the images from {chunk[0][0]} "
+                                "on were being decoded; load again, or with data.workers: 1") from None
+    return out
+
+
+def _decode_chunk(chunk: list[tuple]) -> list[Any]:
+    return [_decode(j) for j in chunk]
+
+
 def _workers(workers: int | str, files: int) -> int:
     if workers != "auto":
         return int(workers)
@@ -116,13 +140,7 @@ def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: boo
     mode = "L" if grayscale else "RGB"  # grayscale unknown: read RGB, keep one channel if every image was grey
     jobs = [(str(f), size, fit, mode, on_error == "skip") for _, f in files]
     n = _workers(workers, len(jobs))
-    if n > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(n) as pool:
-            decoded = list(pool.map(_decode, jobs, chunksize=max(1, len(jobs) // (n * 8))))
-    else:
-        decoded = [_decode(j) for j in jobs]
+    decoded = _decode_all(jobs, n) if n > 1 else [_decode(j) for j in jobs]
     skipped = [d for d in decoded if isinstance(d, str)]
     kept = [(c, f, d) for (c, f), d in zip(files, decoded) if not isinstance(d, str)]
     if not kept:
