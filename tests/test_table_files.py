@@ -179,3 +179,34 @@ def test_free_text_becomes_hashed_word_counts(tmp_path: Path):
     theirs = HashingVectorizer(n_features=256, ngram_range=(1, 2), alternate_sign=False).transform(
         ["loved it great"]).toarray()[0]
     assert np.allclose(ours, theirs)
+
+
+def test_a_column_of_many_categories_is_embedded_not_one_hot(tmp_path: Path):
+    """300 shop codes whose first letter decides the label: an index the MLP embeds (a learnt
+    vector per code) instead of 300 one-hot columns; a code first seen at predict time is
+    '(other)'; the model exports and is explained by the methods that take ids."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    codes = [f"{'AB'[i % 2]}{i:03d}" for i in range(300)]
+    path = tmp_path / "shops.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["shop", "visits", "label"])
+        for _ in range(3000):
+            code = codes[int(rng.integers(0, 300))]
+            w.writerow([code, f"{rng.normal():.3f}", "high" if code[0] == "A" else "low"])
+    run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "label"},
+                           "model": {"name": "mlp", "hidden": [16], "embed_dim": 8},
+                           "train": {"epochs": 30, "optimizer": {"name": "adam", "lr": 0.01}}},
+                          name="shops", progress="quiet")
+    info = run.info
+    (shop,) = [c for c in info.preprocess["columns"] if c["name"] == "shop"]
+    assert shop["kind"] == "id" and shop["categories"][-1] == "(other)" and info.input_shape == (2,)
+    assert any("shop: 300 categories, embedded" in n for n in info.preprocess["notes"])
+    assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] > 0.95
+    rows = netwright.predict(run, {"shop": ["A123", "ZZZ9"], "visits": [0.1, 0.1]})
+    assert rows[0]["label"] == "high" and rows[1]["label"] in ("high", "low")  # an unseen code is '(other)'
+    assert netwright.export(run, samples=64)["passed"]
+    explained = netwright.explain(run, samples=2, sanity=False)
+    assert "integrated_gradients" not in explained["methods"] and explained["methods"]

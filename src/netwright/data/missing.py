@@ -23,6 +23,7 @@ MISSING_TOKENS = frozenset({
     "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 MISSING_CATEGORY = "(missing)"  # a categorical column's own category for its missing cells
+OTHER_CATEGORY = "(other)"  # of a column given as an index: a category first seen after training
 
 
 def is_missing(cell: Any, extra: frozenset[str] = frozenset()) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .layout import column_width
-from .missing import MISSING_CATEGORY, cell_text, impute, is_missing
+from .missing import MISSING_CATEGORY, OTHER_CATEGORY, cell_text, impute, is_missing
 
 # --------------------------------------------------------------------------- tables
 
@@ -67,6 +67,8 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
     blank = np.zeros(n, dtype=bool)  # missing cells with no category of their own
     for row, v in enumerate(values):
         key = MISSING_CATEGORY if absent[row] else cell_text(v)
+        if key not in index and OTHER_CATEGORY in index and not absent[row]:
+            key = OTHER_CATEGORY  # an embedded column: a new category is '(other)'
         if key not in index:
             if absent[row]:
                 blank[row] = True

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from .info import RawData
-from .missing import MISSING_CATEGORY, Strategy, cell_text, fills_value, is_missing, strategy_of
+from .missing import MISSING_CATEGORY, OTHER_CATEGORY, Strategy, cell_text, fills_value, is_missing, strategy_of
 from . import derive
 from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
@@ -76,6 +76,7 @@ def csv_file(
     missing_indicator: bool = True,
     fill_value: float = 0.0,
     na_values: list[str] = [],
+    embed_above: int = 50,
 ) -> RawData:
     """A CSV file with a header row: one target column, numeric and categorical features.
 
@@ -97,18 +98,21 @@ def csv_file(
         missing_indicator: add a 0/1 column after each filled column that had missing cells.
         fill_value: the constant for missing: constant.
         na_values: cells read as missing besides the empty cell and pandas' defaults (NA, NaN, null, ...).
+        embed_above: a categorical column with more categories than this is given to the model as
+            the index of its category, which models embed (the mlp: a learnt vector per category),
+            not as one-hot columns; a category first seen at predict time is '(other)'.
     """
     table = read_csv(path, delimiter)
     src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
     return table_dataset(table, src, target, task, features, categorical, sensitive, sensitive_as_feature, missing,
-                         missing_indicator, fill_value, na_values)
+                         missing_indicator, fill_value, na_values, embed_above)
 
 
 def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str = "auto",
                   features: list[str] | None = None, categorical: list[str] | None = None,
                   sensitive: list[str] = [], sensitive_as_feature: bool = False,
                   missing: Strategy | dict[str, Strategy] = "median", missing_indicator: bool = True,
-                  fill_value: float = 0.0, na_values: list[str] = []) -> RawData:
+                  fill_value: float = 0.0, na_values: list[str] = [], embed_above: int = 50) -> RawData:
     """A table of raw cells ``{column: [cell, ...]}`` (from any file) as a data set: the options
     are the ``csv`` loader's."""
     known = list(table)
@@ -132,15 +136,19 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     table, facts = _handle_missing(table, target, features, missing, frozenset(na_values), src)
     na = frozenset(na_values)
     cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
-    columns = []
+    columns, facts_notes = [], []
     for c in features:
         strategy = strategy_of(missing, c)
         absent = [is_missing(v, na) for v in table[c]]
         col: dict = {"name": c, "kind": "categorical" if c in cat else "numeric", "missing": strategy}
         if col["kind"] == "categorical":
             cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a})
-            own = any(absent) and strategy != "most_frequent"
-            col["categories"] = cats + ([MISSING_CATEGORY] if own else [])
+            many = len(cats) > embed_above  # an index the model embeds, not a one-hot block
+            own = any(absent) and (strategy != "most_frequent" or many)
+            col["categories"] = cats + ([MISSING_CATEGORY] if own else []) + ([OTHER_CATEGORY] if many else [])
+            if many:
+                col["kind"] = "id"
+                facts_notes.append(f"{c}: {len(cats)} categories, embedded (more than data.embed_above: {embed_above})")
         if strategy == "constant":
             col["fill_value"] = fill_value
         if na:
@@ -178,7 +186,8 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         modality="tabular",
         preprocess={"kind": "table", "shape": [x.shape[1]], "columns": columns,
                     **({"missing": facts} if facts["cells"] or facts["dropped_rows"] else {}),
-                    **({"derived": derived} if derived else {}), **({"notes": notes} if notes else {})},
+                    **({"derived": derived} if derived else {}),
+                    **({"notes": notes + facts_notes} if notes or facts_notes else {})},
         class_names=class_names,
         feature_names=table_feature_names(columns),
         target_name=target,
