@@ -24,6 +24,9 @@ class MLP(nn.Module):
                if col["kind"] == "id"] if info.modality == "tabular" else []
         self.id_at = [i for i, _ in ids]
         self.id_embed = nn.ModuleList(nn.Embedding(k, min(embed_dim, k)) for _, k in ids)
+        with torch.no_grad():  # '(other)', a category first seen after training, sits at the origin
+            for e in self.id_embed:
+                e.weight[-1].zero_()
         self.plain_at = [i for i in range(math.prod(info.input_shape)) if i not in set(self.id_at)] if ids else []
         width += sum(e.embedding_dim - 1 for e in self.id_embed)
         self.layers = mlp_layers(width, hidden, info.num_outputs, activation, dropout, norm)
