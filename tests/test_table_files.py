@@ -205,7 +205,7 @@ def test_a_column_of_many_categories_is_embedded_not_one_hot(tmp_path: Path):
     assert shop["kind"] == "id" and shop["categories"][-1] == "(other)" and info.input_shape == (2,)
     assert any("shop: 300 categories, embedded" in n for n in info.preprocess["notes"])
     assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] > 0.95
-    rows = netwright.predict(run, {"shop": ["A123", "ZZZ9"], "visits": [0.1, 0.1]})
+    rows = netwright.predict(run, {"shop": ["A122", "ZZZ9"], "visits": [0.1, 0.1]})
     assert rows[0]["label"] == "high" and rows[1]["label"] in ("high", "low")  # an unseen code is '(other)'
     assert netwright.export(run, samples=64)["passed"]
     explained = netwright.explain(run, samples=2, sanity=False)
