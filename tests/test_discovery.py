@@ -189,3 +189,14 @@ def test_column_inference_takes_any_cells(name, cells):
     assert col.missing == sum(not c.strip() for c in cells)
     if all(c.strip() for c in cells) and len({c.strip() for c in cells}) <= 10:
         assert col.kind in ("numeric", "categorical")  # few distinct values are never ids or text
+
+
+def test_init_takes_dates_as_inputs_and_says_how(cli, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [[f"2024-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}", f"{rng.normal():.3f}",
+             str(int(rng.integers(0, 2)))] for _ in range(60)]
+    path = write_rows(tmp_path / "visits.csv", ["day", "spend", "returned"], rows)
+    assert cli("init", path, "--target", "returned").code == 0
+    text = path.with_suffix(".yaml").read_text()
+    assert yaml.safe_load(text)["data"]["features"] == ["day", "spend"]
+    assert "feature, read as dates: year, month, day, weekday" in text

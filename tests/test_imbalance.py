@@ -91,3 +91,29 @@ def test_class_weights_for_a_regressor_are_one_line(cli, tmp_path: Path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"data": {"name": "diabetes"}, "model": {"name": "mlp"},
                                                      "train": {"class_weight": "balanced", "epochs": 1}}))
     assert_one_line_error(cli("train", tmp_path / "s.yaml"), "train.class_weight: balanced applies to classifiers")
+
+
+def test_with_class_weights_ranks_share_the_weighted_mean_as_one_process_takes_it():
+    """--nproc: each rank's weighted mean, scaled by its share and averaged over the ranks (as DDP
+    averages gradients), equals the one-process weighted mean of the whole batch."""
+    import torch.nn.functional as F
+
+    from netwright.data import DataInfo
+    from netwright.spec import TrainSpec
+    from netwright.tasks import ClassificationTask
+
+    info = DataInfo(name="t", task="classification", modality="tabular", input_shape=(2,), num_classes=3,
+                    class_names=list("abc"))
+    task = ClassificationTask(info, TrainSpec(class_weight="balanced"))
+    y = torch.tensor([0] * 40 + [1] * 7 + [2] * 3)
+    task.class_weights = balanced_weights(y, 3)
+    g = torch.Generator().manual_seed(0)
+    out, batch = torch.randn(16, 3, generator=g), y[torch.randperm(50, generator=g)[:16]]
+    whole = task.loss(out, batch)
+    assert float(whole) == pytest.approx(float(F.cross_entropy(out, batch, weight=task.class_weights)))
+    world = 2
+    shards = [torch.arange(r, 16, world) for r in range(world)]
+    ranks = [task.loss(out[i], batch[i]) * task.share(batch[i], batch) * world for i in shards]
+    assert float(sum(ranks) / world) == pytest.approx(float(whole), rel=1e-6)
+    plain = ClassificationTask(info, TrainSpec())  # without weights: the share of the examples
+    assert plain.share(batch[shards[0]], batch) == 0.5

@@ -365,7 +365,66 @@ def test_a_stage_killed_midway_is_undone_by_the_next_writer(scored_run: Run):
     proc = subprocess.run([sys.executable, "-m", "netwright", "report", str(scored_run.path)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "undid what that process's unfinished stage had changed" in proc.stderr
+    assert "undid what an unfinished stage of a stopped process had changed" in proc.stderr
     after = snapshot(scored_run.path)
     assert after["eval.json"] == before["eval.json"] and "eval/new.png" not in after
     assert {k for k in after if not k.startswith("report")} == {k for k in before if not k.startswith("report")}
+
+
+def test_a_stage_that_trains_runs_inside_it_and_then_fails_leaves_nothing(scored_run: Run):
+    """As mitigate does: runs trained into the run's own folder, then a failure. The runs go, the
+    files they replaced come back, no journal stays."""
+    from netwright.run import writes_run
+
+    netwright.train(tiny_spec(), name="v1", runs_dir=scored_run.file("fairness"), progress="quiet")
+    before = snapshot(scored_run.path)
+
+    @writes_run("netwright test")
+    def stage(run: Run) -> None:
+        netwright.train(tiny_spec(epochs=2), name="v1", runs_dir=run.file("fairness"), overwrite=True,
+                        progress="quiet")  # replaces an earlier variant
+        netwright.train(tiny_spec(), name="v2", runs_dir=run.file("fairness"), progress="quiet")  # a new one
+        raise _Boom("after training two variants")
+
+    with pytest.raises(_Boom):
+        stage(scored_run)
+    assert snapshot(scored_run.path) == before
+    assert not [p for p in scored_run.path.rglob(".journal-*")]
+
+
+def test_the_next_writer_undoes_a_dead_stage_even_when_the_user_deleted_its_lock(scored_run: Run):
+    before = snapshot(scored_run.path)
+    code = ("import os, signal, netwright\n"
+            "from netwright.atomic import journal, write_text\n"
+            f"run = netwright.Run.open({str(scored_run.path)!r})\n"
+            "with run.lock('netwright evaluate'), journal(run.path):\n"
+            "    write_text(run.file('spec.yaml'), 'half a stage')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    scored_run.lock_file.unlink()  # as the lock's message allows when its process is gone
+    with scored_run.lock("netwright report"):
+        pass
+    assert snapshot(scored_run.path) == before
+
+
+def test_the_journal_puts_back_files_and_folders_wherever_the_run_lives(tmp_path: Path):
+    """Directly: replaced files, a removed folder, files added to old and new folders; the run
+    sits below a folder whose name looks like a journal's."""
+    from netwright.atomic import journal, remove_tree, write_text
+
+    root = tmp_path / ".journal-notes" / "run"
+    (root / "variants" / "a").mkdir(parents=True)
+    write_text(root / "eval.json", "old")
+    write_text(root / "variants" / "a" / "w.bin", "weights")
+    before = snapshot(root)
+    with pytest.raises(_Boom), journal(root):
+        write_text(root / "eval.json", "new")
+        write_text(root / "eval.json", "newer")  # replaced twice: the first content comes back
+        remove_tree(root / "variants" / "a")
+        write_text(root / "variants" / "a" / "w.bin", "other weights")
+        write_text(root / "added" / "x.png", "x")
+        raise _Boom("midway")
+    assert snapshot(root) == before and sorted(p.name for p in root.iterdir()) == ["eval.json", "variants"]
+    with journal(root):  # a stage that succeeds keeps what it wrote, and no journal
+        write_text(root / "eval.json", "kept")
+    assert (root / "eval.json").read_text() == "kept" and not list(root.glob(".journal-*"))

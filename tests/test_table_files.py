@@ -116,10 +116,12 @@ def test_dates_become_their_parts_and_row_names_are_left_out(tmp_path: Path, cli
     rows = netwright.predict(run, {"order": [1], "customer_id": ["C1"], "placed": ["2024-06-01T21:00:00"],
                                    "amount": [20.0]})
     assert rows[0]["label"] == "yes"  # a Saturday evening
-    bad = tmp_path / "bad.csv"
-    bad.write_text("order,customer_id,placed,amount\n1,C1,next tuesday,3\n")
-    r = cli("predict", run.path, bad)
-    assert r.code == 2 and "column 'placed' row 1 holds 'next tuesday', not a date" in r.err
+    odd = tmp_path / "odd.csv"  # a cell that is no date reads as a missing date, as in training
+    odd.write_text("order,customer_id,placed,amount\n1,C1,next tuesday,3\n")
+    assert netwright.predict(run, odd)[0]["label"] in ("yes", "no")
+    r = cli("predict", run.path, tmp_path / "no_date.csv") if (tmp_path / "no_date.csv").write_text(
+        "order,customer_id,amount\n1,C1,3\n") else None
+    assert r.code == 2 and "missing column 'placed'" in r.err and len(r.err) < 300
     import signal
 
     import httpx
@@ -210,3 +212,26 @@ def test_a_column_of_many_categories_is_embedded_not_one_hot(tmp_path: Path):
     assert netwright.export(run, samples=64)["passed"]
     explained = netwright.explain(run, samples=2, sanity=False)
     assert "integrated_gradients" not in explained["methods"] and explained["methods"]
+
+
+def test_what_reads_as_a_row_name_or_a_date_and_what_does_not():
+    from netwright.data.derive import apply, fit
+
+    n = 30
+    rng = np.random.default_rng(1)
+    table = {
+        "humid": [f"{v:.4f}" for v in rng.random(n)],  # distinct measurements, named like '...id'
+        "paid": [f"{v:.2f}" for v in rng.random(n) * 100],
+        "userId": [f"u{i * 7}" for i in range(n)],  # a code in every row, named as an identifier
+        "row": [str(i + 1) for i in range(n)],  # counts up: a row counter
+        "shuffled": [str(v) for v in rng.permutation(n) + 1],  # the same numbers, not in order: kept
+        "when": ["2024-03-01T10:00:00+02:00"] * (n - 2) + ["?", "soon"],  # '?' missing, 'soon' no date
+    }
+    kept, derived, notes = fit(table, list(table), False, None, frozenset({"?"}))
+    assert "userId" not in kept and "row" not in kept
+    assert {"humid", "paid", "shuffled"} <= set(kept)
+    assert any("when read as dates" in n and "1 cell that is no date read as missing" in n for n in notes)
+    out = apply(table, derived, "t", frozenset({"?"}))
+    assert out["when.hour"][0] == 10.0 and out["when.day"][0] == 1.0  # the wall clock where it was written
+    assert out["when.days"][0] == pytest.approx((19783 * 24 + 10) / 24)  # 2024-03-01 is day 19783
+    assert out["when.hour"][-2:] == ["", ""]

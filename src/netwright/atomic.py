@@ -88,6 +88,12 @@ JOURNAL_PREFIX = ".journal-"  # a folder inside the run: what a stage replaced, 
 _current: contextvars.ContextVar["Journal | None"] = contextvars.ContextVar("journal", default=None)
 
 
+def _inside(root: Path) -> list[str]:
+    """Every path under ``root`` (relative), leaving out journals."""
+    return sorted(str(rel) for rel in (p.relative_to(root) for p in root.rglob("*"))
+                  if not any(part.startswith(JOURNAL_PREFIX) for part in rel.parts))
+
+
 class Journal:
     """Everything the writes of this module change under ``root``: the paths that were there
     when it opened, the files they replaced (hard links, so nothing is copied) and the trees
@@ -96,11 +102,10 @@ class Journal:
 
     def __init__(self, root: Path):
         self.root = root.resolve()
-        self.folder = self.root / f"{JOURNAL_PREFIX}{os.getpid()}"
-        self.before = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
-                             if not p.name.startswith(JOURNAL_PREFIX) and JOURNAL_PREFIX not in str(p.parent))
+        self.before = _inside(self.root)
+        self._there = set(self.before)
         self.saved: dict[str, str] = {}  # path in root -> its backup's name in the journal
-        self.folder.mkdir()
+        self.folder = Path(tempfile.mkdtemp(prefix=JOURNAL_PREFIX, dir=self.root))
         self._write()
 
     def covers(self, path: Path) -> bool:
@@ -109,12 +114,16 @@ class Journal:
     def _write(self) -> None:
         write_json(self.folder / "manifest.json", {"before": self.before, "saved": self.saved})
 
+    def _backup(self) -> Path:
+        return self.folder / f"{len(self.saved)}"
+
     def keep(self, path: Path) -> None:
-        """Before ``path`` is replaced: keep its present content (once per path)."""
+        """Before ``path`` is replaced: keep its content as it was when the journal opened (a file
+        the stage itself wrote first is not kept: rollback removes it)."""
         rel = str(path.resolve().relative_to(self.root))
-        if rel in self.saved or not path.is_file():
+        if rel in self.saved or rel not in self._there or not path.is_file():
             return
-        backup = self.folder / f"{len(self.saved)}"
+        backup = self._backup()
         try:
             os.link(path, backup)  # the old inode lives on under the journal when the rename replaces it
         except OSError:
@@ -123,11 +132,19 @@ class Journal:
         self._write()
 
     def remove(self, path: Path) -> None:
-        """Remove the tree ``path`` by moving it into the journal (it comes back on rollback)."""
+        """Remove the tree ``path``: into the journal when it was there before (it comes back on
+        rollback), for good when the stage made it."""
         rel = str(path.resolve().relative_to(self.root))
-        backup = self.folder / f"{len(self.saved)}"
-        os.replace(path, backup)
-        self.saved.setdefault(rel, backup.name)
+        if rel in self.saved or rel not in self._there:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        backup = self._backup()
+        try:
+            os.replace(path, backup)
+        except OSError:  # another file system: copy aside, then remove
+            shutil.copytree(path, backup, symlinks=True)
+            shutil.rmtree(path)
+        self.saved[rel] = backup.name
         self._write()
 
     def rollback(self) -> None:
@@ -139,23 +156,25 @@ class Journal:
 
 def _undo(root: Path, folder: Path) -> None:
     """Put ``root`` back as the journal in ``folder`` recorded it, then drop the journal."""
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    before = set(manifest["before"])
-    for rel, name in manifest["saved"].items():  # what was replaced or removed comes back
-        target, backup = root / rel, folder / name
-        if not backup.exists():
-            continue
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(backup, target)
-    made = [p for p in root.rglob("*") if str(p.relative_to(root)) not in before
-            and not p.name.startswith(JOURNAL_PREFIX) and JOURNAL_PREFIX not in str(p.relative_to(root))]
-    for p in sorted(made, key=lambda q: len(q.parts), reverse=True):  # what the stage added goes
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        before = set(manifest["before"])
+        for rel, name in manifest["saved"].items():  # what was replaced or removed comes back
+            target, backup = root / rel, folder / name
+            if not backup.exists():
+                continue
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(backup, target)
+        made = [root / rel for rel in _inside(root) if rel not in before]
+        for p in sorted(made, key=lambda q: len(q.parts), reverse=True):  # what the stage added goes
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _active(path: Path) -> Journal | None:
@@ -197,11 +216,11 @@ def remove_tree(path: str | os.PathLike) -> None:
 
 
 def recover(root: str | os.PathLike) -> bool:
-    """Undo what a writer that died mid-stage (kill -9, power loss) changed under ``root``;
-    True when there was something to undo."""
+    """Undo what a writer that died mid-stage (kill -9, power loss) changed under ``root`` (call
+    it holding the run's lock); True when there was something to undo."""
     found = False
-    for folder in Path(root).glob(f"{JOURNAL_PREFIX}*"):
-        if (folder / "manifest.json").is_file():
+    for folder in sorted(Path(root).glob(f"{JOURNAL_PREFIX}*")):
+        if folder.is_dir() and (folder / "manifest.json").is_file():
             _undo(Path(root).resolve(), folder.resolve())
             found = True
         else:

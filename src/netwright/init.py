@@ -81,8 +81,8 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
             features.append(c)
     if not features:
         kinds = ", ".join(f"{c.name} ({c.kind})" for c in columns if c.name != target)
-        raise NetwrightError(f"{csv_path}: no column besides '{target}' can be a model input as it is "
-                             f"(numeric or categorical); the columns are {kinds}")
+        raise NetwrightError(f"{csv_path}: no column besides '{target}' can be a model input (numbers, "
+                             f"categories, dates or text); the columns are {kinds}")
 
     hidden, epochs, why = _model_for(rows)
     data: dict[str, Any] = {"name": "csv", "path": str(csv_path), "target": target, "task": task,
@@ -143,17 +143,18 @@ def _role(c: Column, target: str, sensitive: list[str]) -> str:
         return "target"
     if c.name in sensitive:
         return "sensitive: audited by group, not a model input"
-    if c.kind == "numeric" and c.missing:
-        return (f"left out: {c.missing} empty cells, and the csv loader needs every number "
-                "(fill them, then add the column to data.features)")
     if c.kind == "numeric":
-        return f"feature ({c.reason})"
+        filled = f"; {c.missing} empty cells filled with the train median, flagged in a 0/1 column" if c.missing else ""
+        return f"feature ({c.reason}{filled})"
     if c.kind == "categorical":
         empty = f"; {c.missing} empty cells are a category of their own" if c.missing else ""
         return f"feature, one-hot ({c.reason}{empty})"
-    if c.kind == "id":
-        return f"left out: {c.reason}"
-    return f"left out: {c.reason}; a text column is read by data: {{name: text_csv, text: {c.name}, label: {target}}}"
+    if c.kind == "date":
+        return "feature, read as dates: year, month, day, weekday, days since 1970 (and hour, with times)"
+    if c.kind == "text":
+        return (f"left out: {c.reason}; on a small table its words are mostly noise: add it to data.features "
+                "to use them (word and word-pair counts hashed into 256 columns)")
+    return f"left out: {c.reason}"
 
 
 def _schema_ref(spec_path: Path) -> str:

@@ -312,8 +312,6 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
                 for stale in home.parent.glob(f".{home.name}.new-*"):  # what that process was building
                     if stale != keep:
                         shutil.rmtree(stale, ignore_errors=True)
-                if home.is_dir() and recover(home):  # a stage it left half done: put back as it was
-                    print(f"note: undid what that process's unfinished stage had changed in {home}", file=sys.stderr)
                 continue
             raise RunLocked(f"{home}: in use by '{holder.get('command')}' (pid {pid} on {holder_host}, since "
                             f"{holder.get('since')}); wait for it to finish, or delete {path} if that process "
@@ -321,6 +319,9 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"pid": os.getpid(), "host": host, "command": command,
                        "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        # holding the lock: a journal left in the run is a dead writer's unfinished stage, put back
+        if home.is_dir() and recover(home):
+            print(f"note: undid what an unfinished stage of a stopped process had changed in {home}", file=sys.stderr)
         return
     raise RunLocked(f"{home}: could not take its lock {path}; try again")
 
@@ -372,8 +373,11 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]
                 row["best"] = f"{summary['monitor']} {summary['best_value']:.4g}"
             if (p / "eval.json").is_file():
                 ev = json.loads((p / "eval.json").read_text())
-                key = "accuracy" if "accuracy" in ev["metrics"] else "r2"
-                row["test"] = f"{key} {ev['metrics'][key]:.4g}"
+                key = ev.get("headline")  # the metric the run's kind leads with (written by evaluate)
+                if key is None:  # an eval.json written before kinds named it
+                    key = next((k for k in ("accuracy", "r2") if k in ev["metrics"]), None)
+                if key is not None and isinstance(ev["metrics"].get(key), (int, float)):
+                    row["test"] = f"{key} {ev['metrics'][key]:.4g}"
         except Exception:  # a damaged run is still listed
             row["status"] = "unreadable"
         rows.append(row)

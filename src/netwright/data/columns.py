@@ -1,4 +1,4 @@
-"""What each column of a table holds: numeric, categorical, ID-like or free text.
+"""What each column of a table holds: numeric, categorical, dates, ID-like or free text.
 
 Used by ``netwright init`` to write a starting spec for a user's own CSV; the rules are the
 ones a person applies when looking at a table for the first time, and each column's reason
@@ -17,7 +17,7 @@ class Column:
     """One column's kind, with the facts behind it."""
 
     name: str
-    kind: str  # numeric | categorical | id | text
+    kind: str  # numeric | categorical | date | id | text
     distinct: int
     missing: int
     reason: str
@@ -44,6 +44,10 @@ def infer_column(name: str, values: list[str]) -> Column:
             return Column(name, "id", distinct, missing, "a different whole number in every row, counting up: "
                                                           "it names rows, it does not describe them")
         return Column(name, "numeric", distinct, missing, f"{distinct} distinct numbers")
+    from .derive import DATE_SHARE, _when
+
+    if filled and sum(_when(v) is not None for v in filled) >= DATE_SHARE * len(filled):
+        return Column(name, "date", distinct, missing, f"{distinct} distinct dates")
     words = sum(len(v.split()) for v in filled) / n
     if distinct <= 10 or (distinct <= MAX_CATEGORIES and distinct <= n // 5):
         return Column(name, "categorical", distinct, missing, f"{distinct} distinct values")

@@ -38,41 +38,62 @@ def _when(cell: Any) -> dt.datetime | None:
         return None
 
 
-def _looks_like_id(name: str, cells: list[Any]) -> bool:
-    """A different whole number in every row that counts up in steps of one, or a different value
-    in every row of a column named like an identifier (``id``, ``user_id``, ``idCustomer``)."""
-    filled = [cell_text(c) for c in cells if not is_missing(c)]
+def _named_like_id(name: str) -> bool:
+    """``id``, ``user_id``, ``id_user``, ``userId``, ``userID`` (not ``humid`` or ``paid``)."""
+    import re
+
+    lowered = name.lower().replace("-", "_").replace(" ", "_")
+    return (lowered == "id" or lowered.endswith("_id") or lowered.startswith("id_")
+            or re.search(r"[a-z0-9](Id|ID)$", name) is not None)
+
+
+def _looks_like_id(name: str, cells: list[Any], extra: frozenset[str]) -> bool:
+    """A different value in every row that is a whole number or a code (not a measurement), and
+    either counts up by one in file order or sits in a column named like an identifier."""
+    filled = [cell_text(c) for c in cells if not is_missing(c, extra)]
     if len(filled) < 20 or len(set(filled)) != len(filled) or len(filled) < len(cells):
         return False
-    lowered = name.lower().replace("-", "_").replace(" ", "_")
-    if lowered == "id" or lowered.endswith("_id") or lowered.startswith("id_") or lowered.endswith("id"):
-        return True
+    numbers = [_float(v) for v in filled]
+    if all(x is not None for x in numbers):
+        if not all(x.is_integer() for x in numbers):
+            return False  # a measurement that happens to differ in every row
+        if all(b - a == 1 for a, b in zip(numbers, numbers[1:])):
+            return True  # a row counter
+    return _named_like_id(name)
+
+
+def _float(text: str) -> float | None:
     try:
-        numbers = sorted(float(v) for v in filled)
+        return float(text)
     except ValueError:
-        return False
-    return all(v.is_integer() for v in numbers) and all(b - a == 1 for a, b in zip(numbers, numbers[1:]))
+        return None
 
 
-def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categorical: list[str] | None
-        ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categorical: list[str] | None,
+        extra: frozenset[str] = frozenset()) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """(features kept, derivations, notes) for the training table. ``chosen``: the user listed the
-    features, so none is left out; a column the user calls ``categorical`` is never dates."""
+    features, so none is left out; a column the user calls ``categorical`` is never dates;
+    ``extra``: the data's own missing markers (``na_values``)."""
     kept, derived, notes = [], [], []
     for name in features:
         cells = table[name]
-        if not chosen and _looks_like_id(name, cells):
+        if not chosen and _looks_like_id(name, cells, extra):
             notes.append(f"{name} left out: it names rows (a different value in every row); list it in "
                          "data.features to use it")
             continue
-        filled = [c for c in cells if not is_missing(c)]
+        filled = [c for c in cells if not is_missing(c, extra)]
         if filled and name not in (categorical or []):
             times = [_when(c) for c in filled]
-            if sum(t is not None for t in times) >= DATE_SHARE * len(filled):
+            dates = sum(t is not None for t in times)
+            if dates >= DATE_SHARE * len(filled):
                 timed = any(t is not None and (t.hour or t.minute or t.second) for t in times)
                 parts = list(DATE_PARTS + (TIME_PARTS if timed else ()))
-                derived.append({"column": name, "kind": "datetime", "parts": parts})
-                notes.append(f"{name} read as dates: {', '.join(parts)}")
+                derived.append({"column": name, "kind": "datetime", "parts": parts,
+                                **({"na_values": sorted(extra)} if extra else {})})
+                odd = len(filled) - dates
+                notes.append(f"{name} read as dates: {', '.join(parts)}"
+                             + (f" ({odd} {'cells that are' if odd > 1 else 'cell that is'} no date read as missing)"
+                                if odd else ""))
                 kept += [f"{name}.{p}" for p in parts]
                 continue
             if _is_text(filled):
@@ -109,45 +130,48 @@ def _hashed(texts: list[str], buckets: int) -> Any:
     return vec.transform(texts).toarray()
 
 
-def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, source: str) -> dict[str, list[Any]]:
-    """``table`` with each derived column replaced by its parts (a missing cell: missing parts)."""
+def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, source: str,
+          extra: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
+    """``table`` with each derived column replaced by its parts (a missing cell, or one that is
+    no date in a column of dates: missing parts)."""
     if not derived:
         return table
     out = dict(table)
     for d in derived:
         name = d["column"]
         if name not in out:
-            continue  # the caller says which columns are missing
+            if all(f"{name}.{p}" in out for p in d["parts"]):
+                continue  # given as its parts already
+            raise DataError(f"{source}: missing column '{name}'; give it as the training file had it "
+                            f"({d['kind']})")
         if d["kind"] == "text":  # an empty cell is a text without words
             counts = _hashed([cell_text(c) for c in out.pop(name)], len(d["parts"]))
             out.update({f"{name}.{p}": counts[:, i].tolist() for i, p in enumerate(d["parts"])})
             continue
         parts: dict[str, list[Any]] = {p: [] for p in d["parts"]}
-        for row, cell in enumerate(out.pop(name), start=1):
-            if is_missing(cell):
-                for p in parts:
-                    parts[p].append("")
-                continue
-            t = _when(cell)
-            if t is None:
-                raise DataError(f"{source}: column '{name}' row {row} holds '{cell_text(cell)[:40]}', not a date; "
-                                "the model reads this column as ISO dates (2024-05-31, 2024-05-31T14:05)")
+        marks = extra | frozenset(d.get("na_values", ()))
+        for cell in out.pop(name):
+            t = None if is_missing(cell, marks) else _when(cell)
             for p in parts:
-                parts[p].append(_part(t, p))
+                parts[p].append("" if t is None else _part(t, p))
         out.update({f"{name}.{p}": v for p, v in parts.items()})
     return out
 
 
 def _part(t: dt.datetime, part: str) -> float:
+    """One part of the time as its clock read it (with a time zone: the wall clock there)."""
     if part == "weekday":
         return float(t.weekday())
     if part == "days":
-        naive = t.replace(tzinfo=None) - (t.utcoffset() or dt.timedelta()) if t.tzinfo else t
-        return (naive - dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
+        return (t.replace(tzinfo=None) - dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
     return float(getattr(t, part))
 
 
 def input_columns(pre: dict[str, Any]) -> list[str]:
     """The columns a raw table must have for the model: derived columns by their source."""
-    sources = {f"{d['column']}.{p}": d["column"] for d in pre.get("derived", []) for p in d["parts"]}
-    return list(dict.fromkeys(sources.get(c["name"], c["name"]) for c in pre["columns"]))
+    return input_columns_of([c["name"] for c in pre["columns"]], pre.get("derived"))
+
+
+def input_columns_of(names: Any, derived: list[dict[str, Any]] | None) -> list[str]:
+    sources = {f"{d['column']}.{p}": d["column"] for d in derived or [] for p in d["parts"]}
+    return list(dict.fromkeys(sources.get(n, n) for n in names))

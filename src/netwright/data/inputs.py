@@ -55,7 +55,9 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
         elif suffix == ".txt" or kind == "tokens":
             inputs = path.read_text(encoding="utf-8", errors="replace")
         else:
-            raise DataError(f"{path}: unsupported input file; give .csv, .npy, .npz, an image, .wav or .txt")
+            hint = (f"; a {suffix} table is predicted into a file: netwright predict RUN {path.name} --out "
+                    f"predictions{suffix}") if suffix in (".parquet", ".jsonl") else ""
+            raise DataError(f"{path}: unsupported input file; give .csv, .npy, .npz, an image, .wav or .txt{hint}")
     if kind == "tokens":
         if isinstance(inputs, str) and "tokenizer" in pre:  # labelled text: a file holds one text a line
             return encode_texts(pre, [t for t in inputs.splitlines() if t.strip()] if is_path else [inputs], source)

@@ -128,13 +128,13 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         features = [c for c in known if c != target and (sensitive_as_feature or c not in sensitive)]
     if target in features:
         raise DataError(f"{src}: the target '{target}' cannot also be a feature; remove it from data.features")
-    features, derived, notes = derive.fit(table, features, chosen, categorical)  # ID-like out, dates into parts
-    table = derive.apply(table, derived, src)
+    na = frozenset(na_values)
+    features, derived, notes = derive.fit(table, features, chosen, categorical, na)  # ID-like out, dates into parts
+    table = derive.apply(table, derived, src, na)
     if not features:
         raise DataError(f"{src}: no feature columns left besides the target '{target}'"
                         + (f" ({'; '.join(notes)})" if notes else ""))
-    table, facts = _handle_missing(table, target, features, missing, frozenset(na_values), src)
-    na = frozenset(na_values)
+    table, facts = _handle_missing(table, target, features, missing, na, src)
     cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
     columns, facts_notes = [], []
     for c in features:

@@ -80,7 +80,9 @@ class Model:
 
         folder = self._export_folder()
         if not (folder / "model.onnx").is_file() or not (folder / "verify.json").is_file():
-            with self.run.lock("netwright serve (export)"):
+            from ..atomic import journal
+
+            with self.run.lock("netwright serve (export)"), journal(self.run.path):
                 export_verified(self.run, self.task, None if self.variant == "original" else self.variant)
         return onnx_session(folder / "model.onnx", threads)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..atomic import write_with
 from ..errors import NetwrightError, ResultUnmet
 from .onnx_io import onnx_session, run_session, variable_length
 
@@ -95,8 +96,7 @@ def export_verified(run: Run, task: Any, variant: str | None = None, samples: in
         v = load_variant(run, variant)
         quantized = v.meta.get("quantized", False)
         if v.onnx_path is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(v.onnx_path, target)
+            write_with(target, lambda tmp: shutil.copyfile(v.onnx_path, tmp))
         else:
             export_onnx(v.module, run.info, target)
         # a pruned model is checked against itself; an int8 model against the fp32 original

@@ -29,7 +29,7 @@ from .html import CSS, e, img, num
 STUDY_FILE = "study.json"  # a tuning study: metric, direction, trials [{number, state, value, params, run}]
 DEFAULT_OUT = "compare.html"
 SIDE_BY_SIDE = 6  # up to this many runs are a table's columns; more are its rows
-HEADLINE = ("accuracy", "r2")  # the test metric the trade-offs use: the first one the runs have
+HEADLINE = ("accuracy", "r2")  # eval.json written before kinds named their headline metric
 SKIP_KEYS = {"name"}  # the run's name heads its column already
 SECTIONS = [("runs", "Runs"), ("spec", "Spec differences"), ("curves", "Learning curves"),
             ("test", "Test metrics"), ("tradeoffs", "Trade-offs")]
@@ -205,8 +205,11 @@ def spec_diff(entries: list[Entry]) -> list[tuple[str, list[Any]]]:
 
 
 def headline(x: Entry) -> tuple[str, float] | None:
-    metrics = (x.eval or {}).get("metrics") or {}
-    return next(((k, metrics[k]) for k in HEADLINE if _finite(metrics.get(k))), None)
+    """The test metric the trade-offs use: the one the run's kind leads with."""
+    ev = x.eval or {}
+    metrics = ev.get("metrics") or {}
+    keys = [ev["headline"]] if ev.get("headline") else HEADLINE
+    return next(((k, metrics[k]) for k in keys if _finite(metrics.get(k))), None)
 
 
 def parity_gap(x: Entry) -> float | None:

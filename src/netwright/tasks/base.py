@@ -182,6 +182,11 @@ class Kind:
                 raise NetwrightError(f"train.{key}: {getattr(ts, key)} applies to classifiers; {self.info.name} with "
                                      f"this model makes {self.title}; drop it")
 
+    def share(self, part: torch.Tensor, whole: torch.Tensor) -> float:
+        """A rank's share of a global batch's loss (its targets ``part`` of ``whole``): the share of
+        the examples, for a loss that is a mean over them."""
+        return len(part) / len(whole)
+
     def sampling_weights(self, y: torch.Tensor) -> torch.Tensor | None:
         """How likely each training example is to be drawn (None: each once an epoch, shuffled)."""
         return None

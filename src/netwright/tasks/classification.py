@@ -31,6 +31,8 @@ class ClassificationTask(SupervisedTask):
     metric_names = ["loss", "accuracy", "f1"]
 
     class_weights: torch.Tensor | None = None  # balanced: n / (classes x count) per class of the train split
+    temperature = 1.0  # softmax(logits / T) when decoding: the run's calibration (prepare)
+    run: Run | None = None  # the run decoded for (prepare): its deployed fairness thresholds
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         w = self.class_weights
@@ -40,6 +42,14 @@ class ClassificationTask(SupervisedTask):
     def fit_to(self, train: Any) -> None:
         if self.train_spec.class_weight == "balanced":
             self.class_weights = balanced_weights(train.y, self.info.num_classes)
+
+    def share(self, part: torch.Tensor, whole: torch.Tensor) -> float:
+        """With class weights the loss is a mean weighted by class: a rank's share is its weight."""
+        w = self.class_weights
+        if w is None:
+            return super().share(part, whole)
+        w = w.to(whole.device)
+        return float(w[part].sum() / w[whole].sum())
 
     def sampling_weights(self, y: torch.Tensor) -> torch.Tensor | None:
         """The balanced sampler: each example drawn with probability 1 / (classes x its class's count)."""
@@ -126,9 +136,8 @@ class ClassificationTask(SupervisedTask):
     def decode(self, outputs: torch.Tensor, inputs: Any = None) -> list[dict[str, Any]]:
         """``label``, ``class`` and ``probabilities`` (``softmax(logits / T)``) per example; with
         conformal thresholds a ``set``; a run that deploys fairness thresholds decides by them."""
-        rows = class_rows(self.info.class_names, outputs, getattr(self, "temperature", 1.0),
-                          getattr(self, "conformal", None))
-        run = getattr(self, "run", None)
+        rows = class_rows(self.info.class_names, outputs, self.temperature, self.conformal)
+        run = self.run
         if run is not None:
             from ..fairness.postprocess import deployed_decisions
 

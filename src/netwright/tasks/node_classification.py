@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class NodeClassificationTask(ClassificationTask):
     """Every example is a node (a one-hot row); the graph travels in the data's preprocessing."""
 
-    stages = ClassificationTask.stages - {"audit", "mitigate", "continual", "serve", "monitor"}
+    stages = ClassificationTask.stages - {"audit", "mitigate", "continual"}
 
     def baseline(self, run: Run, data: Dataset, split: str) -> dict[str, Any]:
         return adjacency_baseline(data, split)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 class RecommendationTask(RegressionTask):
     """A rating per (user, item) pair; ``evaluate`` adds HR@10 and the matrix-factorisation baseline."""
 
-    stages = frozenset({"evaluate", "predict", "export", "serve", "report", "conformal"})
 
     def evaluate(self, run: Run, split: str, batch_size: int = 1024, coverage: float | None = None) -> dict[str, Any]:
         result = super().evaluate(run, split, batch_size, coverage)

@@ -77,7 +77,7 @@ class RegressionTask(SupervisedTask):
     def decode(self, outputs: torch.Tensor, inputs: Any = None) -> list[dict[str, Any]]:
         """``prediction`` in the target's units; with conformal thresholds an ``interval``."""
         rows = [{"prediction": self.info.unscale(float(v))} for v in outputs[:, 0].tolist()]
-        conformal = getattr(self, "conformal", None)
+        conformal = self.conformal
         if conformal is not None:
             for row in rows:
                 row["interval"] = [row["prediction"] - conformal["q"], row["prediction"] + conformal["q"]]

@@ -45,6 +45,7 @@ class SupervisedTask(Kind):
 
     stages = SUPERVISED_STAGES
     mixed_precision = True
+    conformal: dict[str, Any] | None = None  # the fitted conformal threshold when decoding (prepare)
 
     def __init__(self, info: DataInfo, train: Any = None, **context: Any):
         super().__init__(info, train, **context)

@@ -244,10 +244,9 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world
         for b in range(first, self.steps_per_epoch):
             idx = perm[b * bs:(b + 1) * bs]
-            n_global = len(idx)
             if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
-                idx = idx[rank::world]  # so a share's loss is scaled to its weight in the global mean
-                self.task.loss_scale = len(idx) * world / n_global
+                whole, idx = idx, idx[rank::world]  # so a share's loss is scaled to its weight in the global mean
+                self.task.loss_scale = self.task.share(self.y[idx], self.y[whole]) * world
             xb, yb = self.augment(self.x[idx], self.y[idx])
             batch = (xb, yb, {k: v[idx] for k, v in self.extras.items()}) if self.extras else (xb, yb)
             out = self.task.train_step(self.model, batch, self.optimizers)
