@@ -27,11 +27,8 @@ TEXT_WORDS, TEXT_DISTINCT = 3.0, 0.5  # free text: this many words a cell on ave
 
 def _when(cell: Any) -> dt.datetime | None:
     text = cell_text(cell)
-    try:
-        float(text)
+    if _float(text) is not None:
         return None  # a number is not a date, however it parses
-    except ValueError:
-        pass
     try:
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
@@ -109,18 +106,10 @@ def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categori
 
 def _is_text(filled: list[Any]) -> bool:
     texts = [cell_text(c) for c in filled]
-    if any(_number(t) for t in texts[:1000]):
+    if any(_float(t) is not None for t in texts[:1000]):
         return False
     words = sum(len(t.split()) for t in texts) / len(texts)
     return words >= TEXT_WORDS and len(set(texts)) >= TEXT_DISTINCT * len(texts)
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _hashed(texts: list[str], buckets: int) -> Any:
