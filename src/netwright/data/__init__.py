@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import arrays, builtin, control, fashion, graphs, images, ratings, scenes, segments, speech, synthetic, tabular, text  # noqa: F401  (registers the loaders)
-from .info import Dataset, DataInfo, RawData, Split
+from ..errors import DataError
+from .info import Dataset, DataInfo, RawData, Split, StreamRequest
 from .registry import DATASETS, register_dataset
 
 if TYPE_CHECKING:
@@ -18,6 +19,14 @@ def load_dataset(spec: "DataSpec") -> Dataset:
 
     entry = DATASETS.get(spec.name, path="data.name")
     raw = entry.fn(**spec.params)
+    if isinstance(raw, StreamRequest):  # a table bigger than memory: read a row group at a time
+        if spec.folds:
+            raise DataError("data.folds: a streamed table is not cross-validated; set stream: false on a table "
+                            "that fits in memory")
+        from .stream import streamed_dataset
+
+        return streamed_dataset(raw.path, spec.name, raw.target, raw.options, spec.val, spec.test, spec.split_seed,
+                                spec.normalize, raw.fit_rows, raw.sample_rows, raw.workers)
     return prepare(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize,
                    folds=(spec.folds, spec.fold) if spec.folds else None)
 

@@ -147,3 +147,16 @@ class RawData:
     vocab: list[str] | None = None
     source: str = ""
     kind: str = ""  # DataInfo.kind
+
+
+@dataclass
+class StreamRequest:
+    """What a loader returns for a table to stream; ``load_dataset`` builds the data set with the
+    spec's split options."""
+
+    path: Any
+    target: str
+    options: dict[str, Any]
+    fit_rows: int
+    sample_rows: int
+    workers: int

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
 from ..errors import DataError
-from .info import RawData
+from .info import RawData, StreamRequest
 from .missing import MISSING_CATEGORY, OTHER_CATEGORY, Strategy, cell_text, fills_value, is_missing, strategy_of
 from . import derive
 from .preprocess import encode_table, table_feature_names
@@ -112,9 +113,11 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
                   features: list[str] | None = None, categorical: list[str] | None = None,
                   sensitive: list[str] = [], sensitive_as_feature: bool = False,
                   missing: Strategy | dict[str, Strategy] = "median", missing_indicator: bool = True,
-                  fill_value: float = 0.0, na_values: list[str] = [], embed_above: int = 50) -> RawData:
+                  fill_value: float = 0.0, na_values: list[str] = [], embed_above: int = 50,
+                  categories: dict[str, list[str]] | None = None, classes: list[str] | None = None) -> RawData:
     """A table of raw cells ``{column: [cell, ...]}`` (from any file) as a data set: the options
-    are the ``csv`` loader's."""
+    are the ``csv`` loader's. ``categories`` and ``classes``: the values each categorical column
+    and the target take in the whole file, when ``table`` is a sample of it (a streamed table)."""
     known = list(table)
     named = list(missing) if isinstance(missing, dict) else []
     for col in [target, *(features or []), *(categorical or []), *sensitive, *(c for c in named if c != "default")]:
@@ -142,7 +145,7 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         absent = [is_missing(v, na) for v in table[c]]
         col: dict = {"name": c, "kind": "categorical" if c in cat else "numeric", "missing": strategy}
         if col["kind"] == "categorical":
-            cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a})
+            cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a} | set((categories or {}).get(c, ())))
             many = len(cats) > embed_above  # an index the model embeds, not a one-hot block
             own = any(absent) and (strategy != "most_frequent" or many)
             col["categories"] = cats + ([MISSING_CATEGORY] if own else []) + ([OTHER_CATEGORY] if many else [])
@@ -174,7 +177,7 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         y = np.array([float(v) for v in values], dtype=np.float32)
         class_names = None
     else:
-        labels = sorted(set(values), key=lambda v: (float(v), v) if numeric else (0.0, v))
+        labels = sorted(set(values) | set(classes or ()), key=lambda v: (float(v), v) if numeric else (0.0, v))
         index = {v: i for i, v in enumerate(labels)}
         y = np.array([index[v] for v in values], dtype=np.int64)
         class_names = labels
@@ -231,23 +234,64 @@ def read_arrow_table(path: Path) -> dict[str, list[str]]:
     return {name: [cell(v) for v in t.column(name).to_pylist()] for name in t.column_names}
 
 
-def _table_file_loader(fmt: str, suffix: str):
-    """A loader of ``fmt`` files taking the ``csv`` loader's options (but its delimiter)."""
+def _table_file_loader(fmt: str, suffix: str, extra: Callable[..., Any] | None = None):
+    """A loader of ``fmt`` files taking the ``csv`` loader's options (but its delimiter), and the
+    keyword options of ``extra`` (which gets the file, the options and its own, and may return a
+    data set to stream instead of a table read whole)."""
     import inspect
 
-    def loader(path: Path, **options: object) -> RawData:
-        return table_dataset(read_arrow_table(path), str(path), **options)
+    own = [p for p in inspect.signature(extra).parameters.values() if p.kind == p.KEYWORD_ONLY] if extra else []
+
+    def loader(path: Path, **options: object) -> Any:
+        mine = {p.name: options.pop(p.name, p.default) for p in own}
+        streamed = extra(Path(path), options, **mine) if extra else None
+        return streamed if streamed is not None else table_dataset(read_arrow_table(path), str(path), **options)
 
     sig = inspect.signature(csv_file)
-    loader.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "delimiter"])
-    loader.__annotations__ = {k: v for k, v in csv_file.__annotations__.items() if k != "delimiter"}
+    loader.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "delimiter"]
+                                       + [p.replace(kind=p.KEYWORD_ONLY) for p in own])
+    loader.__annotations__ = {**{k: v for k, v in csv_file.__annotations__.items() if k != "delimiter"},
+                              **{p.name: extra.__annotations__[p.name] for p in own}}
     doc = (csv_file.__doc__ or "").replace("A CSV file with a header row", f"A {fmt} file (pyarrow reads it)")
-    loader.__doc__ = "\n".join(line for line in doc.splitlines() if "delimiter:" not in line)
+    doc = "\n".join(line for line in doc.splitlines() if "delimiter:" not in line)
+    loader.__doc__ = doc.rstrip() + ("\n" + inspect.getdoc(extra).split("Args:", 1)[1].rstrip("\n").replace(
+        "\n", "\n    ") if extra and "Args:" in (inspect.getdoc(extra) or "") else "")
     loader.__name__ = loader.__qualname__ = f"{suffix.lstrip('.')}_file"
     return register_dataset(suffix.lstrip("."), modality="tabular")(loader)
 
 
-parquet_file = _table_file_loader("Parquet", ".parquet")
+STREAM_ROWS = 2_000_000  # stream: auto streams a Parquet file of more rows than this
+
+
+def _parquet_stream(path: Path, options: dict[str, Any], *, stream: bool | Literal["auto"] = "auto",
+                    fit_rows: int = 200_000, sample_rows: int = 20_000,
+                    workers: int | Literal["auto"] = "auto") -> Any:
+    """Whether to stream a Parquet file, and the request when it is.
+
+    Args:
+        stream: read the file one row group at a time while training instead of whole (auto: when it has
+            more than 2,000,000 rows); its splits are then random, not stratified.
+        fit_rows: training rows (the first in the file) that fit the preprocessing of a streamed file.
+        sample_rows: rows of each split of a streamed file held in memory for the stages that read examples.
+        workers: processes that decode a streamed file's row groups ahead of training (auto: one per core, at most 4).
+    """
+    if stream is False:
+        return None
+    if stream == "auto":
+        import pyarrow.parquet as pq
+
+        try:
+            if pq.ParquetFile(path).metadata.num_rows <= STREAM_ROWS:
+                return None
+        except Exception:
+            return None  # read whole: that says what is wrong with the file
+    if workers == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = min(cores, 4)
+    return StreamRequest(Path(path), str(options.pop("target")), options, fit_rows, sample_rows, int(workers))
+
+
+parquet_file = _table_file_loader("Parquet", ".parquet", _parquet_stream)
 jsonl_file = _table_file_loader("JSON Lines", ".jsonl")
 
 

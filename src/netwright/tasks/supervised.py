@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.info import DataInfo, Split
+from ..data.stream import StreamedSplit
 from .base import Kind, backward_step
 
 if TYPE_CHECKING:
@@ -28,8 +29,10 @@ def collect_outputs(model: nn.Module, task: Any, split: Split, batch_size: int,
     was_training = model.training
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(split), batch_size):
-        out = task.eval_step(model, (split.x[i:i + batch_size].to(device), split.y[i:i + batch_size].to(device)))
+    batches = split.batches(batch_size) if isinstance(split, StreamedSplit) else (  # a streamed table: every row
+        (split.x[i:i + batch_size], split.y[i:i + batch_size]) for i in range(0, len(split), batch_size))
+    for xb, yb in batches:
+        out = task.eval_step(model, (xb.to(device), yb.to(device)))
         for k, v in out.items():
             parts.setdefault(k, []).append(v.cpu())
     model.train(was_training)

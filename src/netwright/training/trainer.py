@@ -18,6 +18,7 @@ from torch import nn
 
 from ..data.augment import Augmenter
 from ..data.info import Dataset, Split
+from ..data.stream import StreamedSplit
 from ..errors import CallbackFailed, NetwrightError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
 from ..run import METRICS, TIMING, TRAIN, WEIGHTS, Run
@@ -69,7 +70,8 @@ class Trainer:
             self.settings["precision_reason"] = precision_reason
         self.flops_per_example = flops_per_example  # forward FLOPs of one example, for the compute report
         ts = spec.train
-        if device.type == "cuda":  # one pinned, asynchronous copy of the training split to the GPU
+        self.stream = isinstance(data.train, StreamedSplit)  # a table bigger than memory: batches read from disk
+        if device.type == "cuda" and not self.stream:  # one pinned, asynchronous copy of the training split to the GPU
             self.x = data.train.x.pin_memory().to(device, non_blocking=True)
             self.y = data.train.y.pin_memory().to(device, non_blocking=True)
         else:
@@ -78,7 +80,7 @@ class Trainer:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         # per-example tensors a task needs beside inputs and targets (sample weights, group codes)
         self.extras = {k: v.to(device) for k, v in (extras or {}).items()}
-        n = len(self.y)
+        n = len(data.train)
         # a trailing batch of one example (batch norm cannot train on it), or of fewer examples
         # than there are ranks, is dropped for the epoch
         tail = n % ts.batch_size
@@ -92,6 +94,9 @@ class Trainer:
         task.fit_to(data.train)  # what the step learns from the train split first (class weights)
         draw = task.sampling_weights(data.train.y)  # None: each example once an epoch
         self.draw = None if draw is None else draw.double().cpu()
+        if self.stream and (self.draw is not None or self.extras):
+            raise NetwrightError("a streamed table is read in a shuffled order of its row groups: train.sampler: "
+                                 "balanced and per-example fairness terms need it in memory (data.stream: false)")
         self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)
         self.monitor = self._monitor()
         self.minimize = lower_is_better(self.monitor)
@@ -212,6 +217,23 @@ class Trainer:
         raise TrainingInterrupted(f"{signal.Signals(self._signal).name}: stopped at {where} with a checkpoint; "
                                   f"resume with: netwright train {self.run.home} --resume", self._signal)
 
+    def _batches(self, order_seed: int, first: int) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+        """The epoch's global batches from batch ``first`` on: ``(indices, inputs, targets)``; the
+        order is a function of ``order_seed`` alone (a streamed table: its block-shuffled order,
+        no indices)."""
+        bs = self.spec.train.batch_size
+        if self.stream:
+            for xb, yb in self.data.train.batches(bs, order_seed, start=first, stop=self.steps_per_epoch):
+                yield None, xb.to(self.device), yb.to(self.device)
+            return
+        order = self.shuffle.manual_seed(order_seed)
+        perm = torch.randperm(len(self.y), generator=order) if self.draw is None else \
+            torch.multinomial(self.draw, len(self.y), replacement=True, generator=order)
+        perm = perm[: self.n_used].to(self.device)
+        for b in range(first, self.steps_per_epoch):
+            idx = perm[b * bs:(b + 1) * bs]
+            yield idx, self.x[idx], self.y[idx]
+
     def _epoch(self, epoch: int) -> dict[str, Any]:
         ts, st = self.spec.train, self.state
         seed = self.spec.seed
@@ -220,10 +242,6 @@ class Trainer:
         torch.default_generator.manual_seed(derive_seed(seed, epoch, 0))
         if self.device.type == "cuda":
             torch.cuda.manual_seed(derive_seed(seed, epoch, 0))
-        order = self.shuffle.manual_seed(derive_seed(seed, epoch, 1))
-        perm = torch.randperm(len(self.y), generator=order) if self.draw is None else \
-            torch.multinomial(self.draw, len(self.y), replacement=True, generator=order)
-        perm = perm[: self.n_used].to(self.device)
         if self.augment.enabled:
             self.augment.reseed(derive_seed(seed, epoch, 2))
         self.model.train()
@@ -242,18 +260,18 @@ class Trainer:
                 torch.cuda.set_rng_state(self._rng["cuda"], self.device)
             st["batch"], st["partial"] = 0, None
         rank, world = self.dist.rank, self.dist.world
-        for b in range(first, self.steps_per_epoch):
-            idx = perm[b * bs:(b + 1) * bs]
+        for b, (idx, xb, yb) in enumerate(self._batches(derive_seed(seed, epoch, 1), first), start=first):
             if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
-                whole, idx = idx, idx[rank::world]  # so a share's loss is scaled to its weight in the global mean
-                self.task.loss_scale = self.task.share(self.y[idx], self.y[whole]) * world
-            xb, yb = self.augment(self.x[idx], self.y[idx])
+                part = slice(rank, None, world)  # so a share's loss is scaled to its weight in the global mean
+                self.task.loss_scale = self.task.share(yb[part], yb) * world
+                idx, xb, yb = (None if idx is None else idx[part]), xb[part], yb[part]
+            xb, yb = self.augment(xb, yb)
             batch = (xb, yb, {k: v[idx] for k, v in self.extras.items()}) if self.extras else (xb, yb)
             out = self.task.train_step(self.model, batch, self.optimizers)
             if isinstance(out, dict):  # one loss per network (a GAN)
                 values = {k: float(v) for k, v in out.items()}
                 for k, v in values.items():
-                    parts[k] = parts.get(k, 0.0) + v * len(idx)
+                    parts[k] = parts.get(k, 0.0) + v * len(yb)
                 loss = sum(values.values())
             else:
                 loss = float(out)
@@ -264,7 +282,7 @@ class Trainer:
                                     f"{st['step'] + 1}); {kept}; lower train.optimizer.lr or set train.grad_clip")
             for s in self.schedulers:
                 s.step()
-            total += loss * len(idx)
+            total += loss * len(yb)
             st["step"] += 1
             self.progress.step(epoch, st["step"], loss)
             if self._signal is not None and b + 1 < self.steps_per_epoch:

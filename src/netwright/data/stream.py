@@ -1,0 +1,336 @@
+"""Tables bigger than memory: a Parquet file read one row group at a time, never whole.
+
+* **Splits** are a hash of each row's index and ``split_seed``, so any row's split is known
+  without reading the file (not stratified: a streamed split is random).
+* **Preprocessing** (column kinds, missing-cell fills, normalisation, the target's scaling) is
+  fitted on the first ``fit_rows`` training rows; the categories of categorical columns and the
+  classes of the target are read from the whole file first (those columns only), so no value of
+  the file is unknown to the model.
+* **Batches**: an epoch visits the row groups in a seeded order and each group's rows of the
+  split in a seeded order (a block shuffle); the groups are decoded ahead in worker processes
+  (``workers``) in that order, so what a batch holds depends on the seed alone, never on the
+  number of workers, and a checkpoint inside an epoch resumes at the same batch.
+* **Memory** holds the decoded groups in flight and a sample of each split (``sample_rows``:
+  what the stages that read examples, such as explain or audit, work on); every other row stays
+  on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .info import Dataset, DataInfo
+from .missing import cell_text
+
+SPLITS = ("train", "val", "test")
+
+
+def split_codes(start: int, n: int, val: float, test: float, seed: int) -> np.ndarray:
+    """The split of rows ``start .. start + n`` (0 train, 1 val, 2 test): splitmix64 of the row
+    index and the seed, read as a uniform number in [0, 1)."""
+    with np.errstate(over="ignore"):
+        z = np.arange(start, start + n, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) & (2**64 - 1))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    u = (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return np.where(u < test, 2, np.where(u < test + val, 1, 0)).astype(np.int8)
+
+
+class Source:
+    """A Parquet file's row groups: their sizes and where each split's rows are."""
+
+    def __init__(self, path: Path, columns: list[str], val: float, test: float, seed: int):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.path, self.columns = Path(path), columns
+        try:
+            meta = pq.ParquetFile(self.path).metadata
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0][:160]})") from None
+        self.rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
+        self.val, self.test, self.seed = val, test, seed
+        self.counts = np.zeros((len(self.rows), 3), dtype=np.int64)  # rows of each split in each group: count()
+
+    def codes(self, g: int) -> np.ndarray:
+        return split_codes(int(self.offsets[g]), self.rows[g], self.val, self.test, self.seed)
+
+    def count(self, g: int, labelled: np.ndarray) -> None:
+        """Group ``g``'s rows of each split, those with a target (``labelled``) only."""
+        self.counts[g] = np.bincount(self.codes(g)[labelled], minlength=3)
+
+    def read(self, g: int, columns: list[str] | None = None) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.path).read_row_group(g, columns=columns or self.columns)
+
+
+def cells(table: Any) -> dict[str, list[str]]:
+    """An Arrow table as ``{column: [cell, ...]}``, each value read as the csv loader reads it."""
+    return {name: [cell_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+
+
+# ---------------------------------------------------------------------- decoding a group (in workers)
+
+_worker: dict[str, Any] = {}
+
+
+def _init(state: dict[str, Any]) -> None:
+    _worker.clear()
+    _worker.update(state)
+
+
+def decode(g: int, state: dict[str, Any] | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Row group ``g`` encoded as the model reads it: ``{split code: (x, y)}`` in file order."""
+    from .preprocess import encode_table, normalize
+
+    s = state or _worker
+    src: Source = s["source"]
+    pre, target = s["pre"], s["target"]
+    table = cells(src.read(g))
+    codes = src.codes(g)
+    keep = np.array([not _missing_target(v) for v in table[target]], dtype=bool)  # as training drops them
+    if not keep.all():
+        table = {c: [v for v, k in zip(vs, keep) if k] for c, vs in table.items()}
+        codes = codes[keep]
+    x = normalize(pre, encode_table(pre["columns"], table, f"{src.path} row group {g}", pre.get("derived")))
+    y = _targets(table[target], s["classes"], pre.get("target"), f"{src.path} row group {g}")
+    return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+
+
+def _absent(column: Any) -> np.ndarray:
+    """Which cells of an Arrow column are missing, as ``is_missing`` reads them (in Arrow, not Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .missing import MISSING_TOKENS
+
+    missing = pc.is_null(column)
+    if pa.types.is_floating(column.type):
+        missing = pc.or_(missing, pc.is_nan(column))
+    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        missing = pc.or_(missing, pc.is_in(pc.utf8_trim_whitespace(column), value_set=pa.array(sorted(MISSING_TOKENS))))
+    return np.asarray(pc.fill_null(missing, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _missing_target(v: str) -> bool:
+    from .missing import is_missing
+
+    return is_missing(v)
+
+
+def _targets(values: list[str], classes: list[str] | None, scale: dict[str, float] | None, where: str) -> np.ndarray:
+    if classes is not None:
+        index = {c: i for i, c in enumerate(classes)}
+        try:
+            return np.array([index[v.strip()] for v in values], dtype=np.int64)
+        except KeyError as e:
+            raise DataError(f"{where}: target value {e} was not in the file when it was first read") from None
+    y = np.array([float(v) for v in values], dtype=np.float64)
+    return ((y - scale["mean"]) / scale["std"]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- a split, streamed
+
+
+class StreamedSplit:
+    """One split of a streamed table: its length, its batches in a seeded block-shuffled order,
+    and a sample held in memory (``x``, ``y``) for the stages that read examples."""
+
+    def __init__(self, state: dict[str, Any], code: int, sample: tuple[torch.Tensor, torch.Tensor], workers: int):
+        self.state, self.code, self.workers = state, code, workers
+        self.source: Source = state["source"]
+        self.x, self.y = sample
+        self.groups: dict[str, np.ndarray] = {}
+        self._pool: Any = None
+
+    def __len__(self) -> int:
+        return int(self.source.counts[:, self.code].sum())
+
+    def order(self, seed: int) -> tuple[list[int], dict[int, np.ndarray]]:
+        """The groups holding this split in the epoch's order, and each one's row order."""
+        groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+        rng = np.random.default_rng(seed)
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+        rows = {g: np.random.default_rng([seed, g]).permutation(int(self.source.counts[g, self.code]))
+                for g in groups}
+        return groups, rows
+
+    def batches(self, batch_size: int, seed: int | None = None, start: int = 0, stop: int | None = None):
+        """``(x, y)`` batches ``start .. stop`` of an epoch: block-shuffled with ``seed``, in file
+        order without one; the groups are decoded ahead by the workers."""
+        if seed is None:
+            groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+            rows = {g: np.arange(int(self.source.counts[g, self.code])) for g in groups}
+        else:
+            groups, rows = self.order(seed)
+        sizes = np.array([len(rows[g]) for g in groups], dtype=np.int64)
+        ends = np.cumsum(sizes)
+        first_row = start * batch_size
+        skip = int(np.searchsorted(ends, first_row, side="right"))  # groups wholly before the start
+        position = int(ends[skip - 1]) if skip else 0
+        stop = stop if stop is not None else -(-int(ends[-1]) // batch_size) if len(ends) else 0
+        buf_x: np.ndarray | None = None
+        buf_y: np.ndarray | None = None
+        at, b = 0, start
+        for g, decoded in self._decoded(groups[skip:]):
+            x, y = decoded[self.code]
+            order = rows[g]
+            x, y = x[order], y[order]
+            if position < first_row:  # the part of the first group before the start batch
+                cut = first_row - position
+                x, y, position = x[cut:], y[cut:], position + cut
+            if buf_x is None or at >= len(buf_x):
+                buf_x, buf_y = x, y
+            else:  # the rest of the group before, then this one
+                buf_x, buf_y = np.concatenate([buf_x[at:], x]), np.concatenate([buf_y[at:], y])
+            at = 0
+            while len(buf_x) - at >= batch_size and b < stop:
+                yield torch.from_numpy(np.ascontiguousarray(buf_x[at:at + batch_size])), \
+                    torch.from_numpy(np.ascontiguousarray(buf_y[at:at + batch_size]))
+                at, b = at + batch_size, b + 1
+            if b >= stop:
+                return
+        if buf_x is not None and at < len(buf_x) and b < stop:
+            yield torch.from_numpy(np.ascontiguousarray(buf_x[at:])), torch.from_numpy(np.ascontiguousarray(buf_y[at:]))
+
+    def _decoded(self, groups: list[int]):
+        """``(group, decoded)`` in order; with workers, a few groups decoded ahead."""
+        if self.workers <= 1:
+            for g in groups:
+                yield g, decode(g, self.state)
+            return
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, initializer=_init, initargs=(self.state,))
+        ahead: OrderedDict[int, Any] = OrderedDict()
+        queue = iter(groups)
+        for g in queue:
+            ahead[g] = self._pool.submit(decode, g)
+            if len(ahead) >= 2 * self.workers:
+                break
+        while ahead:
+            g, future = ahead.popitem(last=False)
+            try:
+                decoded = future.result()
+            except BrokenProcessPool:
+                self.close()
+                raise DataError(f"a worker process died (killed, or out of memory) while row group {g} of "
+                                f"{self.source.path} was being decoded; train again, or with data.workers: 1") from None
+            nxt = next(queue, None)
+            if nxt is not None:
+                ahead[nxt] = self._pool.submit(decode, nxt)
+            yield g, decoded
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------- the data set
+
+
+def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any], val: float, test: float,
+                     split_seed: int, normalize_inputs: bool, fit_rows: int, sample_rows: int,
+                     workers: int) -> Dataset:
+    """A Parquet table as a :class:`Dataset` whose splits stream (``options``: the csv loader's)."""
+    import pyarrow.compute as pc
+
+    from .missing import fit_imputation, impute
+    from .preprocess import fit_normalization, normalize
+    from .tabular import table_dataset
+
+    if options.get("sensitive"):
+        raise DataError("data.sensitive: a streamed table is not audited by group yet; drop it, or data.stream: false")
+    import pyarrow.parquet as pq
+
+    names = pq.ParquetFile(path).schema_arrow.names
+    if target not in names:
+        raise DataError(f"{path}: no column '{target}'; columns are {', '.join(names)}")
+    src = Source(path, names, val, test, split_seed)
+    from .missing import is_missing
+
+    for g in range(len(src.rows)):  # the target column alone: which rows have one
+        src.count(g, ~_absent(src.read(g, [target]).column(target)))
+    if not src.counts[:, 0].sum():
+        raise DataError(f"{path}: no rows with a target left to train on; lower data.val / data.test")
+    # the first fit_rows training rows fit the preprocessing
+    parts: list[dict[str, list[str]]] = []
+    taken = 0
+    for g in range(len(src.rows)):
+        if taken >= fit_rows:
+            break
+        table, codes = cells(src.read(g)), src.codes(g)
+        rows = np.flatnonzero(codes == 0)[: fit_rows - taken]
+        parts.append({c: [vs[i] for i in rows] for c, vs in table.items()})
+        taken += len(rows)
+    sample = {c: [v for p in parts for v in p[c]] for c in names}
+    raw = table_dataset(sample, str(path), target, **options)
+    # every category and class of the whole file, read column by column
+    kinds = {c["name"]: c["kind"] for c in raw.preprocess["columns"]}
+    wanted = [c for c, k in kinds.items() if k in ("categorical", "id")] + ([target] if raw.task != "regression" else [])
+    seen: dict[str, set[str]] = {c: set() for c in wanted}
+    if wanted:
+        for g in range(len(src.rows)):
+            part = src.read(g, wanted)
+            for c in wanted:
+                seen[c] |= {cell_text(v) for v in pc.unique(part.column(c)).to_pylist()}
+    full = {c: sorted(v for v in vs if not is_missing(v)) for c, vs in seen.items()}
+    classes = full.pop(target, None)
+    raw = table_dataset(sample, str(path), target, **options, categories=full, classes=classes)
+    pre = fit_imputation(dict(raw.preprocess), raw.x)
+    if normalize_inputs:
+        pre = fit_normalization(pre, impute(pre, raw.x))
+    if raw.task == "regression":
+        y = raw.y.astype(np.float64)
+        pre["target"] = {"mean": float(y.mean()), "std": float(y.std()) or 1.0}
+    pre["stream"] = {"row_groups": len(src.rows), "fitted_on_rows": int(len(raw.y)), "sample_rows": sample_rows}
+    state = {"source": src, "pre": pre, "target": target,
+             "classes": raw.class_names if raw.task != "regression" else None}
+    splits = {s: int(src.counts[:, i].sum()) for i, s in enumerate(SPLITS)}
+    info = DataInfo(name=name, task=raw.task, modality="tabular", input_shape=(raw.x.shape[1],),
+                    num_classes=len(raw.class_names) if raw.class_names else None, class_names=raw.class_names,
+                    feature_names=raw.feature_names, target_name=target, preprocess=pre, splits=splits,
+                    stratified=False, fingerprint=_fingerprint(path, src), source=str(path))
+    out = []
+    for code, split in enumerate(SPLITS):
+        if not splits[split]:
+            out.append(None)
+            continue
+        probe = StreamedSplit(state, code, (torch.zeros(0), torch.zeros(0)), 1)
+        xs, ys = [], []
+        for xb, yb in probe.batches(4096, None):
+            xs.append(xb)
+            ys.append(yb)
+            if sum(len(b) for b in ys) >= sample_rows:
+                break
+        x, y = torch.cat(xs)[:sample_rows], torch.cat(ys)[:sample_rows]
+        out.append(StreamedSplit(state, code, (x, y), workers))
+    return Dataset(info, *out)
+
+
+def _fingerprint(path: Path, src: Source) -> str:
+    """The file's size, its row groups and the bytes of its first and last group, not all of it."""
+    h = hashlib.sha256()
+    h.update(str((os.path.getsize(path), src.rows)).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        fh.seek(max(0, os.path.getsize(path) - (1 << 20)))
+        h.update(fh.read())
+    return h.hexdigest()[:16]
