@@ -12,7 +12,7 @@ The model: the demo's digits CNN, or (``--model fashion``) the CNN of examples/f
 ``--run`` names one.
 
     .venv/bin/python benchmarks/serve_load.py [--model digits|fashion] [--run RUN] [--clients 32] [--seconds 10]
-        [--png-clients 4 --png-size 12000]
+        [--png-clients 4 --png-size 12000] [--serve-args "--queue 16"]
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--png-clients", type=int, default=0, help="clients posting big PNGs to /predict meanwhile")
     ap.add_argument("--png-size", type=int, default=12000, help="their PNGs' width and height in pixels")
+    ap.add_argument("--serve-args", default="", help="more options for every server, e.g. '--queue 16'")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run
@@ -186,7 +187,7 @@ def main() -> None:
         rates: dict[tuple[str, str], float] = {}
         for label, extra in (("none (--max-batch 1)", ["--max-batch", "1"]), ("dynamic (defaults)", [])):
             port = free_port()
-            server = start(run, port, extra)
+            server = start(run, port, extra + args.serve_args.split())
             try:
                 for path, body in routes:
                     asyncio.run(load(port, path, body, args.clients, 1.0))  # warm-up
@@ -204,7 +205,7 @@ def main() -> None:
             if info["modality"] != "image":
                 sys.exit("--png-clients needs an image model: leave out --run, or give an image model's run")
             port = free_port()
-            server = start(run, port, [])
+            server = start(run, port, args.serve_args.split())
             try:
                 asyncio.run(load(port, *routes[0], args.clients, 1.0))  # warm-up
                 before = rss_mib(server.pid)

@@ -225,3 +225,40 @@ def test_page_in_a_real_browser(digits, tmp_path: Path):
         assert page.locator("#overlay").evaluate("i => i.naturalWidth > 0")
         page.screenshot(path=str(tmp_path / "page.png"))
         browser.close()
+
+
+def test_requests_that_arrive_while_the_model_computes_go_together_next():
+    """A busy model's queue goes to it in one call when it is free (up to max_batch rows), each
+    request gets its own rows, a request of another shape waits for its own call, and a request
+    whose client went away is left out."""
+    import asyncio
+    import time as clock
+
+    from netwright.deploy.batching import Batcher
+
+    calls: list[int] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        clock.sleep(0.05)
+        return x * 2
+
+    async def scenario() -> list:
+        batcher = Batcher(model, max_batch=8, max_wait_s=0.0, observe=calls.append)
+        first = asyncio.ensure_future(batcher.run(np.full((1, 3), 1.0)))
+        await asyncio.sleep(0.01)  # the model is computing the first request now
+        rows = [np.full((1 + i % 2, 3), float(i)) for i in range(6)]  # 9 rows; whole requests of 7 fit in 8
+        later = [asyncio.ensure_future(batcher.run(r)) for r in rows]
+        other = asyncio.ensure_future(batcher.run(np.ones((1, 5))))
+        gone = asyncio.ensure_future(batcher.run(np.ones((1, 3))))
+        await asyncio.sleep(0)
+        gone.cancel()
+        out = await asyncio.gather(first, *later, other)
+        batcher.close()
+        return [rows, out]
+
+    rows, out = asyncio.run(scenario())
+    assert np.array_equal(out[0], np.full((1, 3), 2.0))
+    for r, o in zip(rows, out[1:7]):
+        assert np.array_equal(o, r * 2)
+    assert np.array_equal(out[7], np.full((1, 5), 2.0))
+    assert calls == [1, 7, 2, 1]  # the lone first; the first 7 queued rows; the last request; the other shape

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import netwright
 from netwright.data import load_dataset
@@ -70,7 +72,8 @@ def test_streamed_rows_decode_as_the_in_memory_loader_encodes_them(table: Path):
     """Fitted on the first training rows, the streamed encoding of the test split equals the
     parquet loader's encoding of the same rows with the same preprocessing."""
     from netwright.data.preprocess import encode_table, normalize
-    from netwright.data.stream import cells, split_codes
+    from netwright.data.preprocess import arrow_cells as cells
+    from netwright.data.stream import split_codes
 
     ds = load_dataset(load_spec(spec(table)).data)
     pre = ds.info.preprocess
@@ -131,3 +134,49 @@ def test_a_small_file_is_read_whole_unless_asked(table: Path):
     ds = load_dataset(load_spec({**spec(table), "data": {"name": "parquet", "path": str(table),
                                                           "target": "label"}}).data)
     assert type(ds.train).__name__ == "Split"  # stream: auto reads a file of 6,000 rows whole
+
+
+CELLS = {  # what a column of each Arrow type may hold: missing cells, tokens, padding, new values
+    "f": (st.one_of(st.none(), st.just(float("nan")), st.floats(-5, 5, width=32)), "float64"),
+    "i": (st.one_of(st.none(), st.integers(-3, 3)), "int64"),
+    "t": (st.sampled_from([None, "", "NA", "a", " b ", "c", "d", "null"]), "string"),
+    "k": (st.one_of(st.none(), st.integers(0, 4)), "int64"),  # whole numbers read as categories
+    "b": (st.one_of(st.none(), st.booleans()), "bool"),       # another type: through the cells
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), strategy=st.sampled_from(["median", "most_frequent", "constant", "error"]),
+       embed_above=st.sampled_from([2, 50]))
+def test_arrow_encoding_equals_the_cell_encoding(data, strategy, embed_above):
+    """A streamed group is encoded in Arrow: the same matrix as the cell-by-cell encoding of the
+    same rows, and the same error (one line naming the row) where that one refuses a cell."""
+    import pyarrow as pa
+
+    from netwright.data.preprocess import arrow_cells, encode_arrow, encode_table
+    from netwright.data.tabular import table_dataset
+    from netwright.errors import DataError
+
+    def draw(n: int) -> pa.Table:
+        cols = {name: pa.array(data.draw(st.lists(cells, min_size=n, max_size=n)), kind)
+                for name, (cells, kind) in CELLS.items()}
+        return pa.table({**cols, "y": pa.array([i % 2 for i in range(n)])})
+
+    try:
+        fitted = table_dataset(arrow_cells(draw(12)), "fit", "y", categorical=["t", "k", "b"], missing=strategy,
+                               embed_above=embed_above).preprocess
+    except DataError:
+        assume(False)  # data.missing: error refuses a training table with a missing cell
+    new = draw(8)
+
+    def outcome(encode, table):
+        try:
+            return encode(fitted["columns"], table, "new")
+        except DataError as e:
+            return str(e)
+
+    fast, slow = outcome(encode_arrow, new), outcome(encode_table, arrow_cells(new))
+    if isinstance(slow, str) or isinstance(fast, str):
+        assert fast == slow
+    else:
+        np.testing.assert_array_equal(fast, slow)  # NaN where a fill comes later, on both

@@ -557,12 +557,13 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="most rows of concurrent requests in one model call (1: no batching)")] = 64,
     max_wait_ms: Annotated[Optional[float], typer.Option(help="longest a request waits for others [default: about one single-row call]")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="NETWRIGHT_API_KEY", show_envvar=True, help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health routes stay open)")] = None,
+    queue: Annotated[int, typer.Option(min=0, help="requests in progress beyond one per core before new ones get 503 and Retry-After")] = 64,
 ) -> None:
     """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
     from .stages.serve import serve as serve_stage
 
     serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
-                max_wait_ms=max_wait_ms, api_key=api_key)
+                max_wait_ms=max_wait_ms, api_key=api_key, queue=queue)
 
 
 @app.command()

@@ -61,6 +61,31 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
+class ArrowColumns(dict):
+    """An Arrow table that reads as ``{column: [cell, ...]}``: a column becomes a Python list only
+    when it is asked for (the encoder reads ``table`` in Arrow; an ID column is read as a list)."""
+
+    def __init__(self, table: Any):
+        super().__init__(dict.fromkeys(table.column_names))
+        self.table = table
+
+    def __getitem__(self, name: str) -> list[Any]:
+        value = dict.__getitem__(self, name)
+        if value is None:
+            value = self.table.column(name).to_pylist()
+            dict.__setitem__(self, name, value)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def values(self) -> Any:
+        return [self[k] for k in self]
+
+    def items(self) -> Any:
+        return [(k, self[k]) for k in self]
+
+
 def read_chunks(path: Path, rows: int, skip: int = 0) -> Iterator[dict[str, list[Any]]]:
     """``{column: values}`` tables of up to ``rows`` rows each, after the first ``skip`` rows."""
     suffix = path.suffix.lower()
@@ -92,9 +117,9 @@ def _parquet_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list
                 if skip >= rows:
                     skip -= rows
                     continue
-                yield head.to_pydict()
+                yield ArrowColumns(head)
         if have and not skip:
-            yield pa.Table.from_batches(buf).to_pydict()
+            yield ArrowColumns(pa.Table.from_batches(buf))
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
 

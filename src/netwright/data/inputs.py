@@ -14,7 +14,7 @@ import torch
 from .arrays import load_array_file
 from .images import IMAGE_SUFFIXES, open_image
 from .info import DataInfo
-from .preprocess import encode_array, encode_image, encode_table, encode_text, encode_texts, normalize
+from .preprocess import encode_array, encode_arrow, encode_image, encode_table, encode_text, encode_texts, normalize
 from ..errors import DataError
 from .speech import encode_wav
 from .tabular import read_csv
@@ -74,8 +74,11 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
     if isinstance(inputs, dict):
         if kind != "table":
             raise DataError(f"{source}: a column table, but this model takes {info.modality} inputs")
-        x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source,
-                         pre.get("derived"))
+        if getattr(inputs, "table", None) is not None:  # a chunk of a Parquet file (data.chunks.ArrowColumns)
+            x = encode_arrow(pre["columns"], inputs.table, source, pre.get("derived"))
+        else:
+            x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source,
+                             pre.get("derived"))
     else:
         x = encode_array(pre, inputs, source)
     return normalize(pre, x)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .layout import column_width
-from .missing import MISSING_CATEGORY, OTHER_CATEGORY, cell_text, impute, is_missing
+from .missing import MISSING_CATEGORY, MISSING_TOKENS, OTHER_CATEGORY, cell_text, impute, is_missing
 
 # --------------------------------------------------------------------------- tables
 
@@ -83,6 +83,95 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
     onehot[np.arange(n), codes] = 1.0
     onehot[blank] = np.nan if col.get("missing") == "most_frequent" else 0.0
     return onehot
+
+
+def encode_arrow(columns: list[dict[str, Any]], table: Any, source: str,
+                 derived: list[dict[str, Any]] | None = None) -> np.ndarray:
+    """``encode_table`` for an Arrow table, column by column in Arrow where a column's type allows
+    (numbers into a numeric column, text or whole numbers into a categorical one) and through the
+    cells otherwise; the result is the same as ``encode_table(columns, cells(table), ...)``, and so
+    is every error (an offending column is encoded through its cells to name the row)."""
+    if derived:  # dates and free text are taken apart from Python values
+        return encode_table(columns, arrow_cells(table), source, derived)
+    n, blocks = table.num_rows, []
+    for col in columns:
+        if col["name"] not in table.column_names:
+            return encode_table(columns, {}, source)  # the missing-column message
+        fast = _arrow_column(col, table.column(col["name"]), n)
+        if fast is None:
+            fast = encode_table([col], arrow_cells(table, [col["name"]]), source)
+        blocks.append(fast)
+    return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
+
+
+def arrow_absent(column: Any) -> np.ndarray:
+    """Which cells of an Arrow column are missing, as ``is_missing`` reads them (in Arrow, not Python)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pc.is_null(column)
+    if pa.types.is_floating(column.type):
+        missing = pc.or_(missing, pc.is_nan(column))
+    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        missing = pc.or_(missing, pc.is_in(pc.utf8_trim_whitespace(column), value_set=pa.array(sorted(MISSING_TOKENS))))
+    return np.asarray(pc.fill_null(missing, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def arrow_cells(table: Any, names: list[str] | None = None) -> dict[str, list[str]]:
+    """An Arrow table (or its columns ``names``) as ``{column: [cell, ...]}``, each value read as
+    the csv loader reads it."""
+    return {name: [cell_text(v) for v in table.column(name).to_pylist()] for name in names or table.column_names}
+
+
+def _arrow_column(col: dict[str, Any], column: Any, n: int) -> np.ndarray | None:
+    """One column's block (its indicator included) computed in Arrow, or ``None`` where only the
+    cell-by-cell path gives the same answer (another type, or a cell that is an error)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    strategy, kind = col.get("missing", "error"), col["kind"]
+    if col.get("na_values"):
+        return None
+    integer = pa.types.is_integer(column.type)
+    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    if kind == "numeric" and (integer or pa.types.is_floating(column.type)):
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)  # nulls read as NaN
+        values = np.asarray(values, dtype=np.float64)
+        absent = np.isnan(values)
+        if (strategy in ("error", "drop") and absent.any()) or np.isinf(values).any():
+            return None
+        block = values.astype(np.float32)[:, None]
+    elif kind in ("categorical", "id") and (integer or text):
+        trimmed = pc.utf8_trim_whitespace(column) if text else pc.cast(column, pa.string())
+        absent = arrow_absent(column)
+        if strategy == "error":
+            absent[:] = False  # a missing cell is then looked up as its text, as the cell path does
+            if pc.any(pc.is_null(trimmed)).as_py():
+                return None
+        elif strategy == "drop" and absent.any():
+            return None
+        cats = col["categories"]
+        codes = pc.index_in(trimmed, value_set=pa.array(cats, pa.string()))
+        codes = np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        index = {c: i for i, c in enumerate(cats)}
+        codes[absent] = index.get(MISSING_CATEGORY, -1)
+        unknown = (codes < 0) & ~absent
+        if unknown.any():
+            if OTHER_CATEGORY not in index:
+                return None  # the unknown category's message, with its row
+            codes[unknown] = index[OTHER_CATEGORY]
+        blank = codes < 0
+        if kind == "id":
+            block = np.where(blank, 0, codes).astype(np.float32)[:, None]
+        else:
+            block = np.zeros((n, len(cats)), dtype=np.float32)
+            block[np.arange(n)[~blank], codes[~blank]] = 1.0
+            block[blank] = np.nan if strategy == "most_frequent" else 0.0
+    else:
+        return None
+    if col.get("indicator"):
+        block = np.concatenate([block, absent.astype(np.float32)[:, None]], axis=1)
+    return block
 
 
 def table_feature_names(columns: list[dict[str, Any]]) -> list[str]:

@@ -29,6 +29,7 @@ import torch
 from ..errors import DataError
 from .info import Dataset, DataInfo
 from .missing import cell_text
+from .preprocess import arrow_absent
 
 SPLITS = ("train", "val", "test")
 
@@ -75,11 +76,6 @@ class Source:
         return pq.ParquetFile(self.path).read_row_group(g, columns=columns or self.columns)
 
 
-def cells(table: Any) -> dict[str, list[str]]:
-    """An Arrow table as ``{column: [cell, ...]}``, each value read as the csv loader reads it."""
-    return {name: [cell_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
-
-
 # ---------------------------------------------------------------------- decoding a group (in workers)
 
 _worker: dict[str, Any] = {}
@@ -92,52 +88,45 @@ def _init(state: dict[str, Any]) -> None:
 
 def decode(g: int, state: dict[str, Any] | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Row group ``g`` encoded as the model reads it: ``{split code: (x, y)}`` in file order."""
-    from .preprocess import encode_table, normalize
+    from .preprocess import encode_arrow, normalize
 
     s = state or _worker
     src: Source = s["source"]
     pre, target = s["pre"], s["target"]
-    table = cells(src.read(g))
-    codes = src.codes(g)
-    keep = np.array([not _missing_target(v) for v in table[target]], dtype=bool)  # as training drops them
+    where = f"{src.path} row group {g}"
+    table, codes = src.read(g), src.codes(g)
+    keep = ~arrow_absent(table.column(target))  # as training drops them
     if not keep.all():
-        table = {c: [v for v, k in zip(vs, keep) if k] for c, vs in table.items()}
-        codes = codes[keep]
-    x = normalize(pre, encode_table(pre["columns"], table, f"{src.path} row group {g}", pre.get("derived")))
-    y = _targets(table[target], s["classes"], pre.get("target"), f"{src.path} row group {g}")
+        table, codes = table.filter(keep), codes[keep]
+    x = normalize(pre, encode_arrow(pre["columns"], table, where, pre.get("derived")))
+    y = _targets(table.column(target), s["classes"], pre.get("target"), where)
     return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
 
 
-def _absent(column: Any) -> np.ndarray:
-    """Which cells of an Arrow column are missing, as ``is_missing`` reads them (in Arrow, not Python)."""
+def _targets(column: Any, classes: list[str] | None, scale: dict[str, float] | None, where: str) -> np.ndarray:
+    """A group's targets (no missing one): class indices, or the scaled number."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .missing import MISSING_TOKENS
+    if classes is None:
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            y = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        else:
+            y = np.array([float(cell_text(v)) for v in column.to_pylist()], dtype=np.float64)
+        return ((y - scale["mean"]) / scale["std"]).astype(np.float32)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        text = pc.utf8_trim_whitespace(column)
+    elif pa.types.is_integer(column.type):
+        text = pc.cast(column, pa.string())
+    else:  # floats and bools are named as Python writes them
+        text = pa.array([cell_text(v) for v in column.to_pylist()], pa.string())
+    index = np.asarray(pc.fill_null(pc.index_in(text, value_set=pa.array(classes, pa.string())), -1)
+                       .to_numpy(zero_copy_only=False), dtype=np.int64)
+    if (index < 0).any():
+        raise DataError(f"{where}: target value '{text[int(np.argmax(index < 0))].as_py()}' was not in the file "
+                        "when it was first read")
+    return index
 
-    missing = pc.is_null(column)
-    if pa.types.is_floating(column.type):
-        missing = pc.or_(missing, pc.is_nan(column))
-    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        missing = pc.or_(missing, pc.is_in(pc.utf8_trim_whitespace(column), value_set=pa.array(sorted(MISSING_TOKENS))))
-    return np.asarray(pc.fill_null(missing, True).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _missing_target(v: str) -> bool:
-    from .missing import is_missing
-
-    return is_missing(v)
-
-
-def _targets(values: list[str], classes: list[str] | None, scale: dict[str, float] | None, where: str) -> np.ndarray:
-    if classes is not None:
-        index = {c: i for i, c in enumerate(classes)}
-        try:
-            return np.array([index[v.strip()] for v in values], dtype=np.int64)
-        except KeyError as e:
-            raise DataError(f"{where}: target value {e} was not in the file when it was first read") from None
-    y = np.array([float(v) for v in values], dtype=np.float64)
-    return ((y - scale["mean"]) / scale["std"]).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- a split, streamed
@@ -252,10 +241,14 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     """A Parquet table as a :class:`Dataset` whose splits stream (``options``: the csv loader's)."""
     import pyarrow.compute as pc
 
-    from .missing import fit_imputation, impute
-    from .preprocess import fit_normalization, normalize
+    from .missing import fit_imputation, impute, is_missing
+    from .preprocess import arrow_cells, encode_arrow, fit_normalization
     from .tabular import table_dataset
 
+    strategies = options.get("missing", "median")
+    if "drop" in (strategies.values() if isinstance(strategies, dict) else [strategies]):
+        raise DataError("data.missing: drop: a streamed table fills its missing cells (median, most_frequent or "
+                        "constant); drop rows in a table read whole (data.stream: false)")
     if options.get("sensitive"):
         raise DataError("data.sensitive: a streamed table is not audited by group yet; drop it, or data.stream: false")
     import pyarrow.parquet as pq
@@ -264,23 +257,14 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     if target not in names:
         raise DataError(f"{path}: no column '{target}'; columns are {', '.join(names)}")
     src = Source(path, names, val, test, split_seed)
-    from .missing import is_missing
-
     for g in range(len(src.rows)):  # the target column alone: which rows have one
-        src.count(g, ~_absent(src.read(g, [target]).column(target)))
+        src.count(g, ~arrow_absent(src.read(g, [target]).column(target)))
     if not src.counts[:, 0].sum():
         raise DataError(f"{path}: no rows with a target left to train on; lower data.val / data.test")
-    # the first fit_rows training rows fit the preprocessing
-    parts: list[dict[str, list[str]]] = []
-    taken = 0
-    for g in range(len(src.rows)):
-        if taken >= fit_rows:
-            break
-        table, codes = cells(src.read(g)), src.codes(g)
-        rows = np.flatnonzero(codes == 0)[: fit_rows - taken]
-        parts.append({c: [vs[i] for i in rows] for c, vs in table.items()})
-        taken += len(rows)
-    sample = {c: [v for p in parts for v in p[c]] for c in names}
+    # the column kinds from the first KIND_ROWS training rows (cell by cell), the encoders' fills
+    # and scales from the first fit_rows (in Arrow)
+    fitting = _first_training_rows(src, fit_rows, target)
+    sample = arrow_cells(fitting.slice(0, KIND_ROWS))
     raw = table_dataset(sample, str(path), target, **options)
     # every category and class of the whole file, read column by column
     kinds = {c["name"]: c["kind"] for c in raw.preprocess["columns"]}
@@ -294,13 +278,16 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     full = {c: sorted(v for v in vs if not is_missing(v)) for c, vs in seen.items()}
     classes = full.pop(target, None)
     raw = table_dataset(sample, str(path), target, **options, categories=full, classes=classes)
-    pre = fit_imputation(dict(raw.preprocess), raw.x)
+    pre = dict(raw.preprocess)
+    x = encode_arrow(pre["columns"], fitting, str(path), pre.get("derived"))
+    pre = fit_imputation(pre, x)
     if normalize_inputs:
-        pre = fit_normalization(pre, impute(pre, raw.x))
+        pre = fit_normalization(pre, impute(pre, x))
     if raw.task == "regression":
-        y = raw.y.astype(np.float64)
+        y = _targets(fitting.column(target), None, {"mean": 0.0, "std": 1.0}, str(path)).astype(np.float64)
         pre["target"] = {"mean": float(y.mean()), "std": float(y.std()) or 1.0}
-    pre["stream"] = {"row_groups": len(src.rows), "fitted_on_rows": int(len(raw.y)), "sample_rows": sample_rows}
+    pre["stream"] = {"row_groups": len(src.rows), "fitted_on_rows": fitting.num_rows, "kinds_from_rows": len(raw.y),
+                     "sample_rows": sample_rows}
     state = {"source": src, "pre": pre, "target": target,
              "classes": raw.class_names if raw.task != "regression" else None}
     splits = {s: int(src.counts[:, i].sum()) for i, s in enumerate(SPLITS)}
@@ -323,6 +310,24 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
         x, y = torch.cat(xs)[:sample_rows], torch.cat(ys)[:sample_rows]
         out.append(StreamedSplit(state, code, (x, y), workers))
     return Dataset(info, *out)
+
+
+KIND_ROWS = 20_000  # training rows whose cells decide each column's kind (and the categories' order of discovery)
+
+
+def _first_training_rows(src: Source, rows: int, target: str) -> Any:
+    """The first ``rows`` training rows with a target, as one Arrow table."""
+    import pyarrow as pa
+
+    parts, taken = [], 0
+    for g in range(len(src.rows)):
+        if taken >= rows:
+            break
+        table, codes = src.read(g), src.codes(g)
+        table = table.filter(pa.array((codes == 0) & ~arrow_absent(table.column(target))))
+        parts.append(table.slice(0, rows - taken))
+        taken += parts[-1].num_rows
+    return pa.concat_tables(parts)
 
 
 def _fingerprint(path: Path, src: Source) -> str:

@@ -147,7 +147,8 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         if col["kind"] == "categorical":
             cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a} | set((categories or {}).get(c, ())))
             many = len(cats) > embed_above  # an index the model embeds, not a one-hot block
-            own = any(absent) and (strategy != "most_frequent" or many)
+            # a column never filled in training: its only category is '(missing)'
+            own = any(absent) and (strategy != "most_frequent" or many or not cats)
             col["categories"] = cats + ([MISSING_CATEGORY] if own else []) + ([OTHER_CATEGORY] if many else [])
             if many:
                 col["kind"] = "id"

@@ -1,14 +1,17 @@
 """Dynamic batching: concurrent requests stacked into one model call, answered one by one.
 
-A request's rows wait at most ``max_wait_s`` for others of the same shape and type; a batch
-goes to the model as soon as it holds ``max_batch`` rows or its wait is over. The model runs on
-one worker thread, so the event loop keeps accepting requests (and forming the next batch)
-while a batch is computed. Each request gets exactly its own rows of the output.
+The model runs on one worker thread. While it computes, arriving requests queue (per input
+shape and type); the moment it is free, the queue's oldest requests go to it together, up to
+``max_batch`` rows. So under load the batches grow by themselves to what arrived during one
+call, and a lone request is never held back by a busy model it could not have joined. When the
+model is idle, a request waits at most ``max_wait_s`` for company before it runs. Each request
+gets exactly its own rows of the output.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,55 +27,73 @@ class Batcher:
         self.fn, self.max_batch, self.max_wait_s = fn, max_batch, max_wait_s
         self.observe = observe or (lambda rows: None)  # told the rows of every model call
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self.pending: dict[tuple, list[tuple[np.ndarray, asyncio.Future]]] = {}
-        self.timers: dict[tuple, asyncio.TimerHandle] = {}
+        self.pending: dict[tuple, deque[tuple[np.ndarray, asyncio.Future]]] = {}  # oldest key first
+        self.rows: dict[tuple, int] = {}
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
 
     async def run(self, x: np.ndarray) -> np.ndarray:
         """The model's outputs for the rows of ``x``, computed in a batch with other requests."""
         loop = asyncio.get_running_loop()
-        if self.max_batch <= 1 or len(x) >= self.max_batch:  # nothing to gain by waiting
-            return await self._call(loop, x)
+        if self.max_batch <= 1:
+            self.observe(len(x))
+            return await loop.run_in_executor(self.executor, self.fn, x)
         future: asyncio.Future = loop.create_future()
         key = (x.dtype.str, x.shape[1:])
-        queue = self.pending.setdefault(key, [])
-        queue.append((x, future))
-        if sum(len(a) for a, _ in queue) >= self.max_batch:
-            self._flush(key)
-        elif len(queue) == 1:
-            self.timers[key] = loop.call_later(self.max_wait_s, self._flush, key)
+        self.pending.setdefault(key, deque()).append((x, future))
+        self.rows[key] = self.rows.get(key, 0) + len(x)
+        if not self.busy:
+            if self.rows[key] >= self.max_batch or self.max_wait_s <= 0:
+                self._next(loop)
+            elif self.timer is None:
+                self.timer = loop.call_later(self.max_wait_s, self._next, loop)
         return await future
 
-    async def _call(self, loop: asyncio.AbstractEventLoop, x: np.ndarray) -> np.ndarray:
-        self.observe(len(x))
-        return await loop.run_in_executor(self.executor, self.fn, x)
-
-    def _flush(self, key: tuple) -> None:
-        timer = self.timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        queue = self.pending.pop(key, None)
-        if not queue:
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send the oldest requests to the model (a free model, or the idle wait is over)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.busy or not self.pending:
             return
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._call(loop, np.concatenate([a for a, _ in queue])))
+        key = next(iter(self.pending))
+        queue, batch, rows = self.pending[key], [], 0
+        while queue and (not batch or rows + len(queue[0][0]) <= self.max_batch):
+            x, future = queue.popleft()
+            if future.done():  # its client went away
+                self.rows[key] -= len(x)
+                continue
+            batch.append((x, future))
+            rows += len(x)
+        self.rows[key] -= rows
+        if not queue:
+            del self.pending[key], self.rows[key]
+        if not batch:
+            self._next(loop)
+            return
+        self.busy = True
+        self.observe(rows)
+        x = batch[0][0] if len(batch) == 1 else np.concatenate([a for a, _ in batch])
+        call = loop.run_in_executor(self.executor, self.fn, x)
+        call.add_done_callback(lambda done: self._answer(loop, batch, done))
 
-        def answer(done: asyncio.Future) -> None:
-            if done.cancelled():  # the server is shutting down: nobody waits for an answer
-                for _, future in queue:
-                    future.cancel()
-                return
-            if done.exception() is not None:
-                for _, future in queue:
-                    if not future.done():
-                        future.set_exception(done.exception())
-                return
-            out, start = done.result(), 0
-            for a, future in queue:
-                if not future.done():  # a client that went away cancelled its wait
+    def _answer(self, loop: asyncio.AbstractEventLoop, batch: list, done: asyncio.Future) -> None:
+        self.busy = False
+        if done.cancelled():  # the server is shutting down: nobody waits for an answer
+            for _, future in batch:
+                future.cancel()
+            return
+        error = done.exception()
+        out, start = (None, 0) if error is not None else (done.result(), 0)
+        for a, future in batch:
+            if not future.done():  # a client that went away cancelled its wait
+                if error is not None:
+                    future.set_exception(error)
+                else:
                     future.set_result(out[start:start + len(a)])
-                start += len(a)
-
-        task.add_done_callback(answer)
+            start += len(a)
+        if self.pending:  # what arrived during the call goes at once
+            self._next(loop)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..data.chunks import INPUTS, OUTPUTS, count_rows, flatten, join_parts, read_chunks, resume_parts, write_part
+from ..data.chunks import INPUTS, OUTPUTS, ArrowColumns, count_rows, flatten, join_parts, read_chunks, resume_parts, write_part
 from ..data.inputs import encode_inputs
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
@@ -101,7 +101,7 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     for i, table in enumerate(read_chunks(src, chunk_rows, skip=n), start=done):
         if id_column is not None and id_column not in table:
             raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
-        rows = len(next(iter(table.values()), []))
+        rows = table.table.num_rows if isinstance(table, ArrowColumns) else len(next(iter(table.values()), []))
         records = flatten(predictor(table, source=f"{src} rows {n + 1}-{n + rows}"))
         if id_column is not None:
             records = [{id_column: v} | r for v, r in zip(table[id_column], records)]

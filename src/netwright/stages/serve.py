@@ -46,5 +46,9 @@ def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = 
     auth = "; API key required" if app.state.api_key else ""
     print(f"serving {model.name} ({model.engine}; {batching}{auth}) on http://{host}:{port}/  (Ctrl-C to stop)",
           flush=True)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the model and the libraries are never garbage: full collections stop walking them
     server.run()
     print("stopped", flush=True)
