@@ -9,7 +9,7 @@ Reported: the file's size; the time until the first training step; the epoch's t
 samples/s; the peak resident memory of the training process and of its largest decoding worker
 (Linux ``ru_maxrss``); test accuracy; the bulk prediction's time and peak memory.
 
-    .venv/bin/python benchmarks/big_table.py [--rows 32000000] [--workers auto] [--folder /tmp/netwright-big]
+    .venv/bin/python benchmarks/big_table.py [--rows 32000000] [--workers auto] [--folder /tmp/netwright-big] [--no-bulk | --bulk-only]
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from data import high_water_kib  # benchmarks/data.py: the same peak, read the same way
 
 TRAIN = r"""
 import json, resource, sys, time
@@ -83,16 +85,6 @@ def write_table(path: Path, rows: int, numeric: int, group: int, seed: int = 0) 
     writer.close()
 
 
-def high_water_kib(pid: int) -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=32_000_000)
@@ -101,6 +93,7 @@ def main() -> None:
     p.add_argument("--workers", default="auto")
     p.add_argument("--folder", default="/tmp/netwright-big")
     p.add_argument("--no-bulk", action="store_true")
+    p.add_argument("--bulk-only", action="store_true", help="predict with the run trained by an earlier call")
     args = p.parse_args()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,23 +105,26 @@ def main() -> None:
         print(f"wrote {path} in {time.perf_counter() - t:.0f} s")
     size = path.stat().st_size
     print(f"{path.name}: {args.rows:,} rows, {args.numeric + 3} columns, {size / 1e9:.2f} GB")
-    done = subprocess.run([sys.executable, "-c", TRAIN, str(path), str(folder / "runs"), str(args.workers)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"training failed: {done.stderr[-3000:]}")
-    m = json.loads(done.stdout.strip().splitlines()[-1])
-    epoch = m["epoch_end_s"] - m["first_step_s"]
-    print("| measure | value |")
-    print("|---|---:|")
-    print(f"| file | {size / 1e9:.2f} GB, {args.rows:,} rows |")
-    print(f"| time to the first training step | {m['first_step_s']:.0f} s |")
-    print(f"| one epoch ({m['train_rows']:,} training rows) | {epoch:.0f} s ({m['train_rows'] / epoch:,.0f} rows/s) |")
-    print(f"| peak RSS, training process | {m['train_peak_mib']:,.0f} MiB |")
-    print(f"| peak RSS, largest decoding worker | {m['worker_peak_mib']:,.0f} MiB |")
-    print(f"| test accuracy ({m['test_rows']:,} rows; majority {m['majority']:.3f}) | {m['test_accuracy']:.3f} |")
+    if not args.bulk_only:
+        done = subprocess.run([sys.executable, "-c", TRAIN, str(path), str(folder / "runs"), str(args.workers)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"training failed: {done.stderr[-3000:]}")
+        m = json.loads(done.stdout.strip().splitlines()[-1])
+        epoch = m["epoch_end_s"] - m["first_step_s"]
+        print("| measure | value |")
+        print("|---|---:|")
+        print(f"| file | {size / 1e9:.2f} GB, {args.rows:,} rows |")
+        print(f"| time to the first training step | {m['first_step_s']:.0f} s |")
+        print(f"| one epoch ({m['train_rows']:,} training rows) | {epoch:.0f} s ({m['train_rows'] / epoch:,.0f} rows/s) |")
+        print(f"| peak RSS, training process | {m['train_peak_mib']:,.0f} MiB |")
+        print(f"| peak RSS, largest decoding worker | {m['worker_peak_mib']:,.0f} MiB |")
+        print(f"| test accuracy ({m['test_rows']:,} rows; majority {m['majority']:.3f}) | {m['test_accuracy']:.3f} |")
     if args.no_bulk:
         return
     out = folder / "preds.parquet"
+    out.unlink(missing_ok=True)  # a whole job, not one resumed from an earlier call's parts
+    shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "netwright", "predict", str(folder / "runs" / "big"), str(path),
                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -180,3 +180,31 @@ def test_arrow_encoding_equals_the_cell_encoding(data, strategy, embed_above):
         assert fast == slow
     else:
         np.testing.assert_array_equal(fast, slow)  # NaN where a fill comes later, on both
+
+
+def test_a_streamed_regression_target_is_scaled_as_in_memory_and_learnt(tmp_path: Path):
+    """A numeric target: scaled by the fitted rows' mean and deviation, learnt (R² well above the
+    mean's 0), and predicted back in its own units."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 3))
+    y = 100 + 20 * x[:, 0] - 10 * x[:, 1] + rng.normal(size=4000)
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "price": y}), path, row_group_size=500)
+    raw = {**spec(path, target="price"), "train": {"epochs": 8, "batch_size": 64, "threads": 1}}
+    run = netwright.train(raw, name="reg", runs_dir=tmp_path, progress="quiet")
+    scale = run.info.preprocess["target"]
+    fitted = y[split_codes_of(4000) == 0][:2000]
+    assert scale["mean"] == pytest.approx(fitted.mean()) and scale["std"] == pytest.approx(fitted.std())
+    ev = netwright.evaluate(run, plots=False)
+    assert ev["metrics"]["r2"] > 0.9
+    (row,) = netwright.predict(run, {"a": [1.0], "b": [0.0], "c": [0.0]})
+    assert row["prediction"] == pytest.approx(120, abs=6)
+
+
+def split_codes_of(n: int) -> np.ndarray:
+    from netwright.data.stream import split_codes
+
+    return split_codes(0, n, 0.15, 0.15, 0)

@@ -103,17 +103,23 @@ def decode(g: int, state: dict[str, Any] | None = None) -> dict[int, tuple[np.nd
     return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
 
 
+def _numbers(column: Any) -> np.ndarray:
+    """A numeric target column as float64."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.array([float(cell_text(v)) for v in column.to_pylist()], dtype=np.float64)
+
+
 def _targets(column: Any, classes: list[str] | None, scale: dict[str, float] | None, where: str) -> np.ndarray:
     """A group's targets (no missing one): class indices, or the scaled number."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if classes is None:
-        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-            y = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-        else:
-            y = np.array([float(cell_text(v)) for v in column.to_pylist()], dtype=np.float64)
-        return ((y - scale["mean"]) / scale["std"]).astype(np.float32)
+        return ((_numbers(column) - scale["mean"]) / scale["std"]).astype(np.float32)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         text = pc.utf8_trim_whitespace(column)
     elif pa.types.is_integer(column.type):
@@ -126,7 +132,6 @@ def _targets(column: Any, classes: list[str] | None, scale: dict[str, float] | N
         raise DataError(f"{where}: target value '{text[int(np.argmax(index < 0))].as_py()}' was not in the file "
                         "when it was first read")
     return index
-
 
 
 # ---------------------------------------------------------------------- a split, streamed
@@ -284,7 +289,7 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     if normalize_inputs:
         pre = fit_normalization(pre, impute(pre, x))
     if raw.task == "regression":
-        y = _targets(fitting.column(target), None, {"mean": 0.0, "std": 1.0}, str(path)).astype(np.float64)
+        y = _numbers(fitting.column(target))
         pre["target"] = {"mean": float(y.mean()), "std": float(y.std()) or 1.0}
     pre["stream"] = {"row_groups": len(src.rows), "fitted_on_rows": fitting.num_rows, "kinds_from_rows": len(raw.y),
                      "sample_rows": sample_rows}
