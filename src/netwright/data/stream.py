@@ -199,33 +199,49 @@ class StreamedSplit:
             yield torch.from_numpy(np.ascontiguousarray(buf_x[at:])), torch.from_numpy(np.ascontiguousarray(buf_y[at:]))
 
     def _decoded(self, groups: list[int]):
-        """``(group, decoded)`` in order; with workers, a few groups decoded ahead."""
+        """``(group, decoded)`` in order: from the cache when the table fits it, else decoded (with
+        workers, a few groups ahead)."""
+        cache = self.state.get("cache")  # None: the decoded table would not fit (CACHE_BYTES)
+
+        def keep(g: int, decoded: dict) -> dict:
+            if cache is not None:
+                cache[g] = decoded
+            return decoded
+
         if self.workers <= 1:
             for g in groups:
-                yield g, decode(g, self.state)
+                yield g, cache[g] if cache and g in cache else keep(g, decode(g, self.state))
             return
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, initializer=_init, initargs=(self.state,))
-        ahead: OrderedDict[int, Any] = OrderedDict()
+        ahead: OrderedDict[int, Any] = OrderedDict()  # a future, or None for a group in the cache
         queue = iter(groups)
-        for g in queue:
+
+        def submit(g: int) -> None:
+            if cache and g in cache:
+                ahead[g] = None
+                return
+            if self._pool is None:
+                worker_state = {k: v for k, v in self.state.items() if k != "cache"}
+                self._pool = ProcessPoolExecutor(self.workers, initializer=_init, initargs=(worker_state,))
             ahead[g] = self._pool.submit(decode, g)
+
+        for g in queue:
+            submit(g)
             if len(ahead) >= 2 * self.workers:
                 break
         while ahead:
             g, future = ahead.popitem(last=False)
             try:
-                decoded = future.result()
+                decoded = cache[g] if future is None else keep(g, future.result())
             except BrokenProcessPool:
                 self.close()
                 raise DataError(f"a worker process died (killed, or out of memory) while row group {g} of "
                                 f"{self.source.path} was being decoded; train again, or with data.workers: 1") from None
             nxt = next(queue, None)
             if nxt is not None:
-                ahead[nxt] = self._pool.submit(decode, nxt)
+                submit(nxt)
             yield g, decoded
 
     def close(self) -> None:
@@ -293,8 +309,10 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
         pre["target"] = {"mean": float(y.mean()), "std": float(y.std()) or 1.0}
     pre["stream"] = {"row_groups": len(src.rows), "fitted_on_rows": fitting.num_rows, "kinds_from_rows": len(raw.y),
                      "sample_rows": sample_rows}
+    width = int(raw.x.shape[1]) + 2  # the inputs, the target (8 bytes)
     state = {"source": src, "pre": pre, "target": target,
-             "classes": raw.class_names if raw.task != "regression" else None}
+             "classes": raw.class_names if raw.task != "regression" else None,
+             "cache": {} if sum(src.rows) * width * 4 <= CACHE_BYTES else None}
     splits = {s: int(src.counts[:, i].sum()) for i, s in enumerate(SPLITS)}
     info = DataInfo(name=name, task=raw.task, modality="tabular", input_shape=(raw.x.shape[1],),
                     num_classes=len(raw.class_names) if raw.class_names else None, class_names=raw.class_names,
@@ -317,6 +335,7 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     return Dataset(info, *out)
 
 
+CACHE_BYTES = 512 << 20  # a table whose decoded rows fit is decoded once, in its first epoch, and kept
 KIND_ROWS = 20_000  # training rows whose cells decide each column's kind (and the categories' order of discovery)
 
 
