@@ -12,7 +12,8 @@
   number of workers, and a checkpoint inside an epoch resumes at the same batch.
 * **Memory** holds the decoded groups in flight and a sample of each split (``sample_rows``:
   what the stages that read examples, such as explain or audit, work on); every other row stays
-  on disk.
+  on disk, unless the whole table fits in ``CACHE_BYTES`` once decoded: then each group is
+  decoded once, in the first epoch, and kept for the rest of the run.
 """
 
 from __future__ import annotations
