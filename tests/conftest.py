@@ -116,3 +116,40 @@ def spec_file(folder: Path, data: dict, model: dict) -> Path:
     path = folder / "spec.json"
     path.write_text(json.dumps({"data": data, "model": model, "train": {"epochs": 1, "threads": 1}}))
     return path
+
+
+def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int) -> tuple[Path, Path]:
+    """Train ``spec`` in a process to the end, and again in one killed with SIGKILL once its
+    checkpoint has reached ``kill_at_epoch`` and then resumed with ``--resume``; returns the two
+    run folders (uninterrupted, killed)."""
+    import json
+    import signal
+    import time
+
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "netwright", "train", str(path), "--runs-dir", str(runs), "--quiet"]
+    full = subprocess.run(cmd + ["--name", "full"], capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(cmd + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = runs / "killed" / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(last.read_text())["epoch"] >= kill_at_epoch:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (runs / "killed" / "train.json").exists()
+    assert json.loads(last.read_text())["epoch"] < spec["train"]["epochs"]
+    resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume", "--quiet"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    return runs / "full", runs / "killed"

@@ -214,40 +214,12 @@ def test_a_streamed_run_killed_resumes_to_the_same_weights(table: Path, tmp_path
     """kill -9 in the middle of a run with two decoding workers, after its checkpoints: --resume
     ends with the metrics and weights of an uninterrupted run (a checkpoint inside an epoch is
     the Ctrl-C test's)."""
-    import json
-    import subprocess
-    import sys
-    import time
-
-    import yaml
+    from conftest import killed_and_resumed
 
     raw = spec(table, workers=2)
     raw["train"] = {"epochs": 6, "batch_size": 32, "threads": 1, "checkpoint_interval": 0}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "netwright", "train", str(path), "--runs-dir", str(runs), "--quiet"]
-    full = subprocess.run(cmd + ["--name", "full"], capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
-    proc = subprocess.Popen(cmd + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = runs / "killed" / "checkpoints" / "last.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            state = json.loads(last.read_text())
-        except (OSError, ValueError):
-            state = {}
-        if state.get("epoch", 0) >= 2:
-            break
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert json.loads(last.read_text())["epoch"] < 6
-    resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume",
-                              "--quiet"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert (runs / "killed" / "metrics.jsonl").read_text() == (runs / "full" / "metrics.jsonl").read_text()
-    a, _ = read_weights(runs / "full" / "model.safetensors")
-    b, _ = read_weights(runs / "killed" / "model.safetensors")
+    full, killed = killed_and_resumed(raw, tmp_path, kill_at_epoch=2)
+    assert (killed / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
+    a, _ = read_weights(full / "model.safetensors")
+    b, _ = read_weights(killed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

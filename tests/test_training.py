@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-import json
 import math
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +14,7 @@ from netwright.spec import AugmentSpec
 from netwright.tasks import ClassificationTask
 from netwright.training.checkpoint import read_weights
 from netwright.training.optim import build_optimizer, build_scheduler
-from conftest import tiny_spec
+from conftest import killed_and_resumed, tiny_spec
 
 
 def test_golden_losses():
@@ -225,33 +220,10 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path):
     spec = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [16, 32], "dropout": 0.2},
             "train": {"epochs": 14, "threads": 1, "checkpoint_interval": 0, "augment": {"shift": 1},
                       "schedule": {"name": "onecycle"}, "optimizer": {"name": "adamw", "lr": 0.003}}}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "netwright", "train", str(path), "--runs-dir", str(runs), "--quiet"]
-    full = subprocess.run(cmd + ["--name", "full"], capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
-
-    proc = subprocess.Popen(cmd + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = runs / "killed" / "checkpoints" / "last.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if last.is_file() and json.loads(last.read_text())["epoch"] >= 3:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (runs / "killed" / "train.json").exists(), "the run finished before it could be killed"
-    killed_at = json.loads(last.read_text())["epoch"]
-    assert killed_at < 14
-
-    resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume",
-                              "--quiet"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert (runs / "killed" / "metrics.jsonl").read_text() == (runs / "full" / "metrics.jsonl").read_text()
-    a, _ = read_weights(runs / "full" / "model.safetensors")
-    b, _ = read_weights(runs / "killed" / "model.safetensors")
+    full, killed = killed_and_resumed(spec, tmp_path, kill_at_epoch=3)
+    assert (killed / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
+    a, _ = read_weights(full / "model.safetensors")
+    b, _ = read_weights(killed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
