@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .arrays import load_array_file
+from .chunks import ArrowColumns
 from .images import IMAGE_SUFFIXES, open_image
 from .info import DataInfo
 from .preprocess import encode_array, encode_arrow, encode_image, encode_table, encode_text, encode_texts, normalize
@@ -74,7 +75,7 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
     if isinstance(inputs, dict):
         if kind != "table":
             raise DataError(f"{source}: a column table, but this model takes {info.modality} inputs")
-        if getattr(inputs, "table", None) is not None:  # a chunk of a Parquet file (data.chunks.ArrowColumns)
+        if isinstance(inputs, ArrowColumns):  # a chunk of a Parquet file: encoded in Arrow
             x = encode_arrow(pre["columns"], inputs.table, source, pre.get("derived"))
         else:
             x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source,
