@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import netwright
@@ -107,3 +108,79 @@ def test_a_worker_that_dies_is_one_line_naming_its_files(tmp_path: Path, monkeyp
     with pytest.raises(DataError, match=r"a worker process died \(killed, or out of memory\) while the images "
                                         r"from .*dark.* on were being decoded.*workers: 1"):
         load(root, image_size=[8, 8], workers=2)
+
+
+# ---------------------------------------------------------------------- a folder streamed
+
+
+def every_row(split) -> tuple[np.ndarray, np.ndarray]:
+    """All of a split's examples, streamed or in memory, in a canonical order."""
+    if hasattr(split, "batches"):
+        xs, ys = zip(*split.batches(64))
+        x, y = np.concatenate([b.numpy() for b in xs]), np.concatenate([b.numpy() for b in ys])
+    else:
+        x, y = split.x.numpy(), split.y.numpy()
+    order = np.lexsort(x.reshape(len(x), -1).T[::-1])
+    return x[order], y[order]
+
+
+def test_a_streamed_folder_holds_the_in_memory_loaders_images(tmp_path: Path):
+    """Streamed (decoded a block at a time) or read whole, a folder gives the same examples and
+    labels, sized alike; only the split (random against stratified) differs."""
+    root = make_folder(tmp_path / "photos", n=20)
+    kw = {"image_size": [8, 8], "fit": "crop", "normalize": False, "val": 0.25, "test": 0.25}
+    whole = load(root, stream=False, **kw)
+    streamed = load(root, stream=True, workers=1, **kw)
+    assert type(streamed.train).__name__ == "StreamedSplit" and "stream" in streamed.info.preprocess
+    assert streamed.info.input_shape == whole.info.input_shape == (3, 8, 8)
+    assert sum(streamed.info.splits.values()) == 40
+    a = [every_row(s) for s in (whole.train, whole.val, whole.test)]
+    b = [every_row(s) for s in (streamed.train, streamed.val, streamed.test)]
+    xa, ya = np.concatenate([x for x, _ in a]), np.concatenate([y for _, y in a])
+    xb, yb = np.concatenate([x for x, _ in b]), np.concatenate([y for _, y in b])
+    oa, ob = np.lexsort(xa.reshape(40, -1).T[::-1]), np.lexsort(xb.reshape(40, -1).T[::-1])
+    assert np.array_equal(xa[oa], xb[ob]) and np.array_equal(ya[oa], yb[ob])
+
+
+def test_a_streamed_folder_trains_the_same_with_one_decoding_process_or_two(tmp_path: Path):
+    root = make_folder(tmp_path / "photos", n=40)
+    metrics = []
+    for workers in (1, 2):
+        run = netwright.train({"data": {"name": "images", "path": str(root), "image_size": [12, 12], "stream": True,
+                                        "workers": workers, "fit_rows": 40},
+                               "model": {"name": "cnn", "channels": [4], "hidden": []},
+                               "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment": {"flip": True}}},
+                              name=f"w{workers}", runs_dir=tmp_path / "runs", progress="quiet")
+        metrics.append(run.file("metrics.jsonl").read_text())
+        assert run.info.preprocess["stream"]["fitted_on_rows"] == 40
+    assert metrics[0] == metrics[1]
+    # predict sizes and normalises a file as the stream did
+    assert netwright.predict(run, root / "bright" / "0.png")[0]["label"] in ("bright", "dark")
+
+
+def test_an_unreadable_image_in_a_streamed_folder_is_named_or_skipped_and_counted(tmp_path: Path):
+    root = make_folder(tmp_path / "photos", n=6, broken=True)
+    with pytest.raises(DataError, match="broken.png: cannot read this image"):
+        load(root, image_size=[8, 8], stream=True)
+    ds = load(root, image_size=[8, 8], stream=True, on_error="skip")
+    assert sum(ds.info.splits.values()) == 12
+    assert "1 unreadable image left out" in ds.info.preprocess["notes"][0]
+
+
+def test_fashion_mnist_streamed_keeps_its_published_test_split():
+    from netwright.data.fashion import FASHION_DIR
+
+    if not FASHION_DIR.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make test installs it)")
+    data = lambda stream: load_dataset(load_spec({"data": {"name": "fashion_mnist", "subset": 1200,  # noqa: E731
+                                                           "stream": stream}, "model": {"name": "cnn"}}).data)
+    whole, streamed = data(False), data(True)
+    assert streamed.info.splits["test"] == len(whole.test) == 200
+    assert streamed.info.splits["train"] + streamed.info.splits["val"] == 1200
+    # the published first 200 test images, each once, normalised with the streamed statistics
+    pre = streamed.info.preprocess
+    mean, std = np.float32(pre["mean"][0]), np.float32(pre["std"][0])
+    raw = whole.test.x.numpy() * np.float32(whole.info.preprocess["std"][0]) + np.float32(whole.info.preprocess["mean"][0])
+    x, y = every_row(streamed.test)
+    mine_x, mine_y = every_row(type("S", (), {"x": torch.from_numpy((raw - mean) / std), "y": whole.test.y})())
+    assert np.allclose(x, mine_x, atol=1e-4) and np.array_equal(y, mine_y)

@@ -19,12 +19,14 @@ def load_dataset(spec: "DataSpec") -> Dataset:
 
     entry = DATASETS.get(spec.name, path="data.name")
     raw = entry.fn(**spec.params)
-    if isinstance(raw, StreamRequest):  # a table bigger than memory: read a row group at a time
+    if isinstance(raw, StreamRequest):  # data bigger than memory: read a block at a time
         if spec.folds:
-            raise DataError("data.folds: a streamed table is not cross-validated; set stream: false on a table "
+            raise DataError("data.folds: streamed data is not cross-validated; set data.stream: false on data "
                             "that fits in memory")
-        from .stream import streamed_dataset
+        from .stream import streamed_dataset, streamed_examples
 
+        if raw.target is None:  # labelled examples: image files, an array
+            return streamed_examples(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize)
         return streamed_dataset(raw.path, spec.name, raw.target, raw.options, spec.val, spec.test, spec.split_seed,
                                 spec.normalize, raw.fit_rows, raw.sample_rows, raw.workers)
     return prepare(raw, spec.name, spec.val, spec.test, spec.split_seed, spec.normalize,

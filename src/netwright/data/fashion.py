@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .info import RawData
+from .info import RawData, StreamRequest
 from .registry import register_dataset
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -51,12 +51,13 @@ def idx_pair(folder: Path, images: str, labels: str) -> tuple[np.ndarray, np.nda
 
 def fashion_arrays(path: Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images (N, 28, 28) uint8, labels), "test": ...}."""
-    folder = Path(path) if path is not None else FASHION_DIR
+    folder = folder_of(path)
     return {split: idx_pair(folder, *names) for split, names in FILES.items()}
 
 
 @register_dataset("fashion_mnist", modality="image", task="classification")
-def fashion_mnist(path: Path | None = None, subset: int | None = None, labelled: int | None = None) -> RawData:
+def fashion_mnist(path: Path | None = None, subset: int | None = None, labelled: int | None = None,
+                  stream: bool = False) -> RawData | StreamRequest:
     """Fashion-MNIST: 70,000 28x28 grey-scale clothing images in 10 classes (60,000 train, the
     published 10,000 test). Read from ``path`` (default: where Debian's dataset-fashion-mnist puts it).
 
@@ -65,6 +66,9 @@ def fashion_mnist(path: Path | None = None, subset: int | None = None, labelled:
         subset: keep only the first ``subset`` training and ``subset // 6`` test images (quick trials).
         labelled: keep only this many training images, the first ``labelled / 10`` of each class
             (learning from few labels: 600 is 1%), and the whole test set.
+        stream: read the images through the streamed pipeline (blocks of a seeded order, decoded
+            as they are needed and kept) instead of as one array; the validation split is then
+            random, not stratified.
     """
     arrays = fashion_arrays(path)
     (x, y), (xt, yt) = arrays["train"], arrays["test"]
@@ -76,12 +80,26 @@ def fashion_mnist(path: Path | None = None, subset: int | None = None, labelled:
             raise DataError(f"data.labelled: {labelled} is fewer than one image per class; give at least 10")
         keep = np.sort(np.concatenate([np.flatnonzero(y == c)[:per] for c in range(len(FASHION_CLASSES))]))
         x, y = x[keep], y[keep]
+    source = f"Fashion-MNIST (Xiao et al. 2017, MIT licence), IDX files from {path or FASHION_DIR} (Debian " \
+             "dataset-fashion-mnist)"
+    if stream:
+        import hashlib
+
+        both = np.concatenate([x, xt])[:, None]
+        options = {"x": both, "labels": np.concatenate([y, yt]).astype(np.int64), "test": len(yt),
+                   "class_names": list(FASHION_CLASSES), "shape": [1, 28, 28], "target_name": "garment",
+                   "fingerprint": hashlib.sha256(both.tobytes()).hexdigest()[:16], "source": source,
+                   "preprocess": {"kind": "image", "shape": [1, 28, 28], "range": [0.0, 255.0]}}
+        return StreamRequest(folder_of(path), None, options, fit_rows=10_000, sample_rows=2000, workers=1)
     as_float = lambda a: a.astype(np.float32)[:, None]  # noqa: E731  (N, 1, 28, 28), pixel values 0..255
     return RawData(
         x=as_float(x), y=y.astype(np.int64), task="classification", modality="image",
         preprocess={"kind": "image", "shape": [1, 28, 28], "range": [0.0, 255.0]},
         class_names=list(FASHION_CLASSES), target_name="garment",
         test=(as_float(xt), yt.astype(np.int64), {}),
-        source="Fashion-MNIST (Xiao et al. 2017, MIT licence), IDX files "
-               f"from {path or FASHION_DIR} (Debian dataset-fashion-mnist)",
+        source=source,
     )
+
+
+def folder_of(path: Path | None) -> Path:
+    return Path(path) if path is not None else FASHION_DIR

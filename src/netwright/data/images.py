@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import DataError
-from .info import RawData
+from .info import RawData, StreamRequest
 from .registry import register_dataset
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -116,7 +116,8 @@ def _workers(workers: int | str, files: int) -> int:
 @register_dataset("images", modality="image", task="classification")
 def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: bool | None = None,
            fit: Fit = "stretch", workers: int | Literal["auto"] = "auto",
-           on_error: Literal["error", "skip"] = "error") -> RawData:
+           on_error: Literal["error", "skip"] = "error", stream: bool | Literal["auto"] = "auto",
+           fit_rows: int = 5000, sample_rows: int = 2000) -> RawData | StreamRequest:
     """A folder of images, one sub-folder per class (``cats/``, ``dogs/``...).
 
     Args:
@@ -127,6 +128,12 @@ def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: boo
             ratio first) or pad (scaled to fit inside, black borders); predict sizes inputs the same way.
         workers: processes that decode the images (auto: one per core, at most 8, from 256 files).
         on_error: an unreadable image stops loading with its name (error), or is left out and counted (skip).
+        stream: decode the images a block at a time while training, in the workers, instead of all
+            before the first step (auto: when they would take more than 1 GiB decoded); blocks are
+            kept once decoded while the whole set fits in 512 MiB. A streamed folder's splits are
+            random, not stratified.
+        fit_rows: training images (the first of a seeded order) whose pixels fit the normalisation of a stream.
+        sample_rows: images of each split of a stream held in memory for the stages that read examples.
     """
     root = Path(path)
     if not root.is_dir():
@@ -140,6 +147,8 @@ def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: boo
     mode = "L" if grayscale else "RGB"  # grayscale unknown: read RGB, keep one channel if every image was grey
     jobs = [(str(f), size, fit, mode, on_error == "skip") for _, f in files]
     n = _workers(workers, len(jobs))
+    if stream is True or (stream == "auto" and _decoded_bytes(files, size, grayscale) > STREAM_BYTES):
+        return _stream(root, files, size, grayscale, fit, on_error, n, fit_rows, sample_rows)
     decoded = _decode_all(jobs, n) if n > 1 else [_decode(j) for j in jobs]
     skipped = [d for d in decoded if isinstance(d, str)]
     kept = [(c, f, d) for (c, f), d in zip(files, decoded) if not isinstance(d, str)]
@@ -171,3 +180,76 @@ def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: boo
         target_name="class",
         source=str(root),
     )
+
+
+STREAM_BYTES = 1 << 30  # stream: auto streams a folder whose images would take more than this decoded
+
+
+def _header(job: tuple[str, bool]) -> tuple[tuple[int, int], bool] | str:
+    """One file's size and whether it is grey, from its header (no pixels decoded), or the error
+    line when it cannot be read (and ``skip`` says to go on)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path, skip = job
+    try:
+        with Image.open(path) as im:
+            return im.size, im.mode in ("L", "1", "I", "I;16", "F")
+    except (UnidentifiedImageError, OSError) as e:
+        line = f"{path}: cannot read this image ({e.__class__.__name__}); is the file complete?"
+        if skip:
+            return line
+        raise DataError(line) from None
+
+
+def _headers(jobs: list[tuple[str, bool]], workers: int) -> list[Any]:
+    if workers <= 1:
+        return [_header(j) for j in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_header, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+
+def _decoded_bytes(files: list[tuple[str, Path]], size: tuple[int, int] | None, grayscale: bool | None) -> int:
+    """About how many bytes the folder's images take decoded, from the first one's header."""
+    first = _header((str(files[0][1]), True))
+    (w, h), grey = first if not isinstance(first, str) else ((0, 0), False)
+    h, w = size if size is not None else (h, w)
+    return len(files) * h * w * (1 if grayscale or (grayscale is None and grey) else 3) * 4
+
+
+def _stream(root: Path, files: list[tuple[str, Path]], size: tuple[int, int] | None,
+            grayscale: bool | None, fit: str, on_error: str, workers: int, fit_rows: int,
+            sample_rows: int) -> StreamRequest:
+    """The folder as a stream: every file's header is read (sizes, grey, unreadable ones), no pixels."""
+    import hashlib
+
+    heads = _headers([(str(f), on_error == "skip") for _, f in files], workers)
+    skipped = [h for h in heads if isinstance(h, str)]
+    kept = [(c, f, h) for (c, f), h in zip(files, heads) if not isinstance(h, str)]
+    if not kept:
+        raise DataError(f"{root}: none of the {len(files)} images could be read (first: {skipped[0]})")
+    if size is None:
+        (w, h), first_f = kept[0][2][0], kept[0][1]
+        for _, f, (wh, _) in kept:
+            if wh != (w, h):
+                raise DataError(f"{f} is {wh[0]}x{wh[1]} but {first_f.name} is {w}x{h}; set data.image_size: "
+                                f"[{h}, {w}] to size all images (data.fit: stretch, crop or pad)")
+        size_hw = (h, w)
+    else:
+        size_hw = size
+    grey = grayscale if grayscale is not None else all(g for _, _, (_, g) in kept)
+    used = sorted({c for c, _, _ in kept})
+    index = {c: i for i, c in enumerate(used)}
+    digest = hashlib.sha256()
+    for c, f, (wh, _) in kept:
+        digest.update(f"{c}/{f.name}:{f.stat().st_size}:{wh}".encode())
+    notes = [f"{len(skipped)} unreadable image{'s' * (len(skipped) > 1)} left out (first: {skipped[0]})"] \
+        if skipped else []
+    shape = (1 if grey else 3, *size_hw)
+    options = {"files": [str(f) for _, f, _ in kept], "labels": [index[c] for c, _, _ in kept], "class_names": used,
+               "shape": list(shape), "size": size, "fit": fit, "mode": "L" if grayscale else "RGB",
+               "target_name": "class", "fingerprint": digest.hexdigest()[:16], "source": str(root),
+               "preprocess": {"kind": "image", "shape": list(shape), "range": [0.0, 1.0], "resize": size is not None,
+                              "fit": fit, **({"notes": notes} if notes else {})}}
+    return StreamRequest(root, None, options, fit_rows, sample_rows, workers)

@@ -151,11 +151,12 @@ class RawData:
 
 @dataclass
 class StreamRequest:
-    """What a loader returns for a table to stream; ``load_dataset`` builds the data set with the
-    spec's split options."""
+    """What a loader returns for data to stream; ``load_dataset`` builds the data set with the
+    spec's split options. ``target``: the column of a table (Parquet) to predict; None for
+    labelled examples (image files, an array), which ``options`` lists."""
 
     path: Any
-    target: str
+    target: str | None
     options: dict[str, Any]
     fit_rows: int
     sample_rows: int

@@ -48,6 +48,27 @@ def split_codes(start: int, n: int, val: float, test: float, seed: int) -> np.nd
 
 
 class Source:
+    """Rows in blocks (a Parquet file's row groups, a folder's images in a seeded order): each
+    block's size, its rows' splits, and the block decoded as the model reads it."""
+
+    path: Path
+    rows: list[int]  # rows in each block
+    counts: np.ndarray  # (blocks, 3): rows of each split in each block, those that train or score
+
+    def codes(self, g: int) -> np.ndarray:
+        """The split code of each of block ``g``'s rows (0 train, 1 val, 2 test)."""
+        raise NotImplementedError
+
+    def decode(self, g: int, state: dict[str, Any]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Block ``g`` as ``{split code: (x, y)}`` in block order, normalised with ``state["pre"]``."""
+        raise NotImplementedError
+
+    def where(self, g: int) -> str:
+        """Block ``g`` in words, for an error line."""
+        raise NotImplementedError
+
+
+class TableSource(Source):
     """A Parquet file's row groups: their sizes and where each split's rows are."""
 
     def __init__(self, path: Path, columns: list[str], val: float, test: float, seed: int):
@@ -76,6 +97,96 @@ class Source:
 
         return pq.ParquetFile(self.path).read_row_group(g, columns=columns or self.columns)
 
+    def where(self, g: int) -> str:
+        return f"row group {g} of {self.path}"
+
+    def decode(self, g: int, state: dict[str, Any]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        from .preprocess import encode_arrow, normalize
+
+        pre, target = state["pre"], state["target"]
+        where = f"{self.path} row group {g}"
+        table, codes = self.read(g), self.codes(g)
+        keep = ~arrow_absent(table.column(target))  # as training drops them
+        if not keep.all():
+            table, codes = table.filter(keep), codes[keep]
+        x = normalize(pre, encode_arrow(pre["columns"], table, where, pre.get("derived")))
+        y = _targets(table.column(target), state["classes"], pre.get("target"), where)
+        return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+
+
+class ExampleSource(Source):
+    """Labelled examples (image files, rows of an array) in blocks of a seeded order, so that every
+    block is a random mix of the classes however the examples were listed."""
+
+    def __init__(self, labels: np.ndarray, codes: np.ndarray, block: int, seed: int):
+        n = len(labels)
+        self.labels, self.all_codes = labels, codes
+        self.order = np.random.default_rng([seed, 1]).permutation(n)
+        self.offsets = np.arange(0, n + block, block).clip(max=n).astype(np.int64)
+        if self.offsets[-2] == n:
+            self.offsets = self.offsets[:-1]
+        self.rows = np.diff(self.offsets).tolist()
+        self.counts = np.stack([np.bincount(self.codes(g), minlength=3) for g in range(len(self.rows))])
+
+    def block(self, g: int) -> np.ndarray:
+        return self.order[self.offsets[g]:self.offsets[g + 1]]
+
+    def codes(self, g: int) -> np.ndarray:
+        return self.all_codes[self.block(g)]
+
+    def load(self, idx: np.ndarray) -> np.ndarray:
+        """Examples ``idx`` as float32 ``(n, *shape)`` before normalisation."""
+        raise NotImplementedError
+
+    def decode(self, g: int, state: dict[str, Any]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        from .preprocess import normalize
+
+        idx = self.block(g)
+        x, y, codes = normalize(state["pre"], self.load(idx)), self.labels[idx], self.all_codes[idx]
+        return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+
+
+class ImageFiles(ExampleSource):
+    """Image files, decoded (and sized) in the worker that reads them."""
+
+    def __init__(self, root: Path, files: list[str], labels: np.ndarray, codes: np.ndarray, shape: tuple[int, ...],
+                 size: tuple[int, int] | None, fit: str, mode: str, seed: int):
+        self.path, self.files, self.shape = Path(root), files, shape
+        self.size, self.fit, self.mode = size, fit, mode
+        # blocks of about 16 MiB decoded: a few hundred photos, a thousand small images
+        per = int(np.prod(shape)) * 4
+        super().__init__(labels, codes, max(32, min(1024, (16 << 20) // per)), seed)
+
+    def load(self, idx: np.ndarray) -> np.ndarray:
+        from .images import _decode
+
+        out = np.empty((len(idx), *self.shape), dtype=np.float32)
+        for j, i in enumerate(idx):
+            a, _, (w, h) = _decode((self.files[i], self.size, self.fit, self.mode, False))
+            a = a[: self.shape[0]]  # grey images read as RGB keep one channel
+            if a.shape != self.shape:
+                raise DataError(f"{self.files[i]} is {w}x{h}, the other images {self.shape[2]}x{self.shape[1]}; set "
+                                f"data.image_size: [{self.shape[1]}, {self.shape[2]}] to size all images")
+            out[j] = a
+        return out
+
+    def where(self, g: int) -> str:
+        return f"the images from {self.files[self.block(g)[0]]} on"
+
+
+class ArrayExamples(ExampleSource):
+    """Rows of an array in memory (unsigned bytes are read as float32 a block at a time)."""
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray, codes: np.ndarray, source: str, seed: int):
+        self.x, self.path = x, Path(source)
+        super().__init__(labels, codes, 2048, seed)
+
+    def load(self, idx: np.ndarray) -> np.ndarray:
+        return self.x[idx].astype(np.float32)
+
+    def where(self, g: int) -> str:
+        return f"rows {self.offsets[g]}.. of {self.path}"
+
 
 # ---------------------------------------------------------------------- decoding a group (in workers)
 
@@ -88,20 +199,9 @@ def _init(state: dict[str, Any]) -> None:
 
 
 def decode(g: int, state: dict[str, Any] | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Row group ``g`` encoded as the model reads it: ``{split code: (x, y)}`` in file order."""
-    from .preprocess import encode_arrow, normalize
-
+    """Block ``g`` of the state's source, decoded (in a worker: the state it was started with)."""
     s = state or _worker
-    src: Source = s["source"]
-    pre, target = s["pre"], s["target"]
-    where = f"{src.path} row group {g}"
-    table, codes = src.read(g), src.codes(g)
-    keep = ~arrow_absent(table.column(target))  # as training drops them
-    if not keep.all():
-        table, codes = table.filter(keep), codes[keep]
-    x = normalize(pre, encode_arrow(pre["columns"], table, where, pre.get("derived")))
-    y = _targets(table.column(target), s["classes"], pre.get("target"), where)
-    return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+    return s["source"].decode(g, s)
 
 
 def _numbers(column: Any) -> np.ndarray:
@@ -238,8 +338,8 @@ class StreamedSplit:
                 decoded = cache[g] if future is None else keep(g, future.result())
             except BrokenProcessPool:
                 self.close()
-                raise DataError(f"a worker process died (killed, or out of memory) while row group {g} of "
-                                f"{self.source.path} was being decoded; train again, or with data.workers: 1") from None
+                raise DataError(f"a worker process died (killed, or out of memory) while {self.source.where(g)} was "
+                                "being decoded; train again, or with data.workers: 1") from None
             nxt = next(queue, None)
             if nxt is not None:
                 submit(nxt)
@@ -278,7 +378,7 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     names = pq.ParquetFile(path).schema_arrow.names
     if target not in names:
         raise DataError(f"{path}: no column '{target}'; columns are {', '.join(names)}")
-    src = Source(path, names, val, test, split_seed)
+    src = TableSource(path, names, val, test, split_seed)
     for g in range(len(src.rows)):  # the target column alone: which rows have one
         src.count(g, ~arrow_absent(src.read(g, [target]).column(target)))
     if not src.counts[:, 0].sum():
@@ -319,9 +419,14 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
                     num_classes=len(raw.class_names) if raw.class_names else None, class_names=raw.class_names,
                     feature_names=raw.feature_names, target_name=target, preprocess=pre, splits=splits,
                     stratified=False, fingerprint=_fingerprint(path, src), source=str(path))
+    return _dataset(info, state, sample_rows, workers)
+
+
+def _dataset(info: DataInfo, state: dict[str, Any], sample_rows: int, workers: int) -> Dataset:
+    """The streamed splits of ``state``'s source, each with its first ``sample_rows`` rows in memory."""
     out = []
     for code, split in enumerate(SPLITS):
-        if not splits[split]:
+        if not info.splits[split]:
             out.append(None)
             continue
         probe = StreamedSplit(state, code, (torch.zeros(0), torch.zeros(0)), 1)
@@ -340,7 +445,7 @@ CACHE_BYTES = 512 << 20  # a table whose decoded rows fit is decoded once, in it
 KIND_ROWS = 20_000  # training rows whose cells decide each column's kind (and the categories' order of discovery)
 
 
-def _first_training_rows(src: Source, rows: int, target: str) -> Any:
+def _first_training_rows(src: TableSource, rows: int, target: str) -> Any:
     """The first ``rows`` training rows with a target, as one Arrow table."""
     import pyarrow as pa
 
@@ -355,7 +460,7 @@ def _first_training_rows(src: Source, rows: int, target: str) -> Any:
     return pa.concat_tables(parts)
 
 
-def _fingerprint(path: Path, src: Source) -> str:
+def _fingerprint(path: Path, src: TableSource) -> str:
     """The file's size, its row groups and the bytes of its first and last group, not all of it."""
     h = hashlib.sha256()
     h.update(str((os.path.getsize(path), src.rows)).encode())
@@ -364,3 +469,49 @@ def _fingerprint(path: Path, src: Source) -> str:
         fh.seek(max(0, os.path.getsize(path) - (1 << 20)))
         h.update(fh.read())
     return h.hexdigest()[:16]
+
+
+def streamed_examples(request: Any, name: str, val: float, test: float, split_seed: int,
+                      normalize_inputs: bool) -> Dataset:
+    """Labelled images (files of a folder, or an array) as a :class:`Dataset` whose splits stream.
+    ``request.options``: ``labels``, ``class_names``, ``shape`` (one input), ``preprocess``,
+    ``target_name``, ``fingerprint``, and ``files`` (+ ``size``, ``fit``, ``mode``) or ``x``
+    (+ ``test``: the data's own test split, rows of ``x`` from ``test`` on)."""
+    from .preprocess import fit_normalization, normalize
+
+    o = request.options
+    labels = np.asarray(o["labels"], dtype=np.int64)
+    shape = tuple(o["shape"])
+    if "x" in o:  # an array with its own test rows at the end
+        own = len(labels) - o["test"]
+        codes = np.concatenate([split_codes(0, own, val, 0.0, split_seed), np.full(o["test"], 2, np.int8)])
+        src: ExampleSource = ArrayExamples(o["x"], labels, codes, str(request.path), split_seed)
+    else:
+        codes = split_codes(0, len(labels), val, test, split_seed)
+        src = ImageFiles(request.path, o["files"], labels, codes, shape, o["size"], o["fit"], o["mode"], split_seed)
+    if not src.counts[:, 0].sum():
+        raise DataError(f"{request.path}: no examples left to train on; lower data.val / data.test")
+    pre = dict(o["preprocess"])
+    state: dict[str, Any] = {"source": src, "pre": pre,
+                             "cache": {} if len(labels) * int(np.prod(shape)) * 4 <= CACHE_BYTES else None}
+    taken = 0
+    if normalize_inputs:  # per-channel statistics of the first fit_rows training examples
+        raw: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        for g in range(len(src.rows)):
+            if taken >= request.fit_rows:
+                break
+            raw[g] = src.decode(g, {"pre": {"kind": "image"}})
+            taken += len(raw[g].get(0, ((), ()))[1])
+        pre = fit_normalization(pre, np.concatenate([d[0][0] for d in raw.values() if 0 in d])[: request.fit_rows])
+        state["pre"] = pre
+        if state["cache"] is not None:  # the blocks decoded to fit are the epoch's first, normalised
+            state["cache"].update({g: {c: (normalize(pre, x), y) for c, (x, y) in d.items()} for g, d in raw.items()})
+    pre["stream"] = {"blocks": len(src.rows), "fitted_on_rows": min(taken, request.fit_rows),
+                     "sample_rows": request.sample_rows, "workers": request.workers,
+                     "cached": state["cache"] is not None}
+    splits = {s: int(src.counts[:, i].sum()) for i, s in enumerate(SPLITS)}
+    info = DataInfo(name=name, task="classification", modality="image", input_shape=shape,
+                    num_classes=len(o["class_names"]), class_names=o["class_names"], target_name=o["target_name"],
+                    preprocess=pre, splits=splits, stratified=False, fingerprint=o["fingerprint"],
+                    source=o.get("source", str(request.path)))
+    return _dataset(info, state, request.sample_rows, request.workers)
