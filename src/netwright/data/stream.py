@@ -1,4 +1,7 @@
-"""Tables bigger than memory: a Parquet file read one row group at a time, never whole.
+"""Data bigger than memory, read a block at a time, never whole: a Parquet file's row groups
+(:class:`TableSource`), or labelled examples, such as the files of an image folder, in blocks of
+a seeded order (:class:`ExampleSource`; their headers are read first, their pixels as training
+needs them, and the normalisation is fitted on the first ``fit_rows`` training examples).
 
 * **Splits** are a hash of each row's index and ``split_seed``, so any row's split is known
   without reading the file (not stratified: a streamed split is random).
@@ -122,9 +125,7 @@ class ExampleSource(Source):
         n = len(labels)
         self.labels, self.all_codes = labels, codes
         self.order = np.random.default_rng([seed, 1]).permutation(n)
-        self.offsets = np.arange(0, n + block, block).clip(max=n).astype(np.int64)
-        if self.offsets[-2] == n:
-            self.offsets = self.offsets[:-1]
+        self.offsets = np.append(np.arange(0, n, block), n).astype(np.int64)
         self.rows = np.diff(self.offsets).tolist()
         self.counts = np.stack([np.bincount(self.codes(g), minlength=3) for g in range(len(self.rows))])
 
