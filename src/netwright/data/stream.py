@@ -240,15 +240,38 @@ def _targets(column: Any, classes: list[str] | None, scale: dict[str, float] | N
 
 
 class StreamedSplit:
-    """One split of a streamed table: its length, its batches in a seeded block-shuffled order,
-    and a sample held in memory (``x``, ``y``) for the stages that read examples."""
+    """One split of streamed data: its length, its batches in a seeded block-shuffled order, and
+    its first ``sample_rows`` rows held in memory (``x``, ``y``, read when first asked for) for the
+    stages that read examples."""
 
-    def __init__(self, state: dict[str, Any], code: int, sample: tuple[torch.Tensor, torch.Tensor], workers: int):
-        self.state, self.code, self.workers = state, code, workers
+    def __init__(self, state: dict[str, Any], code: int, sample_rows: int, workers: int):
+        self.state, self.code, self.workers, self.sample_rows = state, code, workers, sample_rows
         self.source: Source = state["source"]
-        self.x, self.y = sample
         self.groups: dict[str, np.ndarray] = {}
         self._pool: Any = None
+        self._sample: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.sample()[0]
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.sample()[1]
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's first ``sample_rows`` rows in block order, decoded in this process (from the
+        kept blocks when there are)."""
+        if self._sample is None:
+            xs, ys, n = [], [], 0
+            for xb, yb in StreamedSplit(self.state, self.code, 0, 1).batches(4096, None):
+                xs.append(xb)
+                ys.append(yb)
+                n += len(yb)
+                if n >= self.sample_rows:
+                    break
+            self._sample = torch.cat(xs)[: self.sample_rows], torch.cat(ys)[: self.sample_rows]
+        return self._sample
 
     def __len__(self) -> int:
         return int(self.source.counts[:, self.code].sum())
@@ -424,22 +447,10 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
 
 
 def _dataset(info: DataInfo, state: dict[str, Any], sample_rows: int, workers: int) -> Dataset:
-    """The streamed splits of ``state``'s source, each with its first ``sample_rows`` rows in memory."""
-    out = []
-    for code, split in enumerate(SPLITS):
-        if not info.splits[split]:
-            out.append(None)
-            continue
-        probe = StreamedSplit(state, code, (torch.zeros(0), torch.zeros(0)), 1)
-        xs, ys = [], []
-        for xb, yb in probe.batches(4096, None):
-            xs.append(xb)
-            ys.append(yb)
-            if sum(len(b) for b in ys) >= sample_rows:
-                break
-        x, y = torch.cat(xs)[:sample_rows], torch.cat(ys)[:sample_rows]
-        out.append(StreamedSplit(state, code, (x, y), workers))
-    return Dataset(info, *out)
+    """The streamed splits of ``state``'s source."""
+    splits = [StreamedSplit(state, code, sample_rows, workers) if info.splits[s] else None
+              for code, s in enumerate(SPLITS)]
+    return Dataset(info, *splits)
 
 
 CACHE_BYTES = 512 << 20  # a table whose decoded rows fit is decoded once, in its first epoch, and kept
