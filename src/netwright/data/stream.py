@@ -446,6 +446,22 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     return _dataset(info, state, sample_rows, workers)
 
 
+def _decode_all(src: Source, blocks: Any, workers: int) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Blocks decoded before normalisation, by ``workers`` processes."""
+    state = {"source": src, "pre": {"kind": "image"}}
+    if workers <= 1:
+        return [src.decode(g, state) for g in blocks]
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(workers, initializer=_init, initargs=(state,)) as pool:
+        try:
+            return list(pool.map(decode, blocks))
+        except BrokenProcessPool:
+            raise DataError(f"a worker process died (killed, or out of memory) while {src.where(0)} were being "
+                            "decoded; train again, or with data.workers: 1") from None
+
+
 def _dataset(info: DataInfo, state: dict[str, Any], sample_rows: int, workers: int) -> Dataset:
     """The streamed splits of ``state``'s source."""
     splits = [StreamedSplit(state, code, sample_rows, workers) if info.splits[s] else None
@@ -508,12 +524,9 @@ def streamed_examples(request: Any, name: str, val: float, test: float, split_se
                              "cache": {} if len(labels) * int(np.prod(shape)) * 4 <= CACHE_BYTES else None}
     taken = 0
     if normalize_inputs:  # per-channel statistics of the first fit_rows training examples
-        raw: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
-        for g in range(len(src.rows)):
-            if taken >= request.fit_rows:
-                break
-            raw[g] = src.decode(g, {"pre": {"kind": "image"}})
-            taken += len(raw[g].get(0, ((), ()))[1])
+        first = int(np.searchsorted(np.cumsum(src.counts[:, 0]), request.fit_rows)) + 1  # blocks holding them
+        raw = dict(zip(range(first), _decode_all(src, range(min(first, len(src.rows))), request.workers)))
+        taken = int(src.counts[:first, 0].sum())
         pre = fit_normalization(pre, np.concatenate([d[0][0] for d in raw.values() if 0 in d])[: request.fit_rows])
         state["pre"] = pre
         if state["cache"] is not None:  # the blocks decoded to fit are the epoch's first, normalised
