@@ -63,18 +63,24 @@ def _cache_file() -> Path:
     return cache_dir() / "peak.json"
 
 
-def _measure(device: str, precision: str, threads: int) -> float:
+def _measure(device: str, precision: str, threads: int) -> tuple[float, int]:
     import torch
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randn(PEAK_SIZE, PEAK_SIZE, device=device).to(dtype)
-        b = torch.randn(PEAK_SIZE, PEAK_SIZE, device=device).to(dtype)
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-        torch.matmul(a, b)
-        sync()
+        size = 256
+        while True:  # double the size up to PEAK_SIZE while a product takes under 0.05 s (bf16
+            a = torch.randn(size, size, device=device).to(dtype)  # without native units: 100x slower)
+            b = torch.randn(size, size, device=device).to(dtype)
+            t = time.perf_counter()
+            torch.matmul(a, b)
+            sync()
+            if size >= PEAK_SIZE or time.perf_counter() - t > 0.05:
+                break
+            size *= 2
         best = float("inf")
         for _ in range(5):
             t = time.perf_counter()
@@ -82,7 +88,7 @@ def _measure(device: str, precision: str, threads: int) -> float:
                 torch.matmul(a, b)
             sync()
             best = min(best, (time.perf_counter() - t) / 3)
-        return 2 * PEAK_SIZE**3 / best
+        return 2 * size**3 / best, size
     finally:
         torch.set_num_threads(before)
 
@@ -102,8 +108,9 @@ def peak_flops(device: str, precision: str, threads: int) -> dict[str, Any]:
     except (OSError, ValueError):
         table = {}
     if key not in table:
-        table[key] = {"flop_per_s": _measure(device, precision, threads), "device": where, "precision": precision,
-                      "method": f"best of 5 x 3 torch.matmul of {PEAK_SIZE}x{PEAK_SIZE} {precision} matrices"}
+        flops, size = _measure(device, precision, threads)
+        table[key] = {"flop_per_s": flops, "device": where, "precision": precision,
+                      "method": f"best of 5 x 3 torch.matmul of {size}x{size} {precision} matrices"}
         try:
             write_json(path, table)
         except OSError:
