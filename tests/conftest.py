@@ -118,10 +118,13 @@ def spec_file(folder: Path, data: dict, model: dict) -> Path:
     return path
 
 
-def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int) -> tuple[Path, Path]:
+def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int,
+                       kill_inside_epoch: bool = False) -> tuple[Path, Path]:
     """Train ``spec`` in a process to the end, and again in one killed with SIGKILL once its
-    checkpoint has reached ``kill_at_epoch`` and then resumed with ``--resume``; returns the two
-    run folders (uninterrupted, killed)."""
+    checkpoint has reached ``kill_at_epoch`` (with ``kill_inside_epoch``: a checkpoint taken
+    inside the epoch after it, ``batch`` > 0) and then resumed with ``--resume``; returns the two
+    run folders (uninterrupted, killed). The killed run's ``checkpoints/last.json`` as it was
+    when the kill landed (what the resume starts from) is kept as ``tmp_path / "killed.json"``."""
     import json
     import signal
     import time
@@ -139,7 +142,8 @@ def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int) -> tuple[
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if json.loads(last.read_text())["epoch"] >= kill_at_epoch:
+            state = json.loads(last.read_text())
+            if state["epoch"] >= kill_at_epoch and (state["batch"] > 0 or not kill_inside_epoch):
                 break
         except (OSError, ValueError, KeyError):
             pass
@@ -148,6 +152,7 @@ def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int) -> tuple[
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (runs / "killed" / "train.json").exists()
+    (tmp_path / "killed.json").write_bytes(last.read_bytes())
     assert json.loads(last.read_text())["epoch"] < spec["train"]["epochs"]
     resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume", "--quiet"],
                              capture_output=True, text=True)

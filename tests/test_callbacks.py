@@ -91,3 +91,31 @@ def test_a_callback_that_raises_stops_with_a_resumable_checkpoint(_runs_dir):
     reference = netwright.train(spec, name="straight", progress="quiet")
     assert resumed.metrics() == reference.metrics()  # the same as a run no callback interrupted
     assert (resumed.path / "model.safetensors").read_bytes() == (reference.path / "model.safetensors").read_bytes()
+
+
+class ExplodesOnCheckpoint(Callback):
+    name = "explodes"
+
+    def __init__(self, at: int):
+        self.at, self.calls = at, 0
+
+    def on_checkpoint(self, run, path):
+        self.calls += 1
+        if self.calls == self.at:
+            raise ValueError("the upload failed")
+
+
+def test_a_callback_that_raises_on_a_checkpoint_inside_an_epoch_keeps_that_checkpoint(_runs_dir):
+    from netwright.errors import CallbackFailed
+
+    spec = tiny_spec(epochs=3, checkpoint_interval=0)  # a checkpoint after every step
+    with pytest.raises(CallbackFailed) as e:
+        netwright.train(spec, name="boom", progress="quiet", callbacks=[ExplodesOnCheckpoint(3)])
+    assert "failed in on_checkpoint: ValueError: the upload failed" in str(e.value)
+    assert "a checkpoint is written at epoch 1, step 3 of" in str(e.value)
+    run = netwright.Run.open(_runs_dir / "boom")
+    assert run.read_json("checkpoints/last.json")["batch"] == 3  # not overwritten by an epoch-end one
+    resumed = netwright.train(run.path, resume=True, progress="quiet")
+    reference = netwright.train(spec, name="straight", progress="quiet")
+    assert resumed.metrics() == reference.metrics()
+    assert (resumed.path / "model.safetensors").read_bytes() == (reference.path / "model.safetensors").read_bytes()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from netwright import TrainingError, build_model, load_dataset, load_spec
 from netwright.data.augment import Augmenter
 from netwright.spec import AugmentSpec
 from netwright.tasks import ClassificationTask
+from netwright.training.callbacks import Callback
 from netwright.training.checkpoint import read_weights
 from netwright.training.optim import build_optimizer, build_scheduler
 from conftest import killed_and_resumed, tiny_spec
@@ -225,6 +227,54 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path):
     a, _ = read_weights(full / "model.safetensors")
     b, _ = read_weights(killed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_kill_inside_an_epoch_continues_at_that_batch(tmp_path: Path):
+    """kill -9 after a periodic checkpoint taken inside an epoch: --resume starts at that batch
+    (partial loss sums, dropout and augmentation generators restored) and ends with the metrics
+    and weights of an uninterrupted run."""
+    spec = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [32], "dropout": 0.3},
+            "train": {"epochs": 3, "batch_size": 64, "threads": 1, "checkpoint_interval": 0,
+                      "augment": {"shift": 1, "noise": 0.05}, "schedule": {"name": "onecycle"},
+                      "optimizer": {"name": "adamw", "lr": 0.01}}}
+    full, killed = killed_and_resumed(spec, tmp_path, kill_at_epoch=1, kill_inside_epoch=True)
+    cut = json.loads((tmp_path / "killed.json").read_text())  # the checkpoint the resume started from
+    assert cut["epoch"] >= 1 and cut["batch"] > 0 and cut["partial"]["total"] > 0 and "augment_np" in cut
+    assert (killed / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
+    a, _ = read_weights(full / "model.safetensors")
+    b, _ = read_weights(killed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    end = json.loads((killed / "checkpoints" / "last.json").read_text())
+    assert end["batch"] == 0 and end["partial"] is None and "augment_np" not in end
+
+
+class LastJson(Callback):
+    """Keeps checkpoints/last.json each time a checkpoint is written."""
+
+    def __init__(self):
+        self.seen: list[dict] = []
+
+    def on_checkpoint(self, run, path):
+        self.seen.append(json.loads((path.parent / "last.json").read_text()))
+
+
+def test_checkpoints_inside_epochs_change_neither_training_nor_the_epoch_end_ones():
+    spec = tiny_spec(epochs=3, checkpoint_interval=0, augment={"noise": 0.1})
+    spec["model"]["dropout"] = 0.2
+    rare = netwright.train({**spec, "train": {**spec["train"], "checkpoint_interval": 1e9}}, name="rare",
+                           progress="quiet")
+    seen = LastJson()
+    run = netwright.train(spec, name="often", progress="quiet", callbacks=[seen])
+    assert run.metrics() == rare.metrics()
+    assert (run.path / "model.safetensors").read_bytes() == (rare.path / "model.safetensors").read_bytes()
+    steps = run.read_json("train.json")["steps"] // 3
+    # after every step of epoch e + 1 but its last (the state's epoch is the last whole one), then
+    # at its end (after the last epoch: the final checkpoint)
+    assert [(c["epoch"], c["batch"]) for c in seen.seen] == [
+        (e + (b == steps), b % steps) for e in range(3) for b in range(1, steps + 1)]
+    for c in seen.seen:
+        assert (c["partial"] is None) == (c["batch"] == 0) and ("augment_np" in c) == (c["batch"] > 0)
+        assert c["step"] == c["epoch"] * steps + c["batch"]
 
 
 def test_resume_of_a_finished_run_changes_nothing():

@@ -21,8 +21,9 @@ class Callback:
 
     A distributed job calls them on rank 0 only unless ``all_ranks`` is True; a stop asked on
     rank 0 stops every rank at the same epoch. A hook that raises ends training with a
-    checkpoint at the end of the last whole epoch and one line naming the callback
-    (``netwright train RUN --resume`` continues once it is fixed).
+    checkpoint at the end of the last whole epoch (``on_checkpoint`` of a checkpoint taken inside
+    an epoch: that one) and one line naming the callback (``netwright train RUN --resume``
+    continues once it is fixed).
     """
 
     name = "callback"
@@ -35,7 +36,8 @@ class Callback:
         """After an epoch's metrics (``record``: the row of ``metrics.jsonl``); return True to stop."""
 
     def on_checkpoint(self, run: Any, path: Any) -> None:
-        """After a checkpoint was written to ``path``."""
+        """After a checkpoint was written to ``path`` (every ``train.checkpoint_interval`` seconds,
+        after a step or at an epoch's end, and the final one)."""
 
     def on_train_end(self, run: Any, summary: dict[str, Any]) -> None:
         """After the final weights and ``train.json`` were written."""

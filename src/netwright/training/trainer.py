@@ -107,10 +107,14 @@ class Trainer:
                                       "history": [], "timing": []}
         self.best: dict[str, torch.Tensor] | None = None
         # file writes are throttled so that tiny epochs do not pay for I/O: metrics at most
-        # once a second, checkpoints every train.checkpoint_interval seconds, both at the end
+        # once a second, checkpoints every train.checkpoint_interval seconds (after a step, inside
+        # an epoch too, in a single process), both at the end
         self._next_log = 0.0
+        self._logged = -1  # rows of the history in metrics.jsonl as last written (-1: not yet)
         self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
         self._rng: dict[str, torch.Tensor] = {}  # generator states to restore (resume inside an epoch)
+        self._augment_np: dict[str, Any] | None = None  # and the augmenter's NumPy generator state
+        self._inside: tuple[int, int] | None = None  # (epoch, batch) of the checkpoint whose hooks run now
         self._signal: int | None = None  # SIGINT or SIGTERM received: stop after this step
 
     def _monitor(self) -> str:
@@ -131,13 +135,15 @@ class Trainer:
     # ------------------------------------------------------------------ resume
 
     def resume(self) -> None:
-        """Continue from ``checkpoints/last.safetensors`` (the start of the epoch after it)."""
+        """Continue from ``checkpoints/last.safetensors``: at the batch it was taken after (one inside
+        an epoch) or at the start of the epoch after it."""
         folder = self.run.file("checkpoints")
         if not (folder / "last.safetensors").is_file():
             raise NetwrightError(f"{self.run.path}: no checkpoint to resume from (checkpoints/last.safetensors); "
                                  "start a new run instead")
         self.state, self.best = load_checkpoint(folder, self.module, self.optimizers, self.schedulers)
         self._rng = self.state.pop("rng")
+        self._augment_np = self.state.pop("augment_np", None)  # generator state, not trainer state
         self.state.setdefault("batch", 0)
         self.state.setdefault("partial", None)
 
@@ -203,19 +209,42 @@ class Trainer:
 
     def _interrupted(self, epoch: int, batch: int, total: float, parts: dict[str, float]) -> None:
         """Write a checkpoint after ``batch`` steps of ``epoch`` and stop."""
-        st = self.state
-        st["batch"], st["partial"] = batch, {"total": total, "parts": parts} if batch else None
-        write_jsonl(self.run.file(METRICS), st["history"], durable=False)
-        write_jsonl(self.run.file(TIMING), st["timing"], durable=False)
-        rng = {"default": torch.default_generator.get_state(), "augment": self.augment.gen.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        st["augment_np"] = self.augment.rng.bit_generator.state
-        save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
-                        self.best, st, rng=rng)
+        self._save_inside(batch, total, parts)
         where = f"epoch {epoch}, step {batch} of {self.steps_per_epoch}" if batch else f"the end of epoch {epoch - 1}"
         raise TrainingInterrupted(f"{signal.Signals(self._signal).name}: stopped at {where} with a checkpoint; "
                                   f"resume with: netwright train {self.run.home} --resume", self._signal)
+
+    def _save_inside(self, batch: int, total: float, parts: dict[str, float]) -> None:
+        """Write a checkpoint after ``batch`` steps of the epoch in progress (0: before its first
+        step, i.e. at the end of the one before) that ``_epoch`` resumes at that batch: the loss
+        sums so far and the random generators' states ride along. The live ``self.state`` is left
+        as it was (``batch`` 0, ``partial`` None): the checkpoint holds a copy, so nothing of it
+        leaks into a later checkpoint at an epoch end."""
+        st = self.state
+        saved = {**st, "batch": batch, "partial": {"total": total, "parts": dict(parts)} if batch else None}
+        rng = None
+        if batch:  # an epoch reseeds its generators at its start: only a resume inside one needs them
+            rng = {"default": torch.default_generator.get_state(), "augment": self.augment.gen.get_state()}
+            if self.device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(self.device)
+            saved["augment_np"] = self.augment.rng.bit_generator.state
+        if self._logged != len(st["history"]):  # the metrics files match the checkpoint
+            self._write_metrics()
+        save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
+                        self.best, saved, rng=rng)
+        self.run.checkpointed()
+
+    def _write_metrics(self) -> None:
+        """metrics.jsonl and timing.jsonl from the state (no fsync: a checkpoint rebuilds them)."""
+        write_jsonl(self.run.file(METRICS), self.state["history"], durable=False)
+        write_jsonl(self.run.file(TIMING), self.state["timing"], durable=False)
+        self._logged = len(self.state["history"])
+
+    def _checkpointed(self) -> None:
+        """After a periodic checkpoint: move a new run home, tell the callbacks, set the next time."""
+        self.run.checkpointed()
+        self._hook("on_checkpoint", self.run.file("checkpoints/last.safetensors"))
+        self._next_checkpoint = time.monotonic() + self.spec.train.checkpoint_interval
 
     def _batches(self, order_seed: int, first: int) -> Iterator[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
         """The epoch's global batches from batch ``first`` on: ``(indices, inputs, targets)``; the
@@ -253,12 +282,19 @@ class Trainer:
         first = st["batch"]  # > 0: resuming inside this epoch, where the checkpoint was taken
         if first:
             total, parts = st["partial"]["total"], dict(st["partial"]["parts"])
+            if self.dist.rank:  # resumed in several processes: the sums so far are counted once, on rank 0
+                total, parts = 0.0, dict.fromkeys(parts, 0.0)
             torch.default_generator.set_state(self._rng["default"])
             self.augment.gen.set_state(self._rng["augment"])
-            self.augment.rng.bit_generator.state = st.pop("augment_np")
+            self.augment.rng.bit_generator.state = self._augment_np
             if "cuda" in self._rng:
                 torch.cuda.set_rng_state(self._rng["cuda"], self.device)
             st["batch"], st["partial"] = 0, None
+            self._rng, self._augment_np = {}, None
+        # periodic checkpoints inside an epoch: a single process only. Each rank of a distributed
+        # job sums the loss of its own share of the batches, so one rank's partial total is not
+        # the epoch's: those jobs checkpoint at epoch ends (where the totals are summed) only
+        inside = not self.dist.active
         rank, world = self.dist.rank, self.dist.world
         for b, (idx, xb, yb) in enumerate(self._batches(derive_seed(seed, epoch, 1), first), start=first):
             if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
@@ -287,6 +323,13 @@ class Trainer:
             self.progress.step(epoch, st["step"], loss)
             if self._signal is not None and b + 1 < self.steps_per_epoch:
                 self._interrupted(epoch, b + 1, total, parts)
+            if inside and b + 1 < self.steps_per_epoch and time.monotonic() >= self._next_checkpoint:
+                self._save_inside(b + 1, total, parts)
+                self._inside = (epoch, b + 1)  # a callback failing in on_checkpoint keeps this checkpoint
+                try:
+                    self._checkpointed()
+                finally:
+                    self._inside = None
         if self.dist.active:  # losses summed over every rank's examples
             sums = all_sum([total, *parts.values()], self.dist)
             total, parts = sums[0], dict(zip(parts, sums[1:]))
@@ -325,15 +368,12 @@ class Trainer:
         last = stop or epoch == ts.epochs  # _finish writes the final checkpoint
         checkpoint = not last and now >= self._next_checkpoint
         if self.dist.main and (last or checkpoint or now >= self._next_log):
-            write_jsonl(self.run.file(METRICS), st["history"], durable=False)
-            write_jsonl(self.run.file(TIMING), st["timing"], durable=False)
+            self._write_metrics()
             self._next_log = now + 1.0
         if checkpoint and self.dist.main:
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
-            self.run.checkpointed()
-            self._hook("on_checkpoint", self.run.file("checkpoints/last.safetensors"))
-            self._next_checkpoint = time.monotonic() + ts.checkpoint_interval
+            self._checkpointed()
         return stop
 
     def _finish(self) -> dict[str, Any]:
@@ -371,15 +411,19 @@ class Trainer:
 
     def _callback_failed(self, name: str, hook: str, error: Exception) -> None:
         st = self.state
-        if self.dist.main and not st["finished"]:
-            st["batch"], st["partial"] = 0, None
-            write_jsonl(self.run.file(METRICS), st["history"], durable=False)
-            write_jsonl(self.run.file(TIMING), st["timing"], durable=False)
+        # in on_checkpoint of a checkpoint inside an epoch, or in on_train_start of a run resumed
+        # from one: that checkpoint resumes exactly; one at the end of the last whole epoch would
+        # pair this state with weights trained further
+        inside = self._inside or ((st["epoch"] + 1, st["batch"]) if st["batch"] else None)
+        if self.dist.main and not st["finished"] and inside is None:
+            self._write_metrics()
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                             self.best, st)
         problem = str(error) if isinstance(error, NetwrightError) else f"{type(error).__name__}: {error}"
+        where = (f"epoch {inside[0]}, step {inside[1]} of {self.steps_per_epoch}" if inside
+                 else f"the end of epoch {st['epoch']}")
         then = ("training had finished; the weights and train.json are written" if st["finished"] else
-                f"a checkpoint is written at the end of epoch {st['epoch']}; fix it and resume with: "
+                f"a checkpoint is written at {where}; fix it and resume with: "
                 f"netwright train {self.run.home} --resume")
         raise CallbackFailed(f"callback {name} failed in {hook}: {problem}; {then}") from error
 
