@@ -119,8 +119,9 @@ def spec_file(folder: Path, data: dict, model: dict) -> Path:
 
 
 def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int,
-                       kill_inside_epoch: bool = False) -> tuple[Path, Path]:
-    """Train ``spec`` in a process to the end, and again in one killed with SIGKILL once its
+                       kill_inside_epoch: bool = False, nproc: int = 1) -> tuple[Path, Path]:
+    """Train ``spec`` in a process (``nproc`` processes: ``--nproc``, the job's whole process group
+    killed) to the end, and again in one killed with SIGKILL once its
     checkpoint has reached ``kill_at_epoch`` (with ``kill_inside_epoch``: a checkpoint taken
     inside the epoch after it, ``batch`` > 0) and then resumed with ``--resume``; returns the two
     run folders (uninterrupted, killed). The killed run's ``checkpoints/last.json`` as it was
@@ -134,10 +135,14 @@ def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int,
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "netwright", "train", str(path), "--runs-dir", str(runs), "--quiet"]
+    import os
+
+    procs = ["--nproc", str(nproc)] if nproc > 1 else []
+    cmd = [sys.executable, "-m", "netwright", "train", str(path), "--runs-dir", str(runs), "--quiet", *procs]
     full = subprocess.run(cmd + ["--name", "full"], capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
-    proc = subprocess.Popen(cmd + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd + ["--name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     last = runs / "killed" / "checkpoints" / "last.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -148,13 +153,13 @@ def killed_and_resumed(spec: dict, tmp_path: Path, kill_at_epoch: int,
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (runs / "killed" / "train.json").exists()
     (tmp_path / "killed.json").write_bytes(last.read_bytes())
     assert json.loads(last.read_text())["epoch"] < spec["train"]["epochs"]
-    resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume", "--quiet"],
-                             capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-m", "netwright", "train", str(runs / "killed"), "--resume", "--quiet",
+                              *procs], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     return runs / "full", runs / "killed"

@@ -7,6 +7,7 @@ encodes them."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from pathlib import Path
 
@@ -210,16 +211,33 @@ def split_codes_of(n: int) -> np.ndarray:
     return split_codes(0, n, 0.15, 0.15, 0)
 
 
-def test_a_streamed_run_killed_resumes_to_the_same_weights(table: Path, tmp_path: Path):
-    """kill -9 in the middle of a run with two decoding workers, after its checkpoints: --resume
-    ends with the metrics and weights of an uninterrupted run (a checkpoint inside an epoch is
-    the Ctrl-C test's)."""
+def same_run(full: Path, killed: Path) -> bool:
+    a, _ = read_weights(full / "model.safetensors")
+    b, _ = read_weights(killed / "model.safetensors")
+    return (killed / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text() and \
+        a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_streamed_run_killed_inside_an_epoch_resumes_to_the_same_weights(table: Path, tmp_path: Path):
+    """kill -9 of a run with two decoding workers after a checkpoint inside an epoch: --resume
+    continues at that batch and ends with the metrics and weights of an uninterrupted run."""
     from conftest import killed_and_resumed
 
     raw = spec(table, workers=2)
     raw["train"] = {"epochs": 6, "batch_size": 32, "threads": 1, "checkpoint_interval": 0}
-    full, killed = killed_and_resumed(raw, tmp_path, kill_at_epoch=2)
-    assert (killed / "metrics.jsonl").read_text() == (full / "metrics.jsonl").read_text()
-    a, _ = read_weights(full / "model.safetensors")
-    b, _ = read_weights(killed / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    full, killed = killed_and_resumed(raw, tmp_path, kill_at_epoch=2, kill_inside_epoch=True)
+    assert json.loads((tmp_path / "killed.json").read_text())["batch"] > 0
+    assert same_run(full, killed)
+
+
+def test_a_streamed_job_of_two_processes_killed_resumes_to_the_same_weights(table: Path, tmp_path: Path):
+    """--nproc 2: both ranks stream the same global batches and train on their shares; the job
+    killed (every process, kill -9) after an epoch's checkpoint resumes in two processes to the
+    metrics and weights of an uninterrupted two-process job."""
+    from conftest import killed_and_resumed
+
+    raw = spec(table, workers=1)
+    raw["train"] = {"epochs": 4, "batch_size": 64, "threads": 1, "checkpoint_interval": 0}
+    full, killed = killed_and_resumed(raw, tmp_path, kill_at_epoch=1, nproc=2)
+    assert json.loads((full / "train.json").read_text())["processes"] == 2
+    assert same_run(full, killed)
