@@ -129,30 +129,18 @@ def child(method, path, cache_dir):
     checksum = 0.0
     first = None
     if method == "A":
-        import numpy as np
         import pyarrow.parquet as pq
         pf = pq.ParquetFile(path)
         res["load_s"] = time.perf_counter() - t0
-        for g in range(pf.num_row_groups):
-            t = pf.read_row_group(g)
-            m = _matrix_from_arrow_table(t)
-            if first is None:
-                first = time.perf_counter() - t0
-            rows += m.shape[0]
-            checksum += float(m[:, 0].sum())
-            del t, m
+        batches = (pf.read_row_group(g) for g in range(pf.num_row_groups))
+        conv = _matrix_from_arrow_table
     elif method == "B":
         import datasets
         ds = datasets.load_dataset("parquet", data_files=path, split="train",
                                    cache_dir=cache_dir)
         res["load_s"] = time.perf_counter() - t0
-        for batch in ds.with_format("numpy").iter(batch_size=ROW_GROUP):
-            m = _matrix_from_numpy_batch(batch)
-            if first is None:
-                first = time.perf_counter() - t0
-            rows += m.shape[0]
-            checksum += float(m[:, 0].sum())
-            del batch, m
+        batches = ds.with_format("numpy").iter(batch_size=ROW_GROUP)
+        conv = _matrix_from_numpy_batch
     elif method in ("C", "Cnp", "Carrow"):
         import datasets
         kw = {}
@@ -170,15 +158,16 @@ def child(method, path, cache_dir):
             conv = _matrix_from_arrow_table
         else:
             conv = _matrix_from_python_batch
-        for batch in ids.iter(batch_size=ROW_GROUP):
-            m = conv(batch)
-            if first is None:
-                first = time.perf_counter() - t0
-            rows += m.shape[0]
-            checksum += float(m[:, 0].sum())
-            del batch, m
+        batches = ids.iter(batch_size=ROW_GROUP)
     else:
         raise SystemExit(f"unknown method {method}")
+    for batch in batches:
+        m = conv(batch)
+        if first is None:
+            first = time.perf_counter() - t0
+        rows += m.shape[0]
+        checksum += float(m[:, 0].sum())
+        del batch, m
     total = time.perf_counter() - t0
     res.update(first_s=first, total_s=total, rows=rows, rows_per_s=rows / total,
                peak_rss_mib=_peak_rss_mib(), proc_write_bytes=_io_write_bytes(),
