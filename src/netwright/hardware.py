@@ -75,6 +75,8 @@ def _measure(device: str, precision: str, threads: int) -> tuple[float, int]:
         while True:  # double the size up to PEAK_SIZE while a product takes under 0.05 s (bf16
             a = torch.randn(size, size, device=device).to(dtype)  # without native units: 100x slower)
             b = torch.randn(size, size, device=device).to(dtype)
+            torch.matmul(a, b)  # warm: the first product of a size (or of the process) sets kernels up
+            sync()
             t = time.perf_counter()
             torch.matmul(a, b)
             sync()

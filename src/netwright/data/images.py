@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,17 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 def open_image(path: Path):
     """Open an image file with Pillow; unreadable files, and images so large that decoding them
     would exhaust memory (Pillow's decompression-bomb limit), fail with one clear line."""
+    with _readable(path):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+
+
+@contextlib.contextmanager
+def _readable(path: Path | str):
+    """Pillow's errors on ``path`` as one line (DataError)."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -25,13 +37,11 @@ def open_image(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                return im.copy()
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: more than {Image.MAX_IMAGE_PIXELS:,} pixels, too large to decode safely; "
                         "resize it first") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # Pillow's verify() raises SyntaxError
         raise DataError(f"{path}: cannot read this image ({e.__class__.__name__}); is the file complete?") from None
 
 
@@ -150,25 +160,13 @@ def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: boo
     if stream is True or (stream == "auto" and _decoded_bytes(files, size, grayscale) > STREAM_BYTES):
         return _stream(root, files, size, grayscale, fit, on_error, n, fit_rows, sample_rows)
     decoded = _decode_all(jobs, n) if n > 1 else [_decode(j) for j in jobs]
-    skipped = [d for d in decoded if isinstance(d, str)]
-    kept = [(c, f, d) for (c, f), d in zip(files, decoded) if not isinstance(d, str)]
-    if not kept:
-        raise DataError(f"{root}: none of the {len(files)} images could be read (first: {skipped[0]})")
-    if size is None:
-        first_c, first_f, (_, _, (w, h)) = kept[0]
-        for _, f, (_, _, wh) in kept:
-            if wh != (w, h):
-                raise DataError(f"{f} is {wh[0]}x{wh[1]} but {first_f.name} is {w}x{h}; set data.image_size: "
-                                f"[{h}, {w}] to size all images (data.fit: stretch, crop or pad)")
+    kept, used, notes = _sort_out(root, files, decoded, size, lambda d: d[2])
     if grayscale is None and all(grey for _, _, (_, grey, _) in kept):
         x = np.stack([a[:1] for _, _, (a, _, _) in kept])  # grey read as RGB: every channel the same
     else:
         x = np.stack([a for _, _, (a, _, _) in kept])
-    used = sorted({c for c, _, _ in kept})
     index = {c: i for i, c in enumerate(used)}
     y = np.array([index[c] for c, _, _ in kept], dtype=np.int64)
-    notes = [f"{len(skipped)} unreadable image{'s' * (len(skipped) > 1)} left out (first: {skipped[0]})"] \
-        if skipped else []
     return RawData(
         x=x,
         y=y,
@@ -182,26 +180,50 @@ def images(path: Path, image_size: tuple[int, int] | None = None, grayscale: boo
     )
 
 
+def _sort_out(root: Path, files: list[tuple[str, Path]], results: list[Any], size: tuple[int, int] | None,
+              wh: Any) -> tuple[list[tuple[str, Path, Any]], list[str], list[str]]:
+    """The readable files ``(class, file, result)`` (a result that is a string: the file's error
+    line, left out), the classes they hold and the notes on those left out. Without ``size``, every
+    image must have the first one's size (``wh``: a result's (width, height))."""
+    skipped = [r for r in results if isinstance(r, str)]
+    kept = [(c, f, r) for (c, f), r in zip(files, results) if not isinstance(r, str)]
+    if not kept:
+        raise DataError(f"{root}: none of the {len(files)} images could be read (first: {skipped[0]})")
+    if size is None:
+        (w, h), first = wh(kept[0][2]), kept[0][1]
+        for _, f, r in kept:
+            if wh(r) != (w, h):
+                raise DataError(f"{f} is {wh(r)[0]}x{wh(r)[1]} but {first.name} is {w}x{h}; set data.image_size: "
+                                f"[{h}, {w}] to size all images (data.fit: stretch, crop or pad)")
+    notes = [f"{len(skipped)} unreadable image{'s' * (len(skipped) > 1)} left out (first: {skipped[0]})"] \
+        if skipped else []
+    return kept, sorted({c for c, _, _ in kept}), notes
+
+
 STREAM_BYTES = 1 << 30  # stream: auto streams a folder whose images would take more than this decoded
 
 
 def _header(job: tuple[str, bool]) -> tuple[tuple[int, int], bool] | str:
     """One file's size and whether it is grey, from its header (no pixels decoded), or the error
-    line when it cannot be read (and ``skip`` says to go on)."""
-    from PIL import Image, UnidentifiedImageError
+    line when it cannot be read (and ``skip`` says to go on). With ``skip`` the file's structure
+    is checked too (Pillow's verify: a truncated file is left out now, not met in training)."""
+    from PIL import Image
 
     path, skip = job
     try:
-        png = _png_header(path)
-        if png is not None:
-            return png
-        with Image.open(path) as im:
-            return im.size, im.mode in ("L", "1", "I", "I;16", "F")
-    except (UnidentifiedImageError, OSError) as e:
-        line = f"{path}: cannot read this image ({e.__class__.__name__}); is the file complete?"
+        with _readable(path):
+            png = None if skip else _png_header(path)
+            if png is not None:
+                return png
+            with Image.open(path) as im:
+                size, grey = im.size, im.mode in ("L", "1", "I", "I;16", "F")
+                if skip:
+                    im.verify()
+                return size, grey
+    except DataError as e:
         if skip:
-            return line
-        raise DataError(line) from None
+            return str(e)
+        raise
 
 
 def _png_header(path: str) -> tuple[tuple[int, int], bool] | None:
@@ -211,8 +233,12 @@ def _png_header(path: str) -> tuple[tuple[int, int], bool] | None:
         head = fh.read(26)
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
+    from PIL import Image
+
     w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return ((w, h), head[25] == 0) if w and h else None  # colour type 0: grey (Pillow's L, 1, I or I;16)
+    if not (w and h) or w * h > (Image.MAX_IMAGE_PIXELS or w * h):
+        return None  # Pillow says what is wrong
+    return (w, h), head[25] == 0  # colour type 0: grey (Pillow's L, 1, I or I;16)
 
 
 def _headers(jobs: list[tuple[str, bool]], workers: int) -> list[Any]:
@@ -239,27 +265,13 @@ def _stream(root: Path, files: list[tuple[str, Path]], size: tuple[int, int] | N
     import hashlib
 
     heads = _headers([(str(f), on_error == "skip") for _, f in files], workers)
-    skipped = [h for h in heads if isinstance(h, str)]
-    kept = [(c, f, h) for (c, f), h in zip(files, heads) if not isinstance(h, str)]
-    if not kept:
-        raise DataError(f"{root}: none of the {len(files)} images could be read (first: {skipped[0]})")
-    if size is None:
-        (w, h), first_f = kept[0][2][0], kept[0][1]
-        for _, f, (wh, _) in kept:
-            if wh != (w, h):
-                raise DataError(f"{f} is {wh[0]}x{wh[1]} but {first_f.name} is {w}x{h}; set data.image_size: "
-                                f"[{h}, {w}] to size all images (data.fit: stretch, crop or pad)")
-        size_hw = (h, w)
-    else:
-        size_hw = size
+    kept, used, notes = _sort_out(root, files, heads, size, lambda r: r[0])
+    size_hw = size if size is not None else kept[0][2][0][::-1]
     grey = grayscale if grayscale is not None else all(g for _, _, (_, g) in kept)
-    used = sorted({c for c, _, _ in kept})
     index = {c: i for i, c in enumerate(used)}
     digest = hashlib.sha256()
     for c, f, (wh, _) in kept:
         digest.update(f"{c}/{f.name}:{f.stat().st_size}:{wh}".encode())
-    notes = [f"{len(skipped)} unreadable image{'s' * (len(skipped) > 1)} left out (first: {skipped[0]})"] \
-        if skipped else []
     shape = (1 if grey else 3, *size_hw)
     options = {"files": [str(f) for _, f, _ in kept], "labels": [index[c] for c, _, _ in kept], "class_names": used,
                "shape": list(shape), "size": size, "fit": fit, "mode": "L" if grayscale else "RGB",

@@ -124,6 +124,12 @@ class Dataset:
             raise NetwrightError(f"dataset '{self.info.name}' has no {name} split; set data.{name} above 0")
         return s
 
+    def close(self) -> None:
+        """Stop the decoding processes of streamed splits (in-memory ones have none)."""
+        for s in (self.train, self.val, self.test):
+            if hasattr(s, "close"):
+                s.close()
+
 
 @dataclass
 class RawData:

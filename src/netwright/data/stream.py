@@ -172,7 +172,8 @@ class ImageFiles(ExampleSource):
         return out
 
     def where(self, g: int) -> str:
-        return f"the images from {self.files[self.block(g)[0]]} on"
+        idx = self.block(g)
+        return f"block {g} of {self.path} ({self.files[idx[0]]} and {len(idx) - 1} other images)"
 
 
 class ArrayExamples(ExampleSource):
@@ -186,7 +187,7 @@ class ArrayExamples(ExampleSource):
         return self.x[idx].astype(np.float32)
 
     def where(self, g: int) -> str:
-        return f"rows {self.offsets[g]}.. of {self.path}"
+        return f"block {g} of {self.path}"
 
 
 # ---------------------------------------------------------------------- decoding a group (in workers)
@@ -458,8 +459,8 @@ def _decode_all(src: Source, blocks: Any, workers: int) -> list[dict[int, tuple[
         try:
             return list(pool.map(decode, blocks))
         except BrokenProcessPool:
-            raise DataError(f"a worker process died (killed, or out of memory) while {src.where(0)} were being "
-                            "decoded; train again, or with data.workers: 1") from None
+            raise DataError(f"a worker process died (killed, or out of memory) while the first blocks of {src.path} "
+                            "were being decoded; train again, or with data.workers: 1") from None
 
 
 def _dataset(info: DataInfo, state: dict[str, Any], sample_rows: int, workers: int) -> Dataset:
@@ -508,6 +509,9 @@ def streamed_examples(request: Any, name: str, val: float, test: float, split_se
     from .preprocess import fit_normalization, normalize
 
     o = request.options
+    if request.fit_rows < 1 or request.sample_rows < 1:
+        raise DataError(f"data.fit_rows: {request.fit_rows}, data.sample_rows: {request.sample_rows}; give at "
+                        "least 1 of each (defaults 5000 and 2000)")
     labels = np.asarray(o["labels"], dtype=np.int64)
     shape = tuple(o["shape"])
     if "x" in o:  # an array with its own test rows at the end
@@ -529,7 +533,7 @@ def streamed_examples(request: Any, name: str, val: float, test: float, split_se
         taken = int(src.counts[:first, 0].sum())
         pre = fit_normalization(pre, np.concatenate([d[0][0] for d in raw.values() if 0 in d])[: request.fit_rows])
         state["pre"] = pre
-        if state["cache"] is not None:  # the blocks decoded to fit are the epoch's first, normalised
+        if state["cache"] is not None:  # the blocks decoded to fit are kept, normalised
             state["cache"].update({g: {c: (normalize(pre, x), y) for c, (x, y) in d.items()} for g, d in raw.items()})
     pre["stream"] = {"blocks": len(src.rows), "fitted_on_rows": min(taken, request.fit_rows),
                      "sample_rows": request.sample_rows, "workers": request.workers,

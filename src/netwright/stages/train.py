@@ -105,6 +105,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     else:
         resolved = load_spec(spec, overrides)
     data = run.load_data() if resume else load_dataset(resolved.data)
+    scope.callback(data.close)  # a streamed split's decoding processes end with the run
     info = data.info
     problems = check_augment(resolved.train.augment, info.modality, resolved.data.name)
     if problems:

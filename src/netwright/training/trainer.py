@@ -232,7 +232,6 @@ class Trainer:
             self._write_metrics()
         save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
                         self.best, saved, rng=rng)
-        self.run.checkpointed()
 
     def _write_metrics(self) -> None:
         """metrics.jsonl and timing.jsonl from the state (no fsync: a checkpoint rebuilds them)."""
