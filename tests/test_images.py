@@ -162,9 +162,11 @@ def test_an_unreadable_image_in_a_streamed_folder_is_named_or_skipped_and_counte
     root = make_folder(tmp_path / "photos", n=6, broken=True)
     with pytest.raises(DataError, match="broken.png: cannot read this image"):
         load(root, image_size=[8, 8], stream=True)
+    # a file cut after its header: only its structure says so
+    (root / "bright" / "cut.png").write_bytes((root / "bright" / "0.png").read_bytes()[:60])
     ds = load(root, image_size=[8, 8], stream=True, on_error="skip")
     assert sum(ds.info.splits.values()) == 12
-    assert "1 unreadable image left out" in ds.info.preprocess["notes"][0]
+    assert "2 unreadable images left out" in ds.info.preprocess["notes"][0]
 
 
 def test_fashion_mnist_streamed_keeps_its_published_test_split():
