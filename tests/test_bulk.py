@@ -130,5 +130,7 @@ def test_bulk_prediction_of_a_non_table_run_names_what_it_takes(tmp_path: Path):
                            "train": {"epochs": 1, "threads": 1}}, name="digits", runs_dir=tmp_path, progress="quiet")
     src = tmp_path / "x.parquet"
     pq.write_table(pa.table({"a": [1.0]}), src)
-    with pytest.raises(netwright.NetwrightError, match="bulk prediction streams table files; this model takes image"):
+    with pytest.raises(netwright.NetwrightError, match="bulk prediction streams table files into a tabular run and "
+                                                       "folders of images into an image run; this model takes image "
+                                                       r"inputs and .*x.parquet is a table file"):
         predict_file(run, src, tmp_path / "out.parquet")

@@ -186,3 +186,40 @@ def test_fashion_mnist_streamed_keeps_its_published_test_split():
     x, y = every_row(streamed.test)
     mine_x, mine_y = every_row(type("S", (), {"x": torch.from_numpy((raw - mean) / std), "y": whole.test.y})())
     assert np.allclose(x, mine_x, atol=1e-4) and np.array_equal(y, mine_y)
+
+
+def test_a_folder_is_predicted_in_bulk_into_a_file_and_a_stopped_job_resumes(tmp_path: Path):
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    root = make_folder(tmp_path / "photos", n=10)
+    run = netwright.train({"data": {"name": "images", "path": str(root), "image_size": [8, 8]},
+                           "model": {"name": "cnn", "channels": [4], "hidden": []}, "train": {"epochs": 1}},
+                          name="photos", runs_dir=tmp_path / "runs", progress="quiet")
+    out = tmp_path / "preds.parquet"
+
+    def stop_after_the_first_chunk(done, total):
+        assert total == 20
+        if done == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        netwright.predict_file(run, root, out, chunk_rows=6, progress=stop_after_the_first_chunk)
+    assert not out.exists()
+    summary = netwright.predict_file(run, root, out, chunk_rows=6)
+    assert summary["resumed"] == 1 and summary["rows"] == 20
+    rows = pq.read_table(out).to_pylist()
+    assert [r["file"] for r in rows] == sorted(f"{c}/{i}.png" for c in ("bright", "dark") for i in range(10))
+    # each row is what predicting that file alone gives
+    alone = netwright.predict(run, root / "dark" / "3.png")[0]
+    row = next(r for r in rows if r["file"] == "dark/3.png")
+    assert row["label"] == alone["label"] and row["p_dark"] == pytest.approx(alone["probabilities"]["dark"], abs=1e-6)
+    # the CLI: the same rows as CSV; a folder without --out FILE says how to predict it
+    cli = [sys.executable, "-m", "netwright", "predict", str(run.home), str(root)]
+    r = subprocess.run(cli + ["--out", str(tmp_path / "preds.csv")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "preds.csv").read_text().splitlines()[1].startswith("bright/0.png,")
+    r = subprocess.run(cli, capture_output=True, text=True)
+    assert r.returncode == 2 and "a folder; predict every image under it into a file" in r.stderr

@@ -208,7 +208,8 @@ def evaluate(
 @app.command()
 def predict(
     run: Annotated[str, typer.Argument(help="run directory")],
-    inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .parquet, .jsonl, .npy, .npz, an image, or .txt")],
+    inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .parquet, .jsonl, .npy, .npz, an image, a "
+                                                                "folder of images, or .txt")],
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json, .csv, .parquet or "
                                                                       ".jsonl; a table file is streamed in chunks; "
                                                                       ".png: the picture a prediction carries, "
@@ -222,18 +223,20 @@ def predict(
 ) -> None:
     """Predict for raw inputs with the run's preprocessing applied.
 
-    A table file (.csv, .parquet, .jsonl) predicted into a .csv, .parquet or .jsonl file is streamed
-    in chunks of rows with bounded memory; a stopped job resumes from its last whole chunk.
+    A table file (.csv, .parquet, .jsonl), or a folder of images for an image model, predicted into
+    a .csv, .parquet or .jsonl file is streamed in chunks with bounded memory (a folder's rows carry
+    each image's path); a stopped job resumes from its last whole chunk.
     """
     from .atomic import write_text
     from .data.chunks import INPUTS, OUTPUTS, csv_text, flatten
 
     fmt = fmt or (output.suffix.lstrip(".").lower() if output is not None and output.suffix else "json")
-    if output is not None and output.suffix.lower() in OUTPUTS and Path(inputs).suffix.lower() in INPUTS:
+    folder = Path(inputs).is_dir()
+    if output is not None and output.suffix.lower() in OUTPUTS and (Path(inputs).suffix.lower() in INPUTS or folder):
         from .run import Run
 
         opened = Run.open(run)
-        if opened.info.preprocess.get("kind") == "table":
+        if opened.info.preprocess.get("kind") == ("image" if folder else "table"):
             return _predict_file(opened, Path(inputs), output, id_column, chunk_rows, coverage)
     if fmt not in ("json", "csv", "png"):
         raise NetwrightError(f"--format {fmt}: choose json or csv (.parquet and .jsonl take a table file of a tabular run)")

@@ -34,6 +34,9 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
         path = Path(inputs)
         source = str(path)
         suffix = path.suffix.lower()
+        if path.is_dir():
+            raise DataError(f"{path}: a folder; predict every image under it into a file: netwright predict RUN "
+                            f"{path} --out predictions.parquet")
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         if suffix == ".csv":

@@ -6,14 +6,17 @@ the run's kind decodes the outputs (labels and probabilities, values, boxes, mas
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..data.chunks import INPUTS, OUTPUTS, ArrowColumns, count_rows, flatten, join_parts, read_chunks, resume_parts, write_part
+from ..data.images import IMAGE_SUFFIXES
 from ..data.inputs import encode_inputs
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
@@ -60,29 +63,49 @@ class Predictor:
         if len(x) == 0:
             where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
             raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
+        return self.outputs(x, table)
+
+    def outputs(self, x: torch.Tensor, table: Any = None) -> list[dict[str, Any]]:
+        """Predictions for encoded inputs ``x`` (``table``: the columns they came from, if any)."""
         model, n = self.model, self.batch_size
         with torch.no_grad():
             out = torch.cat([model(x[i:i + n]) for i in range(0, len(x), n)])
         return self.task.decode(out, table)
 
 
+FOLDER_CHUNK = 1024  # images a chunk of a folder's bulk prediction
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (sub-folders too), in name order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: str | os.PathLike,
                  id_column: str | None = None, chunk_rows: int = 65536, coverage: float | None = None,
                  progress: Any = None) -> dict[str, Any]:
-    """Predict every row of a table file into ``out`` (.csv, .parquet or .jsonl) in chunks of
-    ``chunk_rows`` rows; ``id_column`` is copied into the output beside each prediction. A job
-    stopped part-way resumes from its last whole chunk. Returns ``{rows, chunks, resumed, out}``.
-    ``progress``: a callable ``(rows_done, rows_total_or_None)`` called after each chunk."""
+    """Predict every row of a table file (a tabular run), or every image under a folder (an image
+    run), into ``out`` (.csv, .parquet or .jsonl) in chunks of ``chunk_rows`` rows (at most
+    ``FOLDER_CHUNK`` images); ``id_column`` is copied into the output beside each prediction (a
+    folder's predictions carry each image's path, ``file``). A job stopped part-way resumes from
+    its last whole chunk. Returns ``{rows, chunks, resumed, out}``. ``progress``: a callable
+    ``(rows_done, rows_total_or_None)`` called after each chunk."""
     run = run if isinstance(run, Run) else Run.open(run)
     src, out = Path(inputs), Path(out)
-    if run.info.preprocess.get("kind") != "table":
-        raise NetwrightError(f"bulk prediction streams table files; this model takes {run.info.modality} inputs "
-                             "(predict it without --out FILE.parquet/.jsonl, or with --out FILE.json)")
-    if not src.is_file():
+    kind, folder = run.info.preprocess.get("kind"), src.is_dir()
+    if kind not in ("table", "image") or (kind == "image") != folder:
+        what = "a folder of images" if folder else "a table file"
+        raise NetwrightError(f"bulk prediction streams table files into a tabular run and folders of images into an "
+                             f"image run; this model takes {run.info.modality} inputs and {src} is {what} (predict "
+                             "it without --out FILE.parquet/.jsonl, or with --out FILE.json)")
+    if not folder and not src.is_file():
         raise DataError(f"{src}: no such file")
     fmt = out.suffix.lower()
-    if src.suffix.lower() not in INPUTS:
-        raise DataError(f"{src}: bulk prediction reads {', '.join(INPUTS)} files")
+    if not folder and src.suffix.lower() not in INPUTS:
+        raise DataError(f"{src}: bulk prediction reads {', '.join(INPUTS)} files or a folder of images")
+    if folder and id_column is not None:
+        raise NetwrightError("--id names a column of a table file; the predictions of a folder carry each image's "
+                             "path (file)")
     if fmt not in OUTPUTS:
         raise NetwrightError(f"--out {out}: write predictions to a {', '.join(OUTPUTS)} file (or .json)")
     if chunk_rows < 1:
@@ -90,15 +113,29 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     predictor = Predictor(run, coverage)
     parts_dir = out.with_name(out.name + ".parts")
     stat = src.stat()
+    files = image_files(src) if folder else []
+    chunk_rows = min(chunk_rows, FOLDER_CHUNK) if folder else chunk_rows
     manifest = {"input": str(src.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "run": str(run.home.resolve()), "weights_mtime_ns": run.file(WEIGHTS).stat().st_mtime_ns,
                 "chunk_rows": chunk_rows, "id": id_column, "coverage": coverage, "format": fmt}
+    if folder:  # the files, not the folder's own size and time, say whether it is the same input
+        manifest |= {"size": len(files), "mtime_ns": max((f.stat().st_mtime_ns for f in files), default=0),
+                     "files": hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()}
     done = resume_parts(parts_dir, manifest)
-    total = count_rows(src)
+    total = len(files) if folder else count_rows(src)
     n = done * chunk_rows
     if progress and done:
         progress(n, total)
-    for i, table in enumerate(read_chunks(src, chunk_rows, skip=n), start=done):
+    if folder:
+        for i, start in enumerate(range(n, len(files), chunk_rows), start=done):
+            batch = files[start:start + chunk_rows]
+            x = torch.from_numpy(np.concatenate([encode_inputs(predictor.info, f) for f in batch]))
+            records = [{"file": str(f.relative_to(src))} | r for f, r in zip(batch, flatten(predictor.outputs(x)))]
+            write_part(parts_dir / f"part-{i:06d}{fmt}", records, fmt)
+            n += len(batch)
+            if progress:
+                progress(n, total)
+    for i, table in enumerate([] if folder else read_chunks(src, chunk_rows, skip=n), start=done):
         if id_column is not None and id_column not in table:
             raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
         rows = table.table.num_rows if isinstance(table, ArrowColumns) else len(next(iter(table.values()), []))
@@ -112,7 +149,8 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     parts = sorted(parts_dir.glob(f"part-*{fmt}"))
     if not parts:
         shutil.rmtree(parts_dir, ignore_errors=True)
-        raise DataError(f"{src}: no rows to predict; give a header row and data rows")
+        raise DataError(f"{src}: no images under it" if folder else f"{src}: no rows to predict; give a header row "
+                        "and data rows")
     join_parts(parts, out, fmt)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return {"rows": n, "chunks": len(parts), "resumed": done, "out": str(out)}
