@@ -16,7 +16,7 @@ from typing import Any
 
 from .atomic import write_json
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
 PEAK_SIZE = 2048
 
 
@@ -40,6 +40,15 @@ def cpu_flags() -> dict[str, bool]:
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     have = set(line.split(":", 1)[-1].split())
     return {f: f in have for f in FLAGS}
+
+
+def int8_saturates() -> bool:
+    """Whether int8 products on this x86 CPU go through 16-bit sums that saturate (AVX2 and
+    AVX-512 without VNNI: VPMADDUBSW), so that int8 weights should use 7 bits."""
+    import platform
+
+    flags = cpu_flags()
+    return platform.machine() in ("x86_64", "AMD64") and not (flags["avx512_vnni"] or flags["avx_vnni"])
 
 
 def native_bf16() -> bool:
