@@ -108,7 +108,7 @@ class ExplodesOnCheckpoint(Callback):
 def test_a_callback_that_raises_on_a_checkpoint_inside_an_epoch_keeps_that_checkpoint(_runs_dir):
     from netwright.errors import CallbackFailed
 
-    spec = tiny_spec(epochs=3, checkpoint_interval=0)  # a checkpoint after every step
+    spec = tiny_spec(epochs=3, checkpoint_interval=1e-9)  # a checkpoint after every step
     with pytest.raises(CallbackFailed) as e:
         netwright.train(spec, name="boom", progress="quiet", callbacks=[ExplodesOnCheckpoint(3)])
     assert "failed in on_checkpoint: ValueError: the upload failed" in str(e.value)

@@ -234,7 +234,7 @@ def test_resume_after_kill_inside_an_epoch_continues_at_that_batch(tmp_path: Pat
     (partial loss sums, dropout and augmentation generators restored) and ends with the metrics
     and weights of an uninterrupted run."""
     spec = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [32], "dropout": 0.3},
-            "train": {"epochs": 3, "batch_size": 64, "threads": 1, "checkpoint_interval": 0,
+            "train": {"epochs": 3, "batch_size": 64, "threads": 1, "checkpoint_interval": 1e-9,
                       "augment": {"shift": 1, "noise": 0.05}, "schedule": {"name": "onecycle"},
                       "optimizer": {"name": "adamw", "lr": 0.01}}}
     full, killed = killed_and_resumed(spec, tmp_path, kill_at_epoch=1, kill_inside_epoch=True)
@@ -259,7 +259,7 @@ class LastJson(Callback):
 
 
 def test_checkpoints_inside_epochs_change_neither_training_nor_the_epoch_end_ones():
-    spec = tiny_spec(epochs=3, checkpoint_interval=0, augment={"noise": 0.1})
+    spec = tiny_spec(epochs=3, checkpoint_interval=1e-9, augment={"noise": 0.1})  # after every step
     spec["model"]["dropout"] = 0.2
     rare = netwright.train({**spec, "train": {**spec["train"], "checkpoint_interval": 1e9}}, name="rare",
                            progress="quiet")

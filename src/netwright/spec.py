@@ -193,7 +193,7 @@ class TrainSpec(_Section):
     dist_timeout: float = Field(60.0, gt=0, description="seconds before a dead or missing rank ends a distributed job")
     checkpoint_interval: float = Field(
         30.0, ge=0, description="seconds between resumable checkpoints, taken after the step that passes it, "
-        "inside an epoch too (0: after every step); always one at the end. A job of several processes "
+        "inside an epoch too (0: at every epoch end only); always one at the end. A job of several processes "
         "checkpoints at epoch ends only (each rank's loss sum so far is its own share's)")
     callbacks: list[dict[str, Any]] = Field(default_factory=list, description="code run at points of the loop, "
                                             "by name: [{name: stop_at, metric: val_accuracy, value: 0.95}]")

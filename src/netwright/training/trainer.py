@@ -293,7 +293,7 @@ class Trainer:
         # periodic checkpoints inside an epoch: a single process only. Each rank of a distributed
         # job sums the loss of its own share of the batches, so one rank's partial total is not
         # the epoch's: those jobs checkpoint at epoch ends (where the totals are summed) only
-        inside = not self.dist.active
+        inside = not self.dist.active and ts.checkpoint_interval > 0  # 0: at epoch ends only
         rank, world = self.dist.rank, self.dist.world
         for b, (idx, xb, yb) in enumerate(self._batches(derive_seed(seed, epoch, 1), first), start=first):
             if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
