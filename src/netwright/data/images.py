@@ -245,9 +245,14 @@ def _headers(jobs: list[tuple[str, bool]], workers: int) -> list[Any]:
     if workers <= 1:
         return [_header(j) for j in jobs]
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(_header, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+        try:
+            return list(pool.map(_header, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+        except BrokenProcessPool:
+            raise DataError(f"a worker process died (killed, or out of memory) while the headers of the images under "
+                            f"{Path(jobs[0][0]).parent.parent} were being read; load again, or with data.workers: 1") from None
 
 
 def _decoded_bytes(files: list[tuple[str, Path]], size: tuple[int, int] | None, grayscale: bool | None) -> int:

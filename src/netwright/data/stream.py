@@ -50,6 +50,11 @@ def split_codes(start: int, n: int, val: float, test: float, seed: int) -> np.nd
     return np.where(u < test, 2, np.where(u < test + val, 1, 0)).astype(np.int8)
 
 
+def by_split(x: np.ndarray, y: np.ndarray, codes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """A block's rows as ``{split code: (x, y)}``, in block order."""
+    return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+
+
 class Source:
     """Rows in blocks (a Parquet file's row groups, a folder's images in a seeded order): each
     block's size, its rows' splits, and the block decoded as the model reads it."""
@@ -113,8 +118,7 @@ class TableSource(Source):
         if not keep.all():
             table, codes = table.filter(keep), codes[keep]
         x = normalize(pre, encode_arrow(pre["columns"], table, where, pre.get("derived")))
-        y = _targets(table.column(target), state["classes"], pre.get("target"), where)
-        return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+        return by_split(x, _targets(table.column(target), state["classes"], pre.get("target"), where), codes)
 
 
 class ExampleSource(Source):
@@ -143,8 +147,7 @@ class ExampleSource(Source):
         from .preprocess import normalize
 
         idx = self.block(g)
-        x, y, codes = normalize(state["pre"], self.load(idx)), self.labels[idx], self.all_codes[idx]
-        return {c: (x[codes == c], y[codes == c]) for c in (0, 1, 2) if (codes == c).any()}
+        return by_split(normalize(state["pre"], self.load(idx)), self.labels[idx], self.all_codes[idx])
 
 
 class ImageFiles(ExampleSource):
@@ -447,7 +450,7 @@ def streamed_dataset(path: Path, name: str, target: str, options: dict[str, Any]
     return _dataset(info, state, sample_rows, workers)
 
 
-def _decode_all(src: Source, blocks: Any, workers: int) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
+def _decode_unnormalized(src: Source, blocks: Any, workers: int) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
     """Blocks decoded before normalisation, by ``workers`` processes."""
     state = {"source": src, "pre": {"kind": "image"}}
     if workers <= 1:
@@ -529,7 +532,7 @@ def streamed_examples(request: Any, name: str, val: float, test: float, split_se
     taken = 0
     if normalize_inputs:  # per-channel statistics of the first fit_rows training examples
         first = int(np.searchsorted(np.cumsum(src.counts[:, 0]), request.fit_rows)) + 1  # blocks holding them
-        raw = dict(zip(range(first), _decode_all(src, range(min(first, len(src.rows))), request.workers)))
+        raw = dict(zip(range(first), _decode_unnormalized(src, range(min(first, len(src.rows))), request.workers)))
         taken = int(src.counts[:first, 0].sum())
         pre = fit_normalization(pre, np.concatenate([d[0][0] for d in raw.values() if 0 in d])[: request.fit_rows])
         state["pre"] = pre

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,24 +127,11 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     n = done * chunk_rows
     if progress and done:
         progress(n, total)
-    if folder:
-        for i, start in enumerate(range(n, len(files), chunk_rows), start=done):
-            batch = files[start:start + chunk_rows]
-            x = torch.from_numpy(np.concatenate([encode_inputs(predictor.info, f) for f in batch]))
-            records = [{"file": str(f.relative_to(src))} | r for f, r in zip(batch, flatten(predictor.outputs(x)))]
-            write_part(parts_dir / f"part-{i:06d}{fmt}", records, fmt)
-            n += len(batch)
-            if progress:
-                progress(n, total)
-    for i, table in enumerate([] if folder else read_chunks(src, chunk_rows, skip=n), start=done):
-        if id_column is not None and id_column not in table:
-            raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
-        rows = table.table.num_rows if isinstance(table, ArrowColumns) else len(next(iter(table.values()), []))
-        records = flatten(predictor(table, source=f"{src} rows {n + 1}-{n + rows}"))
-        if id_column is not None:
-            records = [{id_column: v} | r for v, r in zip(table[id_column], records)]
+    chunks = _image_chunks(predictor, src, files, n, chunk_rows) if folder else \
+        _table_chunks(predictor, src, n, chunk_rows, id_column)
+    for i, records in enumerate(chunks, start=done):
         write_part(parts_dir / f"part-{i:06d}{fmt}", records, fmt)
-        n += rows
+        n += len(records)
         if progress:
             progress(n, total)
     parts = sorted(parts_dir.glob(f"part-*{fmt}"))
@@ -154,3 +142,27 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     join_parts(parts, out, fmt)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return {"rows": n, "chunks": len(parts), "resumed": done, "out": str(out)}
+
+
+def _table_chunks(predictor: Predictor, src: Path, start: int, rows: int,
+                  id_column: str | None) -> Iterator[list[dict[str, Any]]]:
+    """The flat prediction records of a table file's chunks from row ``start`` on."""
+    n = start
+    for table in read_chunks(src, rows, skip=start):
+        if id_column is not None and id_column not in table:
+            raise DataError(f"{src}: no column '{id_column}' (--id); columns are {', '.join(table)}")
+        size = table.table.num_rows if isinstance(table, ArrowColumns) else len(next(iter(table.values()), []))
+        records = flatten(predictor(table, source=f"{src} rows {n + 1}-{n + size}"))
+        if id_column is not None:
+            records = [{id_column: v} | r for v, r in zip(table[id_column], records)]
+        n += size
+        yield records
+
+
+def _image_chunks(predictor: Predictor, folder: Path, files: list[Path], start: int,
+                  size: int) -> Iterator[list[dict[str, Any]]]:
+    """The flat prediction records of a folder's images from file ``start`` on, each with its path."""
+    for first in range(start, len(files), size):
+        batch = files[first:first + size]
+        x = torch.from_numpy(np.concatenate([encode_inputs(predictor.info, f) for f in batch]))
+        yield [{"file": str(f.relative_to(folder))} | r for f, r in zip(batch, flatten(predictor.outputs(x)))]

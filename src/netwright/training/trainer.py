@@ -370,8 +370,7 @@ class Trainer:
             self._write_metrics()
             self._next_log = now + 1.0
         if checkpoint and self.dist.main:
-            save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
-                            self.best, st)
+            self._save_inside(0, 0.0, {})  # batch 0 of the next epoch: this epoch's end
             self._checkpointed()
         return stop
 
