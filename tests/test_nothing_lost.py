@@ -153,12 +153,27 @@ def test_an_interrupt_inside_an_epoch_checkpoints_and_resumes_exactly(signum: in
     assert all(bool((a[k] == b[k]).all()) for k in a)
 
 
-def test_an_interrupt_of_an_overwrite_replaces_the_run_with_a_resumable_one(old_run: Run):
-    with interrupt_at(3, signal.SIGINT), pytest.raises(TrainingInterrupted):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_overwrite_keeps_the_old_run_and_parks_the_new_one_resumable(old_run: Run, signum: int):
+    """Ctrl-C (or SIGTERM) is how a user cancels an accidental --overwrite: the finished run stays
+    byte for byte; the new one waits beside it as NAME.overwrite and replaces it once resumed."""
+    before = snapshot(old_run.path)
+    with interrupt_at(3, signum), pytest.raises(TrainingInterrupted) as caught:
         netwright.train(tiny_spec(epochs=4), name="old", overwrite=True, progress="quiet")
-    assert not old_run.has("train.json") and old_run.has("checkpoints/last.safetensors")
-    run = netwright.train(old_run.path, resume=True, progress="quiet")
-    assert run.read_json("train.json")["epochs"] == 4
+    assert snapshot(old_run.path) == before
+    parked = old_run.path.parent / "old.overwrite"
+    message = str(caught.value)
+    assert caught.value.signum == signum and f"{old_run.path} is unchanged" in message
+    assert f"netwright train {parked} --resume" in message and "delete that folder" in message
+    assert (parked / "checkpoints" / "last.safetensors").is_file() and not (parked / "train.json").exists()
+    assert leftovers(old_run.path.parent) == []  # no staging folder, no lock
+    with interrupt_at(2, signum), pytest.raises(TrainingInterrupted):  # interrupted again: still parked
+        netwright.train(parked, resume=True, progress="quiet")
+    assert snapshot(old_run.path) == before and (parked / "replaces.json").is_file()
+    run = netwright.train(parked, resume=True, progress="quiet")
+    assert run.path == old_run.path and run.read_json("train.json")["epochs"] == 4
+    assert not parked.exists() and not (old_run.path / "replaces.json").exists()
+    assert sorted(p.name for p in old_run.path.parent.iterdir()) == ["old"]
 
 
 def test_sigterm_to_the_cli_exits_143_with_the_resume_line(tmp_path: Path):

@@ -31,10 +31,10 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable:
     use this for libraries that write files themselves (safetensors, matplotlib).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     journal = _active(path)
     if journal is not None:
         journal.keep(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -85,96 +85,124 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict], durable: bool = True)
 # ---------------------------------------------------------------------- a stage's journal
 
 JOURNAL_PREFIX = ".journal-"  # a folder inside the run: what a stage replaced, to put back if it fails
+MANIFEST = "manifest.json"
 _current: contextvars.ContextVar["Journal | None"] = contextvars.ContextVar("journal", default=None)
+
+
+def _ancestors(rel: str) -> list[str]:
+    """``a/b/c`` -> ``["a", "a/b", "a/b/c"]``."""
+    parts = Path(rel).parts
+    return [str(Path(*parts[:i])) for i in range(1, len(parts) + 1)]
+
+
+class Journal:
+    """What the writes of this module change under ``root``, and nothing else: the files they
+    replaced (hard links, so nothing is copied), the trees they removed and the paths they made.
+    :meth:`rollback` puts those back as they were; a manifest on disk, written before each change,
+    lets the next writer do the same after a crash (:func:`recover`). Files that others put under
+    ``root`` meanwhile are left alone."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.saved: dict[str, str] = {}  # path in root -> its backup's name in the journal
+        self.made: list[str] = []  # paths in root that did not exist: removed on rollback
+        self.folder = Path(tempfile.mkdtemp(prefix=JOURNAL_PREFIX, dir=self.root))
+        self._write()
+
+    def covers(self, path: Path) -> bool:
+        real = path.resolve()
+        return real.is_relative_to(self.root) and not real.is_relative_to(self.folder)
+
+    def _write(self) -> None:
+        write_json(self.folder / MANIFEST, {"saved": self.saved, "made": self.made})
+
+    def _rel(self, path: Path) -> str:
+        return str(path.parent.resolve().joinpath(path.name).relative_to(self.root))
+
+    def _ours(self, rel: str) -> bool:
+        """``rel`` lies in a tree this journal made or set aside: rollback handles it already."""
+        return any(a in self.saved or a in self.made for a in _ancestors(rel))
+
+    def keep(self, path: Path) -> None:
+        """Before ``path`` is written: keep the file that is there (its first content comes back on
+        rollback), or record the path as made here (with the folders above it that do not exist)."""
+        rel = self._rel(path)
+        if self._ours(rel):
+            return
+        if path.is_file():
+            backup = self.folder / str(len(self.saved))
+            self.saved[rel] = backup.name
+            self._write()  # recorded before the link: a crash in between finds no backup and skips it
+            try:
+                os.link(path, backup)  # the old inode lives on under the journal when the rename replaces it
+            except OSError:
+                shutil.copy2(path, backup)
+            return
+        self.made_path(path)
+
+    def made_path(self, path: Path) -> None:
+        """``path`` (and the folders above it that do not exist yet) is about to be made here."""
+        rel = self._rel(path)
+        if self._ours(rel) or path.exists() or path.is_symlink():
+            return
+        first = next(a for a in _ancestors(rel) if not (self.root / a).exists())
+        self.made.append(first)
+        self._write()
+
+    def remove(self, path: Path) -> None:
+        """Remove the tree ``path``: into the journal when it was there before (it comes back on
+        rollback), for good when the stage made it."""
+        rel = self._rel(path)
+        if self._ours(rel):
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        backup = self.folder / str(len(self.saved))
+        self.saved[rel] = backup.name
+        self._write()  # recorded before the move: a crash in between finds the tree still in place
+        try:
+            os.replace(path, backup)
+        except OSError:  # another file system: copy aside, then remove
+            shutil.copytree(path, backup, symlinks=True)
+            shutil.rmtree(path)
+
+    def rollback(self) -> None:
+        _undo(self.root, self.folder)
+
+    def commit(self) -> None:
+        (self.folder / MANIFEST).unlink()  # the commit point: without a manifest there is nothing to undo
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _undo(root: Path, folder: Path) -> None:
+    """Put back what the journal in ``folder`` recorded under ``root``, then drop the journal.
+    Safe to repeat after a crash inside it: each step finds its work done or does it."""
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    made = manifest.get("made")
+    if made is None:  # a journal of an earlier version: it listed what was there instead
+        before = set(manifest["before"])
+        made = [rel for rel in _inside(root) if rel not in before]
+    for rel in sorted(made, key=lambda r: len(Path(r).parts), reverse=True):  # what the stage made goes
+        p = root / rel
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    for rel, name in manifest["saved"].items():  # what was replaced or removed comes back
+        target, backup = root / rel, folder / name
+        if not backup.exists() and not backup.is_symlink():
+            continue  # put back already, or the crash came before it was set aside
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(backup, target)
+    (folder / MANIFEST).unlink()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _inside(root: Path) -> list[str]:
     """Every path under ``root`` (relative), leaving out journals."""
     return sorted(str(rel) for rel in (p.relative_to(root) for p in root.rglob("*"))
                   if not any(part.startswith(JOURNAL_PREFIX) for part in rel.parts))
-
-
-class Journal:
-    """Everything the writes of this module change under ``root``: the paths that were there
-    when it opened, the files they replaced (hard links, so nothing is copied) and the trees
-    they removed. :meth:`rollback` puts ``root`` back as it was; a manifest on disk lets the next
-    writer do the same after a crash (:func:`recover`)."""
-
-    def __init__(self, root: Path):
-        self.root = root.resolve()
-        self.before = _inside(self.root)
-        self._there = set(self.before)
-        self.saved: dict[str, str] = {}  # path in root -> its backup's name in the journal
-        self.folder = Path(tempfile.mkdtemp(prefix=JOURNAL_PREFIX, dir=self.root))
-        self._write()
-
-    def covers(self, path: Path) -> bool:
-        return path.resolve().is_relative_to(self.root)
-
-    def _write(self) -> None:
-        write_json(self.folder / "manifest.json", {"before": self.before, "saved": self.saved})
-
-    def _backup(self) -> Path:
-        return self.folder / f"{len(self.saved)}"
-
-    def keep(self, path: Path) -> None:
-        """Before ``path`` is replaced: keep its content as it was when the journal opened (a file
-        the stage itself wrote first is not kept: rollback removes it)."""
-        rel = str(path.resolve().relative_to(self.root))
-        if rel in self.saved or rel not in self._there or not path.is_file():
-            return
-        backup = self._backup()
-        try:
-            os.link(path, backup)  # the old inode lives on under the journal when the rename replaces it
-        except OSError:
-            shutil.copy2(path, backup)
-        self.saved[rel] = backup.name
-        self._write()
-
-    def remove(self, path: Path) -> None:
-        """Remove the tree ``path``: into the journal when it was there before (it comes back on
-        rollback), for good when the stage made it."""
-        rel = str(path.resolve().relative_to(self.root))
-        if rel in self.saved or rel not in self._there:
-            shutil.rmtree(path, ignore_errors=True)
-            return
-        backup = self._backup()
-        try:
-            os.replace(path, backup)
-        except OSError:  # another file system: copy aside, then remove
-            shutil.copytree(path, backup, symlinks=True)
-            shutil.rmtree(path)
-        self.saved[rel] = backup.name
-        self._write()
-
-    def rollback(self) -> None:
-        _undo(self.root, self.folder)
-
-    def commit(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _undo(root: Path, folder: Path) -> None:
-    """Put ``root`` back as the journal in ``folder`` recorded it, then drop the journal."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        before = set(manifest["before"])
-        for rel, name in manifest["saved"].items():  # what was replaced or removed comes back
-            target, backup = root / rel, folder / name
-            if not backup.exists():
-                continue
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(backup, target)
-        made = [root / rel for rel in _inside(root) if rel not in before]
-        for p in sorted(made, key=lambda q: len(q.parts), reverse=True):  # what the stage added goes
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _active(path: Path) -> Journal | None:
@@ -220,9 +248,104 @@ def recover(root: str | os.PathLike) -> bool:
     it holding the run's lock); True when there was something to undo."""
     found = False
     for folder in sorted(Path(root).glob(f"{JOURNAL_PREFIX}*")):
-        if folder.is_dir() and (folder / "manifest.json").is_file():
+        if folder.is_dir() and (folder / MANIFEST).is_file():
             _undo(Path(root).resolve(), folder.resolve())
             found = True
         else:
             shutil.rmtree(folder, ignore_errors=True)
     return found
+
+
+def make_dirs(path: str | os.PathLike) -> Path:
+    """``mkdir -p``, the folders it makes recorded in the active journal (gone on rollback)."""
+    path = Path(path)
+    j = _active(path)
+    if j is not None:
+        j.made_path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_temp_dir(prefix: str, parent: str | os.PathLike) -> Path:
+    """A fresh folder in ``parent`` (made if needed), recorded in the active journal, with the
+    mode mkdir would give (mkdtemp's private 0700 is for temporaries only)."""
+    parent = make_dirs(parent)
+    j = _active(parent)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    if j is not None:  # recorded after: mkdtemp picks the name; a crash in between leaves an empty folder
+        j.made.append(j._rel(path))
+        j._write()
+    path.chmod(DIR_MODE)
+    return path
+
+
+# ---------------------------------------------------------------------- replacing a whole folder
+
+SWAP_SUFFIX, OLD_INFIX = ".swap", ".old-"  # beside the folder: the swap under way, and the old one set aside
+
+
+def _swap_names(home: Path) -> tuple[Path, str]:
+    """The swap's note and the prefix of the old folder's name while it is set aside."""
+    return home.parent / f".{home.name}{SWAP_SUFFIX}", f".{home.name}{OLD_INFIX}"
+
+
+def replace_tree(new: str | os.PathLike, home: str | os.PathLike) -> None:
+    """Move the finished folder ``new`` to ``home``, replacing what is there, so that a crash at
+    any instruction leaves the old folder or the new one (:func:`finish_replace` completes or undoes
+    a swap a dead process began); never fewer folders than it found. Inside a stage's journal the
+    old folder goes into the journal instead (back if the stage fails)."""
+    new, home = Path(new), Path(home)
+    j = _active(home)
+    if j is not None:
+        if home.exists():
+            j.remove(home)
+        else:
+            j.made_path(home)
+        os.replace(new, home)
+        return
+    if not home.exists():
+        os.rename(new, home)
+        return
+    intent, prefix = _swap_names(home)
+    aside = Path(tempfile.mkdtemp(prefix=prefix, dir=home.parent))
+    aside.rmdir()  # a name nobody else holds, for the old folder
+    write_json(intent, {"new": new.name, "old": aside.name})  # first: the next writer reads it after a crash
+    os.rename(home, aside)
+    try:
+        os.rename(new, home)
+    except BaseException:
+        os.rename(aside, home)  # put the old one back: this swap did not happen
+        intent.unlink(missing_ok=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)  # the new folder is home: the old one goes
+    intent.unlink(missing_ok=True)
+
+
+def finish_replace(home: str | os.PathLike) -> str | None:
+    """Complete a :func:`replace_tree` that a dead process began at ``home`` (call it holding the
+    folder's lock): what it did (``"finished"``, ``"undone"``) or None when nothing was under way."""
+    home = Path(home)
+    intent, _ = _swap_names(home)
+    try:
+        names = json.loads(intent.read_text(encoding="utf-8"))
+        new, aside = home.parent / Path(names["new"]).name, home.parent / Path(names["old"]).name
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # written halfway: no folder was moved yet
+        intent.unlink(missing_ok=True)
+        return "undone"
+    if not home.exists():  # died between the two moves
+        if new.is_dir():
+            os.rename(new, home)  # the new folder was complete before the swap began
+            done = "finished"
+        else:
+            os.rename(aside, home)
+            done = "undone"
+    elif aside.exists():  # the new folder is home; the old one was still being removed
+        done = "finished"
+    else:  # nothing was moved yet (the new folder is still apart), or all but the note was done
+        done = "undone" if new.is_dir() else "finished"
+    if done == "finished":
+        shutil.rmtree(aside, ignore_errors=True)
+    intent.unlink(missing_ok=True)
+    return done

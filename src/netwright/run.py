@@ -13,7 +13,6 @@ import re
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import DIR_MODE, journal, recover, remove_tree, write_json, write_text
+from .atomic import finish_replace, journal, make_temp_dir, recover, replace_tree, write_json, write_text
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -39,6 +38,7 @@ CHECKPOINT, CHECKPOINT_STATE, TRACKING = "checkpoints/last.safetensors", "checkp
 CONTINUAL, CALIBRATION, EVAL = "continual.json", "calibration.json", "eval.json"
 EXPLAIN, AUDIT, MITIGATE, THRESHOLDS = "explain/explain.json", "audit.json", "fairness/mitigate.json", "fairness/thresholds.json"
 COMPRESS, VERIFY, REPORT_JSON, REPORT_HTML = "compress/compress.json", "export/verify.json", "report.json", "report.html"
+REPLACES = "replaces.json"
 
 #: path in the run -> (the stage that writes it, what it holds)
 ARTEFACTS: dict[str, tuple[str, str]] = {
@@ -64,7 +64,10 @@ ARTEFACTS: dict[str, tuple[str, str]] = {
     VERIFY: ("export", "the ONNX file's verification (export/model.onnx)"),
     REPORT_JSON: ("report", "the model card as data"),
     REPORT_HTML: ("report", "the model card"),
+    REPLACES: ("train", "only in NAME.overwrite, an interrupted --overwrite kept beside the run NAME it replaces "
+                        "once resumed to the end"),
 }
+PARKED = ".overwrite"  # runs/NAME.overwrite: an interrupted --overwrite, resumable, beside the run it would replace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 100  # file systems allow 255 bytes; the staging and lock names add to it
@@ -99,11 +102,20 @@ class Run:
         p = Path(path)
         if not p.exists() and not p.is_absolute() and (default_runs_dir() / p).exists():
             p = default_runs_dir() / p  # a bare run name
+        if not p.is_dir() and _swapped_in(p):  # a writer died halfway through replacing the run
+            with cls(p).lock("netwright (finishing a replacement)"):
+                pass
         if not p.is_dir():
             raise NetwrightError(f"{path}: no such run directory; 'netwright runs' lists the runs")
         if not (p / SPEC).is_file() or not (p / DATA).is_file():
             raise NetwrightError(f"{p}: not a run directory (no spec.yaml/data.json); train one with "
                                  "'netwright train SPEC'")
+        if (p / REPLACES).is_file():  # an interrupted --overwrite: it goes home when it finishes
+            try:
+                home = p.parent / str(json.loads((p / REPLACES).read_text(encoding="utf-8"))["run"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise NetwrightError(f"{p / REPLACES}: damaged; delete {p} and train again") from None
+            return cls(p, home=home)
         return cls(p)
 
     @classmethod
@@ -119,12 +131,18 @@ class Run:
                                  "letters, digits, '.', '_' and '-' (no slashes)")
         base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         path = base / name
+        if path.is_symlink():  # the run lives where the link points: it is replaced there
+            path = path.resolve()
+            base = path.parent
         if path.exists() and not path.is_dir():
             raise NetwrightError(f"{path}: exists and is not a run directory; pick another --name")
         if path.exists():
             if overwrite:
                 if any(path.iterdir()) and not (path / SPEC).is_file():
                     raise NetwrightError(f"{path}: exists and is not a run directory; refusing to overwrite it")
+                if os.path.ismount(path):
+                    raise NetwrightError(f"{path}: is a mount point, which cannot be replaced in one step; train "
+                                         "under another --name, or mount the folder that holds the runs instead")
             elif explicit:
                 resumable = (path / "checkpoints" / "last.safetensors").is_file()
                 raise NetwrightError(f"run '{name}' already exists at {path}; pick another --name"
@@ -134,17 +152,17 @@ class Run:
                 while (base / f"{name}-{i}").exists():
                     i += 1
                 path = base / f"{name}-{i}"
-        base.mkdir(parents=True, exist_ok=True)
         # built beside its home and moved there by commit(): a failure leaves the old run as it was
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=base))
-        staging.chmod(DIR_MODE)  # what mkdir would give: mkdtemp's private 0700 is for the temporary only
+        staging = make_temp_dir(f".{path.name}.new-", base)
         return cls(staging, home=path, new=not path.exists())
 
     # ------------------------------------------------------------------ transactions
 
     @property
     def lock_file(self) -> Path:
-        return self.home.parent / f".{self.home.name}.lock"
+        """Beside the real folder (links resolved), so that every path to a run shares its lock."""
+        real = self.home.resolve()
+        return real.parent / f".{real.name}.lock"
 
     @contextlib.contextmanager
     def transaction(self, command: str) -> Iterator["Run"]:
@@ -158,26 +176,61 @@ class Run:
                 raise
             try:
                 yield self
-            except (TrainingInterrupted, CallbackFailed):  # stopped with a checkpoint: resumable
-                if (self.path / "checkpoints" / "last.safetensors").is_file():
-                    self.commit()
-                else:
+            except (TrainingInterrupted, CallbackFailed) as e:  # stopped with a checkpoint: resumable
+                if not (self.path / "checkpoints" / "last.safetensors").is_file():
                     self.discard()
-                raise
+                    raise
+                if self.path == self.home:  # home already (a new run moves there at its first checkpoint)
+                    raise
+                if self.new:
+                    self._commit_or_discard()
+                    raise
+                raise self.park(e) from None
             except BaseException:
                 self.discard()
                 raise
-            self.commit()
+            self._commit_or_discard()
 
     def commit(self) -> None:
-        """Move a run being built to its home, replacing the run that was there (into the
-        journal of a stage that builds this run inside its own, which puts it back if that fails)."""
+        """Move a run being built to its home, replacing the run that was there: the old run is
+        set aside, the new one moved in, then the old one removed (``atomic.replace_tree``: a crash
+        leaves one of the two, which the next writer completes); inside a stage that builds this
+        run in its own folder, the old run goes into that stage's journal instead."""
         if self.path == self.home:
             return
-        if self.home.exists():
-            remove_tree(self.home)
-        os.replace(self.path, self.home)
+        (self.path / REPLACES).unlink(missing_ok=True)
+        replace_tree(self.path, self.home)
         self.path, self.new = self.home, False
+
+    def _commit_or_discard(self) -> None:
+        try:
+            self.commit()
+        except OSError as e:  # e.g. EBUSY: the run folder is a mount point
+            parked = self.path.name.endswith(PARKED) and (self.path / "checkpoints").is_dir()
+            if not parked:
+                self.discard()
+            raise NetwrightError(f"{self.home}: could not move the finished run there ({e.strerror or e}); "
+                                 f"{'the old run is unchanged' if self.home.exists() else 'nothing was written'}"
+                                 + (f"; the new run is kept at {self.path}" if parked else "")) from None
+
+    def park(self, stopped: NetwrightError) -> NetwrightError:
+        """An interrupted ``--overwrite``: the old run stays as it was; the new one, resumable, moves
+        beside it to NAME.overwrite (replacing an earlier interrupted one), and goes home when a
+        ``--resume`` finishes it. Returns the error to raise, telling the user so."""
+        parked = self.home.parent / f"{self.home.name}{PARKED}"
+        if self.path != parked:
+            write_json(self.path / REPLACES, {"run": self.home.name})
+            if parked.exists():
+                shutil.rmtree(parked)
+            os.rename(self.path, parked)
+            self.path = parked
+        first = str(stopped).split(";", 1)[0]
+        message = (f"{first}; the run {self.home} is unchanged. The interrupted overwrite is kept at {parked}: "
+                   f"resume it with 'netwright train {parked} --resume' (it replaces {self.home.name} when it "
+                   f"finishes), or delete that folder")
+        if isinstance(stopped, TrainingInterrupted):
+            return TrainingInterrupted(message, stopped.signum)
+        return CallbackFailed(message)
 
     def checkpointed(self) -> None:
         """A resumable checkpoint exists: a run with nothing at its home moves there now, so that
@@ -193,7 +246,7 @@ class Run:
     def lock(self, command: str) -> Iterator[None]:
         """One writer per run: a lock file beside the run names its holder (PID, host, command)."""
         path = self.lock_file
-        key = path.resolve()
+        key = path  # the real folder's (links resolved); the same folder by another name shares it
         if key in _held:  # this process holds it already (a stage calling another)
             _held[key] += 1
             try:
@@ -201,7 +254,7 @@ class Run:
             finally:
                 _held[key] -= 1
             return
-        _acquire(path, command, self.home, keep=self.path)
+        _acquire(path, command, self.home.resolve(), keep=self.path)
         _held[key] = 1
         try:
             yield
@@ -319,11 +372,20 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"pid": os.getpid(), "host": host, "command": command,
                        "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
-        # holding the lock: a journal left in the run is a dead writer's unfinished stage, put back
+        # holding the lock: what a dead writer left halfway is completed or undone
+        swapped = finish_replace(home)
+        if swapped is not None:
+            print(f"note: {swapped} the replacement of {home} that a stopped process had begun", file=sys.stderr)
         if home.is_dir() and recover(home):
             print(f"note: undid what an unfinished stage of a stopped process had changed in {home}", file=sys.stderr)
         return
     raise RunLocked(f"{home}: could not take its lock {path}; try again")
+
+
+def _swapped_in(p: Path) -> bool:
+    from .atomic import SWAP_SUFFIX
+
+    return (p.parent / f".{p.name}{SWAP_SUFFIX}").is_file()
 
 
 def pid_alive(pid: int) -> bool:

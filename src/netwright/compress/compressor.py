@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import remove_tree, write_json
+from ..atomic import make_dirs, remove_tree, write_json
 from ..errors import NetwrightError
 from ..run import WEIGHTS, Run
 from ..training.checkpoint import save_weights
@@ -42,8 +42,7 @@ class Compressor:
         folder = variant_dir(self.run, name)
         if folder.exists():
             remove_tree(folder)  # into the stage's journal: back if the stage fails
-        folder.mkdir(parents=True)
-        return folder
+        return make_dirs(folder)  # recorded in the journal: gone if the stage fails
 
     def quantized(self, base: Variant) -> Variant:
         """int8 ONNX of ``base`` (the original or a pruned model); also keeps its fp32 ONNX."""
