@@ -444,3 +444,18 @@ def test_the_journal_puts_back_files_and_folders_wherever_the_run_lives(tmp_path
     with journal(root):  # a stage that succeeds keeps what it wrote, and no journal
         write_text(root / "eval.json", "kept")
     assert (root / "eval.json").read_text() == "kept" and not list(root.glob(".journal-*"))
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.6, 1.0])
+def test_a_ctrl_c_at_any_moment_of_the_start_is_one_line_and_exit_130(tmp_path: Path, delay: float):
+    """During the imports (the first second) as during the work: exit code 130, one line, no traceback."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(epochs=200)))
+    proc = subprocess.Popen([sys.executable, "-m", "netwright", "train", str(spec), "--quiet"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and "Traceback" not in err, (proc.returncode, err)
+    assert lines[0] == "interrupted" or lines[0].startswith("SIGINT: stopped at"), err

@@ -12,6 +12,7 @@ import contextvars
 import json
 import math
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 DIR_MODE = 0o777 & ~_UMASK
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's private 0600 is for the temporary only
+TMP_SUFFIX = ".tmp"  # write_with's temporaries: .NAME.RANDOM.tmp beside the file
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable: bool = True) -> Path:
@@ -35,7 +37,7 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None], durable:
     if journal is not None:
         journal.keep(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -253,6 +255,9 @@ def recover(root: str | os.PathLike) -> bool:
             found = True
         else:
             shutil.rmtree(folder, ignore_errors=True)
+    if found:  # the dead writer's temporaries (write_with) go too
+        for tmp in Path(root).rglob(f".*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
     return found
 
 
@@ -266,17 +271,38 @@ def make_dirs(path: str | os.PathLike) -> Path:
     return path
 
 
+def will_make(path: str | os.PathLike) -> None:
+    """``path`` is about to be made by other means than this module's: the active journal records
+    it first (it goes on rollback)."""
+    j = _active(Path(path))
+    if j is not None:
+        j.made_path(Path(path))
+
+
+def owned_name(prefix: str) -> str:
+    """``prefix`` + this process's id + a random token: a name nobody else makes, whose maker can be
+    asked whether it still runs (:func:`maker_pid`)."""
+    return f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def maker_pid(name: str, prefix: str) -> int | None:
+    """The process id in a name made by :func:`owned_name` with ``prefix``."""
+    head = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+    return int(head) if head.isdigit() else None
+
+
 def make_temp_dir(prefix: str, parent: str | os.PathLike) -> Path:
-    """A fresh folder in ``parent`` (made if needed), recorded in the active journal, with the
-    mode mkdir would give (mkdtemp's private 0700 is for temporaries only)."""
+    """A fresh folder in ``parent`` (made if needed) named by :func:`owned_name`, recorded in the
+    active journal before it is made."""
     parent = make_dirs(parent)
-    j = _active(parent)
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    if j is not None:  # recorded after: mkdtemp picks the name; a crash in between leaves an empty folder
-        j.made.append(j._rel(path))
-        j._write()
-    path.chmod(DIR_MODE)
-    return path
+    while True:
+        path = parent / owned_name(prefix)
+        will_make(path)
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
 
 
 # ---------------------------------------------------------------------- replacing a whole folder
@@ -307,9 +333,13 @@ def replace_tree(new: str | os.PathLike, home: str | os.PathLike) -> None:
         os.rename(new, home)
         return
     intent, prefix = _swap_names(home)
-    aside = Path(tempfile.mkdtemp(prefix=prefix, dir=home.parent))
-    aside.rmdir()  # a name nobody else holds, for the old folder
-    write_json(intent, {"new": new.name, "old": aside.name})  # first: the next writer reads it after a crash
+    aside = home.parent / owned_name(prefix)
+    # the note first, written in place (a half-written one is read as "nothing moved yet", which is true)
+    fd = os.open(intent, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"new": new.name, "old": aside.name}, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.rename(home, aside)
     try:
         os.rename(new, home)

@@ -820,6 +820,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted", soft_wrap=True, markup=False)
         sys.exit(130)
+    except SystemExit as e:  # typer turns a Ctrl-C inside a command into a silent exit 130: say it
+        if e.code == 130 and isinstance(getattr(e.__context__, "__cause__", None), KeyboardInterrupt):
+            err.print("interrupted", soft_wrap=True, markup=False)
+        raise
     except NetwrightError as e:
         if debug:
             raise

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import finish_replace, journal, make_temp_dir, recover, replace_tree, write_json, write_text
+from .atomic import (finish_replace, journal, make_temp_dir, maker_pid, recover, replace_tree, will_make, write_json,
+                     write_text)
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class Run:
                     i += 1
                 path = base / f"{name}-{i}"
         # built beside its home and moved there by commit(): a failure leaves the old run as it was
-        staging = make_temp_dir(f".{path.name}.new-", base)
+        staging = make_temp_dir(_staging_prefix(path), base)
         return cls(staging, home=path, new=not path.exists())
 
     # ------------------------------------------------------------------ transactions
@@ -349,6 +350,7 @@ class Run:
 def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
     host = socket.gethostname()
     for _ in range(3):
+        will_make(path)  # a run built inside another run's stage: its lock is that stage's too
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -362,9 +364,6 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
                 print(f"note: cleared a stale lock on {home} ({who})", file=sys.stderr)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-                for stale in home.parent.glob(f".{home.name}.new-*"):  # what that process was building
-                    if stale != keep:
-                        shutil.rmtree(stale, ignore_errors=True)
                 continue
             raise RunLocked(f"{home}: in use by '{holder.get('command')}' (pid {pid} on {holder_host}, since "
                             f"{holder.get('since')}); wait for it to finish, or delete {path} if that process "
@@ -373,6 +372,11 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
             json.dump({"pid": os.getpid(), "host": host, "command": command,
                        "since": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
         # holding the lock: what a dead writer left halfway is completed or undone
+        prefix = _staging_prefix(home)
+        for stale in home.parent.glob(f"{prefix}*"):  # new runs that dead processes were building
+            pid = maker_pid(stale.name, prefix)
+            if stale != keep and (pid is None or not pid_alive(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
         swapped = finish_replace(home)
         if swapped is not None:
             print(f"note: {swapped} the replacement of {home} that a stopped process had begun", file=sys.stderr)
@@ -380,6 +384,10 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
             print(f"note: undid what an unfinished stage of a stopped process had changed in {home}", file=sys.stderr)
         return
     raise RunLocked(f"{home}: could not take its lock {path}; try again")
+
+
+def _staging_prefix(home: Path) -> str:
+    return f".{home.name}.new-"
 
 
 def _swapped_in(p: Path) -> bool:
