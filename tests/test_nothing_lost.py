@@ -364,6 +364,49 @@ def test_a_stage_that_fails_leaves_the_run_byte_identical(scored_run: Run, stage
     assert not list(scored_run.path.glob(".journal-*")) and leftovers(scored_run.path.parent) == []
 
 
+FAIR_SPEC = {"data": {"name": "biased"}, "model": {"name": "mlp", "hidden": [16]}, "train": {"epochs": 2, "threads": 1},
+             "fairness": {"sensitive": ["group"], "positive_label": "approved"}}
+
+
+def _write_then_fail(rel: str):
+    """Run.write_json that writes ``rel`` and then fails (the stage has written its result)."""
+    original = Run.write_json
+
+    def write(self: Run, path: str, obj):
+        out = original(self, path, obj)
+        if path == rel:
+            raise _Boom(f"planted failure after writing {rel}")
+        return out
+    return write
+
+
+# stages of a classifier with a sensitive column: each fails after writing (or replacing) its result
+FAIR_FAILURES = {
+    "calibrate": (lambda r: netwright.calibrate(r), "netwright.run.Run.write_json", _write_then_fail("calibration.json")),
+    "audit": (lambda r: netwright.audit(r), "netwright.fairness.pictures.audit_plot", _fail),
+    "mitigate": (lambda r: netwright.mitigate(r, methods=["reweighing", "thresholds"]),
+                 "netwright.fairness.pictures.tradeoff_plot", _fail),
+}
+
+
+@pytest.mark.parametrize("stage", list(FAIR_FAILURES))
+def test_calibrate_audit_and_mitigate_that_fail_leave_the_run_byte_identical(stage: str, monkeypatch):
+    run = netwright.train({**FAIR_SPEC, "seed": 3}, name="fair", progress="quiet")
+    netwright.calibrate(run)
+    netwright.audit(run)
+    netwright.mitigate(run, methods=["reweighing"])
+    for p in run.path.rglob("*.json"):  # other bytes than the stage would write, even with the same content
+        p.write_bytes(p.read_bytes() + b"\n")
+    before = snapshot(run.path)
+    call, target, replacement = FAIR_FAILURES[stage]
+    monkeypatch.setattr(target, replacement)
+    with pytest.raises(_Boom):
+        call(run)
+    assert snapshot(run.path) == before
+    assert not list(run.path.rglob(".journal-*")) and leftovers(run.path.parent) == []
+    assert not [p for p in run.path.rglob(".*") if p.name != ".overwrite"]  # no lock, staging or temporary inside
+
+
 def test_a_stage_killed_midway_is_undone_by_the_next_writer(scored_run: Run):
     """kill -9 in the middle of a stage: the next writer clears the stale lock and puts back
     what the dead one had changed, with a note."""
@@ -459,3 +502,48 @@ def test_a_ctrl_c_at_any_moment_of_the_start_is_one_line_and_exit_130(tmp_path: 
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130 and len(lines) == 1 and "Traceback" not in err, (proc.returncode, err)
     assert lines[0] == "interrupted" or lines[0].startswith("SIGINT: stopped at"), err
+
+
+def test_two_writers_through_a_link_share_one_lock(old_run: Run, cli, tmp_path: Path):
+    """The lock sits beside the real folder: a writer through a symbolic link to the run (or to the
+    folder holding it) is refused while another holds the run by its own path."""
+    (old_run.path.parent / "alias").symlink_to(old_run.path, target_is_directory=True)
+    (tmp_path / "elsewhere").symlink_to(old_run.path.parent, target_is_directory=True)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, netwright\n"
+        f"with netwright.Run.open({str(old_run.path)!r}).lock('netwright audit'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(old_run.path)
+        for path in (old_run.path.parent / "alias", tmp_path / "elsewhere" / "old"):
+            assert_one_line_error(cli("evaluate", path), "in use by 'netwright audit'", f"pid {holder.pid}")
+        assert snapshot(old_run.path) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli("evaluate", old_run.path.parent / "alias").code == 0  # the holder is gone: the lock is stale
+
+
+@needs_mounts
+def test_a_run_folder_that_is_a_mount_point_is_refused_before_an_overwrite_writes(tmp_path: Path):
+    """Renaming a mount point fails (EBUSY), so an overwrite could not swap the run in: it is refused
+    at the start with one line, the old run as it was; stages that write inside the run still work."""
+    runs = tmp_path / "runs"
+    netwright.train(tiny_spec(), name="m", runs_dir=runs, progress="quiet")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_spec(epochs=1)))
+    done = in_namespace(f"""mount --bind {runs}/m {runs}/m
+        find {runs}/m -type f | sort | xargs sha256sum > before
+        if "$PYTHON" -m netwright train tiny.yaml --name m --runs-dir {runs} --overwrite --quiet 2> err; then
+            exit 9; else echo "exit $?" >> err; fi
+        find {runs}/m -type f | sort | xargs sha256sum > after
+        ls -A {runs} > listing
+        "$PYTHON" -m netwright evaluate {runs}/m > /dev/null 2>> evaluated && echo "exit 0" >> evaluated""", tmp_path)
+    assert done.returncode == 0, done.stderr
+    err = (tmp_path / "err").read_text().splitlines()
+    assert err[-1] == "exit 2" and err[-2].startswith("error: ") and "is a mount point" in err[-2], err
+    assert "--name" in err[-2]
+    assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+    assert (tmp_path / "listing").read_text().split() == ["m"]  # no staging folder, no lock, no swap note
+    assert (tmp_path / "evaluated").read_text().strip().endswith("exit 0")

@@ -307,6 +307,23 @@ def make_temp_dir(prefix: str, parent: str | os.PathLike) -> Path:
 
 # ---------------------------------------------------------------------- replacing a whole folder
 
+
+def is_mount_point(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a mount point, a bind mount of a folder of the same file system included
+    (which ``os.path.ismount`` misses; Linux lists every mount in /proc/self/mountinfo)."""
+    if os.path.ismount(path):
+        return True
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            points = {line.split()[4] for line in f if len(line.split()) > 4}
+    except OSError:
+        return False
+    decoded = {p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+               for p in points}
+    return real in decoded
+
+
 SWAP_SUFFIX, OLD_INFIX = ".swap", ".old-"  # beside the folder: the swap under way, and the old one set aside
 
 

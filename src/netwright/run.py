@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import (finish_replace, journal, make_temp_dir, maker_pid, recover, replace_tree, will_make, write_json,
+from .atomic import (finish_replace, is_mount_point, journal, make_temp_dir, maker_pid, recover, replace_tree, will_make, write_json,
                      write_text)
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
@@ -141,7 +141,7 @@ class Run:
             if overwrite:
                 if any(path.iterdir()) and not (path / SPEC).is_file():
                     raise NetwrightError(f"{path}: exists and is not a run directory; refusing to overwrite it")
-                if os.path.ismount(path):
+                if is_mount_point(path):
                     raise NetwrightError(f"{path}: is a mount point, which cannot be replaced in one step; train "
                                          "under another --name, or mount the folder that holds the runs instead")
             elif explicit:
