@@ -131,7 +131,7 @@ BAD = [
     ("wrong shape", "/predict", json.dumps({"pixels": [[1, 2], [3, 4]]}).encode(), 400, "must have shape (1, 8, 8)"),
     ("missing field", "/predict", b"{}", 400, "expected one of the fields"),
     ("text instead of numbers", "/predict", json.dumps({"pixels": [["a"] * 8] * 8}).encode(), 400, "not numbers"),
-    ("bad image", "/predict", json.dumps({"image": "bm90IGFuIGltYWdl"}).encode(), 400, "could not be decoded"),
+    ("bad image", "/predict", json.dumps({"image": "bm90IGFuIGltYWdl"}).encode(), 415, "is not a PNG or JPEG"),
     ("v2 wrong shape", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 8, 8],
      "datatype": "FP32", "data": [0] * 64}]}).encode(), 400, "does not fit"),
     ("v2 wrong dtype", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],

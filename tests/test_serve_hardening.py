@@ -292,10 +292,12 @@ def test_api_key_guards_everything_but_health(run, monkeypatch):
         assert c.get("/v2/models/digits", headers={"X-API-Key": "from-env"}).status_code == 200
 
 
-def test_serve_command_takes_an_api_key(run):
+def test_serve_command_takes_an_api_key_from_a_file(run, tmp_path):
+    """A key given on the command line shows in 'ps'; from a file (or NETWRIGHT_API_KEY) it does not."""
     from test_serve import start
 
-    proc, url = start(run, "--api-key", "k3y")
+    (tmp_path / "key").write_text("k3y\n")
+    proc, url = start(run, "--api-key-file", str(tmp_path / "key"))
     try:
         assert httpx.get(url + "/v2/models/digits").status_code == 401
         assert httpx.get(url + "/v2/models/digits", headers={"Authorization": "Bearer k3y"}).status_code == 200
@@ -401,3 +403,70 @@ def test_openapi_schema_conforms_under_schemathesis(run):
     assert not failed and not stream[-1].failures, failed
     assert len(checks) > 1000 and {"POST /predict", f"POST {V2.replace('digits', '{name}')}"} <= {
         label for label, c in checks if c.name == "response_schema_conformance"}
+
+
+# ---------------------------------------------------------------------- what the server accepts at all
+
+def encoded(fmt: str, mode: str = "L") -> str:
+    buf = io.BytesIO()
+    Image.new(mode, (16, 16), 7).save(buf, fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "TIFF", "ICO", "BMP", "GIF", "WEBP"])
+def test_an_image_neither_png_nor_jpeg_gets_415_before_any_decoder_sees_it(client, fmt, monkeypatch):
+    """Told by its first bytes: an EPS would otherwise reach Pillow's Ghostscript plugin."""
+    from PIL import Image as PILImage
+
+    opened = []
+    monkeypatch.setattr(PILImage, "open", lambda *a, **k: opened.append(a) or pytest.fail("a decoder was called"))
+    r = client.post("/predict", json={"image": encoded(fmt, "RGB" if fmt in ("EPS", "WEBP") else "L")})
+    assert r.status_code == 415 and "is not a PNG or JPEG" in r.json()["error"], r.text
+    assert "\n" not in r.json()["error"] and not opened
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_png_and_jpeg_uploads_are_predicted(client, fmt):
+    r = client.post("/predict", json={"image": encoded(fmt)})
+    assert r.status_code == 200 and r.json()["predictions"][0]["label"] in {str(d) for d in range(10)} | set(range(10))
+
+
+@pytest.mark.parametrize("content_type, status", [
+    ("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("multipart/form-data; boundary=x", 415),
+    ("application/xml", 415), ("application/json", 200), ("application/json; charset=utf-8", 200), (None, 200)])
+def test_only_json_bodies_are_read(client, content_type, status):
+    """A page on another site may POST text/plain or a form here without asking the browser first;
+    those (and other non-JSON types) get 415 with the fix."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    r = client.post("/predict", content=json.dumps({"pixels": [[0] * 8] * 8}), headers=headers)
+    assert r.status_code == status, r.text
+    if status == 415:
+        assert "send the body as application/json" in r.json()["error"]
+
+
+def test_a_host_header_that_is_not_ours_is_refused(run):
+    from netwright.stages.serve import default_hosts
+
+    assert default_hosts("127.0.0.1", None) == ("localhost", "127.0.0.1", "::1", "127.0.0.1")
+    assert default_hosts("0.0.0.0", None) is None and default_hosts("0.0.0.0", ["models.example"])[0] == "models.example"
+    with TestClient(create_app(run, allowed_hosts=default_hosts("127.0.0.1", None))) as c:
+        for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST"):
+            assert c.get("/v2/models/digits", headers={"Host": host}).status_code == 200, host
+        r = c.post(V2, json=one(), headers={"Host": "attacker.example:8000"})
+        assert r.status_code == 400 and "Host 'attacker.example' is not served here" in r.json()["error"]
+        assert "--allowed-host" in r.json()["error"]
+
+
+def test_the_openapi_schema_offers_what_the_model_takes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    predict = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(predict["properties"]) == {"image", "pixels"}  # an image model: no text, no features
+    infer = paths["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    tensor = infer["properties"]["inputs"]["items"]
+    import jsonschema
+
+    base = {"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32"}
+    jsonschema.validate({**base, "data": [0] * 64}, tensor)
+    jsonschema.validate({**base, "parameters": {"binary_data_size": 256}}, tensor)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(base, tensor)  # no values at all

@@ -559,14 +559,24 @@ def serve(
     threads: Annotated[int, typer.Option(help="inference threads")] = 1,
     max_batch: Annotated[int, typer.Option(help="most rows of concurrent requests in one model call (1: no batching)")] = 64,
     max_wait_ms: Annotated[Optional[float], typer.Option(help="longest a request waits for others [default: about one single-row call]")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="NETWRIGHT_API_KEY", show_envvar=True, help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health routes stay open)")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="NETWRIGHT_API_KEY", show_envvar=True, help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on every route but health, /metrics included (other users of the machine see a key given here in 'ps': prefer the variable or --api-key-file)")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option(help="read the API key from this file's first line")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(help="a Host name to answer (repeatable) [default: on a loopback address the loopback names, elsewhere any]")] = None,
     queue: Annotated[int, typer.Option(min=0, help="requests in progress beyond one per core before new ones get 503 and Retry-After")] = 64,
 ) -> None:
     """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
     from .stages.serve import serve as serve_stage
 
+    if api_key_file is not None:
+        try:
+            api_key = api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as e:
+            raise NetwrightError(f"--api-key-file {api_key_file}: cannot read a key from it "
+                                 f"({getattr(e, 'strerror', None) or 'empty or not text'})") from None
+        if not api_key:
+            raise NetwrightError(f"--api-key-file {api_key_file}: its first line is empty; write the key there")
     serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
-                max_wait_ms=max_wait_ms, api_key=api_key, queue=queue)
+                max_wait_ms=max_wait_ms, api_key=api_key, queue=queue, allowed_hosts=allowed_host)
 
 
 @app.command()

@@ -30,6 +30,10 @@ MAX_BODY = 1 << 20  # bytes: larger requests get 413
 # back costs under load; larger ones go to the pool so that health checks never wait behind them
 INLINE_BYTES = 16 << 10
 OPEN_PATHS = ("/v2/health/",)  # answered without the API key
+# bodies are JSON, or raw tensors after a JSON header (the binary extension); the types a browser
+# may post to another site without asking first (text/plain, forms) are refused with 415
+BODY_TYPES = ("application/json", "application/octet-stream")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 CLOSE = {"Connection": "close"}  # the rest of the body is never read: drop the connection after answering
 
 
@@ -38,9 +42,10 @@ class Guard:
     request than the digits model does)."""
 
     def __init__(self, app: Any, requests_total: Any, latency: Any, api_key: str | None = None,
-                 body_timeout_s: float = 30.0):
+                 body_timeout_s: float = 30.0, allowed_hosts: tuple[str, ...] | None = None):
         self.app, self.requests_total, self.latency = app, requests_total, latency
         self.api_key, self.body_timeout_s = api_key, body_timeout_s
+        self.allowed_hosts = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -70,6 +75,11 @@ class Guard:
     def refuse(self, scope: dict) -> BadRequest | None:
         """The answer to a request refused on its headers alone, if it is."""
         headers = dict(scope.get("headers") or [])
+        if self.allowed_hosts is not None:  # a page elsewhere that renamed its site to this address gets no answer
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed_hosts:
+                return BadRequest(400, f"Host '{host[:60]}' is not served here; the server answers "
+                                       f"{', '.join(sorted(self.allowed_hosts))} (serve --allowed-host NAME adds one)")
         if self.api_key and not scope["path"].startswith(OPEN_PATHS):
             auth = headers.get(b"authorization", b"").decode("latin-1")
             given = auth[7:] if auth[:7].lower() == "bearer " else headers.get(b"x-api-key", b"").decode("latin-1")
@@ -79,6 +89,11 @@ class Guard:
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > MAX_BODY:
             return too_large(f"{int(length)} bytes")
+        if scope.get("method") == "POST" and b"content-type" in headers:
+            kind = headers[b"content-type"].decode("latin-1").split(";", 1)[0].strip().lower()
+            if kind not in BODY_TYPES and not kind.endswith("+json"):
+                return BadRequest(415, f"Content-Type {kind[:60] or '(empty)'} is not accepted; send the body as "
+                                       "application/json (or application/octet-stream for binary tensors)")
         return None
 
     def limited(self, receive: Callable) -> Callable:
@@ -103,6 +118,14 @@ class Guard:
             return message
 
         return receive_limited
+
+
+def host_name(header: str) -> str:
+    """``example.org:8000`` -> ``example.org``; ``[::1]:8000`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def too_large(size: str) -> BadRequest:

@@ -190,24 +190,32 @@ TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properti
     "datatype": {"type": "string", "enum": list(DATATYPES)},
     "data": {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array"}]},
              "description": "row-major values, flat or nested; leave out when parameters.binary_data_size is given"},
-    "parameters": _params(binary_data_size={"type": "integer", "minimum": 0})}}
+    "parameters": _params(binary_data_size={"type": "integer", "minimum": 0})},
+    # the values come as data, or as raw bytes after the JSON header (the binary tensor extension)
+    "anyOf": [{"required": ["data"]}, {"required": ["parameters"], "properties": {"parameters": {
+        "required": ["binary_data_size"]}}}]}
 INFER_REQUEST = {"type": "object", "required": ["inputs"], "properties": {
     "id": {"type": "string"},
     "inputs": {"type": "array", "items": TENSOR, "minItems": 1, "maxItems": 1},
     "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string"}, "parameters": _params(binary_data={"type": "boolean"})}}},
     "parameters": _params(binary_data_output={"type": "boolean"})}}
-RAW_REQUEST = {"type": "object", "properties": {
+RAW_FIELDS = {
     "image": {"type": "string", "description": "a base64 PNG or JPEG, optionally a data: URL"},
     "pixels": {"type": "array", "description": "raw pixel values, one image or a list of them"},
     "values": {"type": "array", "description": "a sequence of raw values, or a list of them"},
     "features": {"anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
                  "description": "{feature name: value}, or a list of them"},
-    "text": {"type": "string"}},
-    "anyOf": [{"required": [k]} for k in ("image", "pixels", "values", "features", "text")]}
+    "text": {"type": "string"}}
 SERVED_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion")  # fast enough per request
-EXPLAIN_REQUEST = {**RAW_REQUEST, "properties": {**RAW_REQUEST["properties"], "method": {
-    "type": "string", "enum": list(SERVED_METHODS)}}}
+
+
+def raw_request(fields: list[str], explain: bool = False) -> dict:
+    """The JSON schema of a /predict (or /explain) body for a model that takes ``fields``."""
+    props = {k: RAW_FIELDS[k] for k in fields}
+    if explain:
+        props["method"] = {"type": "string", "enum": list(SERVED_METHODS)}
+    return {"type": "object", "properties": props, "anyOf": [{"required": [k]} for k in fields]}
 
 
 def body_schema(schema: dict, description: str) -> dict:

@@ -30,6 +30,8 @@ from ..run import Run
 from .protocol import SERVED_METHODS, BadRequest
 
 MAX_PIXELS = 1 << 24  # pixels of an uploaded image (4096 x 4096): larger ones get 413 before they are decoded
+# the image formats an upload may be, told by their first bytes; any other gets 415 before a decoder sees it
+IMAGE_FORMATS = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 
 
 class Model:
@@ -195,12 +197,26 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
     return check_values(model, np.asarray(x))
 
 
+def raw_fields(info: DataInfo) -> list[str]:
+    """The fields of a /predict body that :func:`raw_inputs` takes for this model."""
+    kind = info.preprocess.get("kind")
+    return {"image": ["image", "pixels"], "table": ["features", "values"], "tokens": ["text", "values"]}.get(
+        kind, ["values"])
+
+
 def decode_image(data: str) -> Any:
     """A PIL image from base64, refusing images over ``MAX_PIXELS`` before decoding them."""
     from PIL import Image
 
     try:
-        image = Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[-1], validate=False)))
+        raw = base64.b64decode(data.split(",", 1)[-1], validate=False)
+    except ValueError as e:
+        raise BadRequest(400, f"image is not base64 ({e}); send a base64 PNG or JPEG") from None
+    if not any(raw.startswith(magic) for magic in IMAGE_FORMATS.values()):
+        raise BadRequest(415, f"image is not a {' or '.join(IMAGE_FORMATS)} (its first bytes are {raw[:8]!r}); "
+                              "convert it to PNG or JPEG")
+    try:
+        image = Image.open(io.BytesIO(raw), formats=list(IMAGE_FORMATS))
         w, h = image.size
         if w * h <= MAX_PIXELS:
             image.load()
@@ -283,19 +299,21 @@ class Error(BaseModel):
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "malformed request (the message says what to fix)", 401: "missing or wrong API key",
             404: "unknown model, version or route", 408: "the request body came too slowly",
-            413: "request body or image too large", 422: "invalid request", 503: "busy: retry after Retry-After seconds"}
+            413: "request body or image too large", 415: "a Content-Type other than JSON, or an image neither PNG nor "
+            "JPEG", 422: "invalid request", 503: "busy: retry after Retry-After seconds"}
     out: dict[int | str, dict[str, Any]] = {c: {"model": Error, "description": text[c]} for c in codes}
     if 503 in out:
         out[503]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     return out
 
 
-READ_ERRORS, POST_ERRORS = _errors(401, 404, 422), _errors(400, 401, 404, 408, 413, 422, 503)
+READ_ERRORS, POST_ERRORS = _errors(401, 404, 422), _errors(400, 401, 404, 408, 413, 415, 422, 503)
 
 
 def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine: str = "auto", threads: int = 1,
                max_batch: int = 64, max_wait_ms: float | None = None, api_key: str | None = None,
-               workers: int | None = None, queue: int = 64, body_timeout_s: float = 30.0):
+               workers: int | None = None, queue: int = 64, body_timeout_s: float = 30.0,
+               allowed_hosts: tuple[str, ...] | None = None):
     """A FastAPI application serving one run's model.
 
     Args:
@@ -306,13 +324,15 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
         workers: threads decoding requests off the event loop (default: one per core).
         queue: requests in progress beyond ``workers`` before new ones get 503 and Retry-After.
         body_timeout_s: a request body must arrive within this many seconds (else 408).
+        allowed_hosts: the names a request's Host header may give (else 400), against pages elsewhere
+            that point their own name at this address (DNS rebinding); None: any.
     """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
     from .batching import Batcher
     from .guard import Guard, Workers
     from .page import page
-    from .protocol import (EXPLAIN_REQUEST, HEADER_LENGTH, INFER_REQUEST, RAW_REQUEST, body_schema, infer_response,
+    from .protocol import (HEADER_LENGTH, INFER_REQUEST, body_schema, infer_response, raw_request,
                            input_tensor, parse_json, split_request, wants_binary)
 
     if max_batch < 1:
@@ -347,7 +367,7 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     app.state.batching = {"max_batch": max_batch, "max_wait_ms": round(wait_s * 1000, 3)}
     app.state.api_key = api_key is not None
     app.add_middleware(Guard, requests_total=requests_total, latency=latency, api_key=api_key,
-                       body_timeout_s=body_timeout_s)
+                       body_timeout_s=body_timeout_s, allowed_hosts=allowed_hosts)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest):
@@ -367,6 +387,8 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):  # a bug, not bad input: keep serving
         return JSONResponse({"error": f"internal error: {exc.__class__.__name__}"}, 500)
+
+    fields = raw_fields(model.info)
 
     def decode_v2(body: bytes, header_length: str | None) -> tuple[dict, bool, np.ndarray]:
         request, tail = split_request(body, header_length)
@@ -439,7 +461,7 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
     app.include_router(models, prefix="/v2/models/{name}/versions/{version}", dependencies=[Depends(known_version)])
 
     @app.post("/predict", response_class=JSONResponse, responses=POST_ERRORS,
-              openapi_extra=body_schema(RAW_REQUEST, "raw inputs: one of image, pixels, values, features or text"))
+              openapi_extra=body_schema(raw_request(fields), f"raw inputs: one of {', '.join(fields)}"))
     async def predict(request: Request) -> Response:
         """Raw inputs in (features, pixels, a base64 image, values or text); labels and probabilities out."""
         body = await request.body()
@@ -451,7 +473,8 @@ def create_app(run: Run | str | os.PathLike, variant: str | None = None, engine:
                                                         "predictions": model.decode(out)}))
 
     @app.post("/explain", response_class=JSONResponse, responses=POST_ERRORS,
-              openapi_extra=body_schema(EXPLAIN_REQUEST, "one raw input (as for /predict) and an attribution method"))
+              openapi_extra=body_schema(raw_request(fields, explain=True), "one raw input (as for /predict) and an "
+                                        "attribution method"))
     async def explain(request: Request) -> Response:
         """Attribution for one raw input (as for /predict), with a heat-map overlay for images."""
         body = await request.body()
