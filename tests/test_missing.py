@@ -115,13 +115,18 @@ def test_iterative_imputation_repeats_scikit_learns_transform_with_numpy_only():
     assert np.abs(ours[rows, 3] - truth[rows]).max() < 0.5
 
 
-def test_predict_and_monitor_use_the_saved_fills(tmp_path: Path):
+def test_predict_and_monitor_use_the_saved_fills(tmp_path: Path, capsys):
     path = holey_csv(tmp_path / "t.csv", rows=120)
     run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "label", "missing": "iterative"},
                            "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 2, "threads": 1}},
                           name="holes", runs_dir=tmp_path / "runs", progress="quiet")
+    capsys.readouterr()
     blank = netwright.predict(run, {"a": [None, ""], "b": ["NA", 20.0], "colour": ["", "red"]})
     assert len(blank) == 2
+    note = capsys.readouterr().err  # a prediction that rests on filled values says so
+    assert note.startswith("note: 4 missing cells filled as in training") and "a (2), b (1), colour (1)" in note, note
+    netwright.predict(run, {"a": [1.0], "b": [2.0], "colour": ["red"]})
+    assert capsys.readouterr().err == ""
     from netwright.data.inputs import encode_inputs
 
     x = encode_inputs(run.info, {"a": ["", 10.0], "b": [20.0, 20.0], "colour": ["red", "red"]})

@@ -5,6 +5,7 @@ long name, a YAML bomb, an image bomb, a damaged run file) are one line with exi
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -547,3 +548,44 @@ def test_a_run_folder_that_is_a_mount_point_is_refused_before_an_overwrite_write
     assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
     assert (tmp_path / "listing").read_text().split() == ["m"]  # no staging folder, no lock, no swap note
     assert (tmp_path / "evaluated").read_text().strip().endswith("exit 0")
+
+
+def test_a_ctrl_c_while_compress_fine_tunes_undoes_it_and_says_so(scored_run: Run):
+    """The fine-tuning checkpoint goes with the rollback, so the message names no folder to resume:
+    the run is as it was and the command is to be run again."""
+    before = snapshot(scored_run.path)
+    with interrupt_at(2, signal.SIGINT), pytest.raises(TrainingInterrupted) as caught:
+        netwright.compress(scored_run, prune=0.5, finetune_epochs=2, progress="quiet")
+    message = str(caught.value)
+    assert message.startswith("SIGINT: netwright compress stopped") and "--resume" not in message, message
+    assert f"{scored_run.path} is as it was" in message and caught.value.signum == signal.SIGINT
+    assert snapshot(scored_run.path) == before
+    assert not list(scored_run.path.rglob(".journal-*")) and leftovers(scored_run.path.parent) == []
+
+
+def test_a_csv_without_line_breaks_is_refused_before_it_is_read_whole(cli, tmp_path: Path, old_run: Run,
+                                                                      monkeypatch):
+    """A multi-GB file with no newline once took 4.5 GB of memory to be called malformed: now no more
+    than one line's limit is read (made 1 MiB here; 64 MiB by default)."""
+    import netwright.data.tabular as tabular
+
+    monkeypatch.setattr(tabular, "MAX_LINE", 1 << 20)
+    blob = tmp_path / "blob.csv"
+    blob.write_bytes(b"x" * (3 << 20))
+
+    class Counted(io.StringIO):
+        asked: list[int] = []
+
+        def readline(self, size: int = -1) -> str:
+            self.asked.append(size)
+            return super().readline(size)
+
+    text = Counted("x" * (3 << 20))
+    with pytest.raises(netwright.DataError, match="without a line break"):
+        list(tabular.bounded_lines(text, "t.csv"))
+    assert text.asked == [1 << 20] and text.tell() == 1 << 20  # one bounded read, not the whole file
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"data": {"name": "csv", "path": str(blob), "target": "y"},
+                                    "model": {"name": "mlp"}, "train": {"epochs": 1}}))
+    assert_one_line_error(cli("train", spec), "blob.csv", "without a line break")
+    assert_one_line_error(cli("predict", old_run.path, blob), "blob.csv", "without a line break")

@@ -416,10 +416,24 @@ def writes_run(command: str) -> Any:
         @functools.wraps(fn)
         def inner(run: "Run | str | os.PathLike", *args: Any, **kwargs: Any) -> Any:
             run = run if isinstance(run, Run) else Run.open(run)
-            with run.lock(command), journal(run.path):
-                return fn(run, *args, **kwargs)
+            try:
+                with run.lock(command), journal(run.path):
+                    return fn(run, *args, **kwargs)
+            except TrainingInterrupted as e:  # a model trained inside the stage: its checkpoint went with the rollback
+                name = signal_name(e.signum)
+                raise TrainingInterrupted(f"{name}: {command} stopped; what it had written is undone and {run.home} "
+                                          "is as it was; run the command again to start it over", e.signum) from None
         return inner
     return wrap
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..atomic import write_text, write_with
 from ..errors import DataError
+from .tabular import bounded_lines
 
 INPUTS = (".csv", ".parquet", ".jsonl")
 OUTPUTS = (".csv", ".parquet", ".jsonl")
@@ -131,7 +132,7 @@ def _parquet_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list
 def _csv_chunks(path: Path, rows: int, skip: int) -> Iterator[dict[str, list[Any]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(bounded_lines(fh, path))
             header = [h.strip() for h in next(reader, [])]
             if not header:
                 raise DataError(f"{path}: the file is empty; a header row and data rows are expected")

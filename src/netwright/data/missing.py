@@ -174,5 +174,31 @@ def describe(pre: dict[str, Any]) -> str | None:
     return "; ".join(parts)
 
 
+def filled_at_predict(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
+    """One line on the missing cells of raw rows given to predict that are filled as in training
+    (``None`` when there are none): the user learns that a prediction rests on a filled value."""
+    how = {"median": "the train median", "mean": "the train mean", "iterative": "iterative regression",
+           "most_frequent": "the most frequent train value", "constant": "a constant",
+           "category": f"a '{MISSING_CATEGORY}' category"}
+    sources = {f"{d['column']}.{p}": d["column"] for d in pre.get("derived") or [] for p in d["parts"]}
+    counts: dict[str, int] = {}
+    used: set[str] = set()
+    for col in pre["columns"]:
+        name = sources.get(col["name"], col["name"])
+        strategy = col.get("missing", "error")
+        if name in counts or strategy not in how or name not in table:
+            continue
+        extra = frozenset(col.get("na_values") or ())
+        n = sum(is_missing(v, extra) for v in table[name])
+        if n:
+            counts[name] = n
+            used.add(how[strategy])
+    if not counts:
+        return None
+    names = ", ".join(f"{k} ({v})" for k, v in counts.items())
+    return (f"{_count(sum(counts.values()), 'missing cell')} filled as in training with {' or '.join(sorted(used))}: "
+            f"{names}")
+
+
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")

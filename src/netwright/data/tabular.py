@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -28,12 +29,28 @@ def read_csv(path: Path | io.TextIOBase, delimiter: str = ",") -> dict[str, list
         raise DataError(f"{path}: no such file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh, delimiter=delimiter))
+            rows = list(csv.reader(bounded_lines(fh, path), delimiter=delimiter))
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file; a CSV is expected") from None
     except csv.Error as e:
         raise DataError(f"{path}: malformed CSV: {e}") from None
     return _columns(rows, path)
+
+
+MAX_LINE = 64 << 20  # characters of one CSV line: a file without line breaks is refused after reading this much
+
+
+def bounded_lines(fh: Any, path: object) -> Iterator[str]:
+    """The lines of a text file, refusing one over ``MAX_LINE`` characters before it is read whole
+    (a binary file or a table without line breaks would otherwise be read into memory at once)."""
+    while True:
+        line = fh.readline(MAX_LINE)
+        if not line:
+            return
+        if len(line) >= MAX_LINE and not line.endswith(("\n", "\r")):
+            raise DataError(f"{path}: a line of over {MAX_LINE >> 20} MiB without a line break; a CSV holds one "
+                            "row a line (is this the right file, or a different format?)")
+        yield line
 
 
 def _columns(rows: list[list[str]], path: object) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from ..data.chunks import INPUTS, OUTPUTS, ArrowColumns, count_rows, flatten, join_parts, read_chunks, resume_parts, write_part
 from ..data.images import IMAGE_SUFFIXES
 from ..data.inputs import encode_inputs
+from ..data.missing import filled_at_predict
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
 from ..run import WEIGHTS, Run
@@ -57,10 +59,15 @@ class Predictor:
     def __call__(self, inputs: Any, source: str | None = None) -> list[dict[str, Any]]:
         info = self.info
         table = inputs  # the columns as given: a fairness-thresholds run decides by their sensitive ones
-        if info.preprocess["kind"] == "table" and isinstance(inputs, (str, os.PathLike)) and \
+        tabular = info.preprocess["kind"] == "table"
+        if tabular and isinstance(inputs, (str, os.PathLike)) and \
                 Path(inputs).suffix.lower() == ".csv" and Path(inputs).is_file():
             table = read_csv(Path(inputs))
         x = torch.from_numpy(encode_inputs(info, table, source or (str(inputs) if table is not inputs else "input")))
+        if tabular and isinstance(table, dict):  # say when a prediction rests on a filled value
+            note = filled_at_predict(info.preprocess, table)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         if len(x) == 0:
             where = f"{inputs}: " if isinstance(inputs, (str, os.PathLike)) else ""
             raise DataError(f"{where}no inputs to predict (an empty file or folder); give at least one example")
