@@ -589,3 +589,39 @@ def test_a_csv_without_line_breaks_is_refused_before_it_is_read_whole(cli, tmp_p
                                     "model": {"name": "mlp"}, "train": {"epochs": 1}}))
     assert_one_line_error(cli("train", spec), "blob.csv", "without a line break")
     assert_one_line_error(cli("predict", old_run.path, blob), "blob.csv", "without a line break")
+
+
+def test_a_final_move_that_fails_is_one_line_and_leaves_the_old_run(old_run: Run, cli, tmp_path: Path, monkeypatch):
+    """EBUSY (a run folder that is a mount point the check did not see, a busy network share): one
+    line, the old run byte for byte, no staging folder left."""
+    import errno
+
+    import netwright.run as run_module
+
+    def busy(new, home):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(home))
+
+    before = snapshot(old_run.path)
+    monkeypatch.setattr(run_module, "replace_tree", busy)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(epochs=1)))
+    result = cli("train", spec, "--name", "old", "--runs-dir", old_run.path.parent, "--overwrite", "--quiet")
+    assert_one_line_error(result, "could not move the finished run there", "busy", "the old run is unchanged")
+    assert snapshot(old_run.path) == before and leftovers(old_run.path.parent) == []
+
+
+def test_a_journal_leaves_alone_what_others_wrote_meanwhile(tmp_path: Path):
+    """Rollback undoes this stage's writes only: a file another program put in the folder while the
+    stage ran stays."""
+    from netwright.atomic import journal, write_text
+
+    root = tmp_path / "run"
+    root.mkdir()
+    write_text(root / "eval.json", "old")
+    with pytest.raises(_Boom), journal(root):
+        write_text(root / "eval.json", "new")
+        write_text(root / "made" / "x.png", "x")
+        (root / "notes.txt").write_text("the user's")  # not through netwright
+        raise _Boom("midway")
+    assert (root / "eval.json").read_text() == "old" and not (root / "made").exists()
+    assert (root / "notes.txt").read_text() == "the user's"

@@ -258,7 +258,8 @@ class Run:
         _acquire(path, command, self.home.resolve(), keep=self.path)
         _held[key] = 1
         try:
-            yield
+            with interrupts_raise():  # what the holder writes is rolled back on Ctrl-C
+                yield
         finally:
             del _held[key]
             with contextlib.suppress(FileNotFoundError):
@@ -384,6 +385,24 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
             print(f"note: undid what an unfinished stage of a stopped process had changed in {home}", file=sys.stderr)
         return
     raise RunLocked(f"{home}: could not take its lock {path}; try again")
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """While the block runs, SIGINT raises KeyboardInterrupt (Python's own handler), whatever the
+    command line had set (``netwright.entry``: outside a transaction it ends the process at once)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _staging_prefix(home: Path) -> str:
