@@ -323,6 +323,24 @@ def test_translation_is_scored_with_bleu_beside_copying_the_source(translator, c
     assert r.code == 0 and r.out.strip() == ex["greedy"].strip()
     copied = sacrebleu.corpus_bleu([e["source"] for e in result["examples"]], [[e["reference"] for e in result["examples"]]])
     assert copied.score < 5  # copying English is no Spanish (the metric's own baseline, by sacrebleu directly)
+    # the reported scores are sacrebleu's on the model's own decodings of the decoded test sentences
+    # against their references: decode them here from the saved model and score them directly
+    from netwright.tasks.language import load_tokenizer
+
+    tok, model = load_tokenizer(translator), translator.load_model()
+    test = translator.load_data().test
+    src, n = test.x[:result["decoded"]], result["decoded"]
+    refs = [tok.decode(row) for row in test.y[:n].tolist()]
+    hyps = {"greedy": [tok.decode(ids) for i in range(0, n, 128) for ids in model.translate(src[i:i + 128])],
+            "beam4": [tok.decode(ids) for ids in model.translate(src, beam=4)],
+            "copy_source": [tok.decode(row) for row in src.tolist()]}
+    assert [e["greedy"] for e in result["examples"]] == hyps["greedy"][:len(result["examples"])]
+    assert [e["reference"] for e in result["examples"]] == refs[:len(result["examples"])]
+    for name, hyp in hyps.items():
+        assert m[f"bleu_{name}"] == pytest.approx(sacrebleu.corpus_bleu(hyp, [refs]).score, abs=1e-9), name
+        assert m[f"chrf_{name}"] == pytest.approx(sacrebleu.corpus_chrf(hyp, [refs]).score, abs=1e-9), name
+    # three epochs on 600 verses translate poorly: nowhere near a perfect score (100)
+    assert m["bleu_greedy"] < 50 and m["bleu_copy_source"] < 5
     r = cli("generate", translator.path, "--prompt", "And God said, Let there be light.", "--beam", "2")
     assert r.code == 0 and r.out.strip()
     assert_one_line_error(cli("export", translator.path), "translation model")

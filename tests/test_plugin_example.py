@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import numpy as np
 from sklearn.datasets import load_digits
 
@@ -46,7 +47,8 @@ def serve_one_request(run: Path, images: np.ndarray) -> list[str]:
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None and time.time() < deadline, f"server did not start: {proc.stderr.read()}"
+            if proc.poll() is not None or time.time() > deadline:  # a hang guard, not a speed claim
+                pytest.fail(f"server did not start: {proc.stderr.read()}")
             time.sleep(0.2)
         r = httpx.post(url + "/predict", json={"pixels": images.tolist()}, timeout=30)
         assert r.status_code == 200, r.text

@@ -93,6 +93,37 @@ def test_flops_and_overfitting_diagnosis(tmp_path: Path):
     assert card["resources"]["energy_kwh"] > 0 and "estimate" in card["resources"]["energy_method"]
 
 
+def test_overfitting_is_flagged_on_a_planted_u_shaped_validation_loss_and_not_on_controls():
+    """Planted histories, the gaps computed by hand: validation loss U-shaped while training loss
+    keeps falling is overfitting; both losses falling, or both rising together (divergence, the
+    gap not growing), is not."""
+    from netwright.report.collect import overfitting
+
+    def history(train, val):
+        return [{"epoch": e, "train_loss": t, "val_loss": v} for e, (t, v) in enumerate(zip(train, val), start=1)]
+
+    falling = [1.0, 0.8, 0.6, 0.4, 0.2, 0.1]
+    summary = {"epochs": 6, "kept": "best", "best_epoch": 3, "stopped_early": False}
+    # best validation loss 0.7 at epoch 3 (train 0.6: gap 0.1); at the end 1.3 vs 0.1 (gap 1.2)
+    over = overfitting(history(falling, [1.1, 0.9, 0.7, 0.8, 1.0, 1.3]), summary)
+    assert over["flag"] is True
+    assert (over["best_epoch"], over["last_epoch"], over["kept_epoch"]) == (3, 6, 3)
+    assert over["gap_at_best"] == pytest.approx(0.1) and over["gap_at_end"] == pytest.approx(1.2)
+    assert "epoch 3" in over["detail"] and "Overfitting" in over["detail"]
+
+    # control: validation keeps improving, so the last epoch is the best (gap 0.76 - 0.1 = 0.66 both)
+    fine = overfitting(history(falling, [1.1, 0.95, 0.85, 0.8, 0.78, 0.76]), {**summary, "best_epoch": 6})
+    assert fine["flag"] is False and (fine["best_epoch"], fine["last_epoch"]) == (6, 6)
+    assert fine["gap_at_best"] == pytest.approx(0.66) and fine["gap_at_end"] == pytest.approx(0.66)
+    assert "No sign of overfitting" in fine["detail"]
+
+    # control: validation ends 50% above its best, but training loss rose with it (best epoch 3:
+    # 0.6 - 0.5 = 0.1; end: 0.9 - 0.9 = 0.0): the gap shrank, so this is divergence, not overfitting
+    div = overfitting(history([0.9, 0.7, 0.5, 0.7, 0.9], [1.0, 0.8, 0.6, 0.7, 0.9]), {"epochs": 5, "kept": "last"})
+    assert div["flag"] is False and (div["best_epoch"], div["kept_epoch"]) == (3, 5)
+    assert div["gap_at_best"] == pytest.approx(0.1) and div["gap_at_end"] == pytest.approx(0.0)
+
+
 def test_demo_specs_are_the_example_files():
     assert DIGITS == yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
     assert LOANS == yaml.safe_load((ROOT / "examples" / "loans_fairness.yaml").read_text())
