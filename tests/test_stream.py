@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 import netwright
 from netwright.data import load_dataset
+from netwright.data.stream import TableSource
 from netwright.errors import TrainingInterrupted
 from netwright.run import Run
 from netwright.spec import load_spec
@@ -90,10 +92,53 @@ def test_streamed_rows_decode_as_the_in_memory_loader_encodes_them(table: Path):
     assert ds.info.splits["test"] == int(keep.sum())
 
 
-def test_one_worker_or_two_give_the_same_run(table: Path):
-    one = netwright.train(spec(table), name="one", progress="quiet")
-    two = netwright.train(spec(table, workers=2), name="two", progress="quiet")
-    assert (one.path / "metrics.jsonl").read_text() == (two.path / "metrics.jsonl").read_text()
+class RecordedTable(TableSource):
+    """A Parquet table that notes, for every row group it decodes, the process decoding it (a line
+    ``pid group`` appended to ``LOG``; the path travels with the pickled source into the workers)."""
+
+    LOG = ""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = type(self).LOG
+
+    def decode(self, g, state):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()} {g}\n")
+        return super().decode(g, state)
+
+
+def decoded_by(log: Path) -> dict[int, set[int]]:
+    """{process id: row groups it decoded} from a :class:`RecordedTable` log."""
+    out: dict[int, set[int]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        pid, g = map(int, line.split())
+        out.setdefault(pid, set()).add(g)
+    return out
+
+
+def test_one_worker_or_two_give_the_same_run(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The same metrics byte for byte with one worker or two, the decoded table kept or not. With
+    the table too big to keep (CACHE_BYTES: 0, every epoch decodes its row groups afresh), workers: 1
+    decodes every row group in this process and workers: 2 decodes every group holding training rows
+    in other processes (the pool's). (A kept table of this size is decoded whole in this process by
+    the training sample before the first epoch: the pool then has nothing to decode.)"""
+    import netwright.data.stream as stream
+
+    monkeypatch.setattr(stream, "TableSource", RecordedTable)
+    runs = {}
+    for name, workers, cache in (("one", 1, 0), ("two", 2, 0), ("kept", 2, stream.CACHE_BYTES)):
+        monkeypatch.setattr(stream, "CACHE_BYTES", cache)
+        monkeypatch.setattr(RecordedTable, "LOG", str(tmp_path / f"{name}.log"))
+        runs[name] = netwright.train(spec(table, workers=workers), name=name, progress="quiet")
+    one = runs["one"]
+    metrics = {name: (run.path / "metrics.jsonl").read_text() for name, run in runs.items()}
+    assert metrics["one"] == metrics["two"] == metrics["kept"]
+    groups = set(range(ROWS // GROUP))  # every group holds training rows (70% of its 500)
+    by_one, by_two = decoded_by(tmp_path / "one.log"), decoded_by(tmp_path / "two.log")
+    assert by_one == {os.getpid(): groups}, by_one
+    in_workers = set().union(*[gs for pid, gs in by_two.items() if pid != os.getpid()])
+    assert in_workers == groups, by_two
     ev = netwright.evaluate(one, plots=False)
     assert ev["n"] == one.info.splits["test"]  # every test row, scored
     assert ev["metrics"]["accuracy"] > ev["baseline"]["metrics"]["accuracy"] + 0.15

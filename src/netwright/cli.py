@@ -505,7 +505,8 @@ def mitigate(
     if budget < 0:
         raise NetwrightError(f"--budget {budget:g}: give the accuracy points a variant may lose, 0 or more")
     result = mitigate_stage(r, methods=method, sweep=sweep, progress="quiet" if quiet else "lines", budget=budget)
-    table = Table(title=f"{r.name}: mitigation ({', '.join(result['sensitive'])}; test split)")
+    table = Table(title=f"{r.name}: mitigation ({', '.join(result['sensitive'])}; test split, Pareto-optimal and "
+                        "recommended as judged on the validation split)")
     for col in ("variant", "accuracy", "points", "parity gap [95%]", "reduction", "equalized odds gap", "judgement"):
         table.add_column(col, justify="left" if col in ("variant", "judgement") else "right")
     for row in result["rows"]:

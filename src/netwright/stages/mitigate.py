@@ -3,8 +3,9 @@
 Pre-processing (reweighing) and in-processing (the gap penalty, optionally swept over its
 weight) retrain the run's spec with ``fairness.mitigation`` set, into
 ``fairness/<variant>/`` (each a complete run); post-processing fits group thresholds on the
-validation split. Every variant is scored on the same test split: accuracy and the gaps, with
-the signed intervals of the audit, then judged: a variant whose decisions are (nearly) constant
+validation split. Every variant is judged on the validation split, then scored on the test split
+(read only once the choice is made): accuracy and the gaps, with the signed intervals of the
+audit. Judged: a variant whose decisions are (nearly) constant
 or less accurate than always predicting the majority outcome is degenerate and excluded; one
 that widens the gap it targets is flagged; the Pareto-optimal variants (accuracy against the
 targeted gap) are named and one is recommended within an accuracy budget.
@@ -30,7 +31,8 @@ SWEEP = (0.1, 0.3, 1.0, 3.0, 10.0)
 @writes_run("netwright mitigate")
 def mitigate(run: Run | str | os.PathLike, methods: list[str] | None = None, sweep: bool = False,
              weights: list[float] | None = None, progress: str = "quiet", budget: float = BUDGET_POINTS) -> dict[str, Any]:
-    """Compare mitigations on the test split; writes ``fairness/mitigate.json`` and ``tradeoff.png``.
+    """Train the mitigations, choose among them on the validation split and report them all on the
+    test split (read only after the choice); writes ``fairness/mitigate.json`` and ``tradeoff.png``.
 
     Args:
         methods: any of reweighing, penalty, thresholds (default: all three).
@@ -50,21 +52,29 @@ def mitigate(run: Run | str | os.PathLike, methods: list[str] | None = None, swe
     for m in methods:
         if m not in METHODS:
             raise NetwrightError(f"unknown mitigation '{m}'; choose from {', '.join(METHODS)}")
-    test = data.split("test")
-    y = test.y.numpy() == positive
-    g = group_labels(test.groups, sensitive)
-    codes, names = group_index(g)
+    if data.val is None or not len(data.val.y):
+        raise NetwrightError("mitigate chooses among the variants on the validation split and reports them on the "
+                             "test split; this run has no validation split: train it with data.val above 0")
     resamples, seed = spec.fairness.bootstrap, spec.seed
-
     model = run.load_model()
-    score, pred = decisions(model, test.x, positive)
-    rows = [variant_row("none", "original", pred, y, codes, names, resamples=resamples, seed=seed)]
+
+    def scored(split: Any) -> dict[str, Any]:
+        """What every variant's row needs of one split: the original's scores, labels and groups."""
+        score, pred = decisions(model, split.x, positive)
+        g = group_labels(split.groups, sensitive)
+        codes, names = group_index(g)
+        return {"x": split.x, "score": score, "pred": pred, "y": split.y.numpy() == positive, "g": g,
+                "codes": codes, "names": names}
+
+    # each variant: (method, label, its decisions on a split, weight, target); trained before any split is scored
+    variants: list[tuple[str, str, Any, float | None, str]] = [
+        ("none", "original", lambda s: s["pred"], None, "demographic_parity")]
     for method in methods:
         if method == "thresholds":
-            table = save_thresholds(run, data, model)
-            rows.append(variant_row("thresholds", f"thresholds ({table['constraint']})",
-                             apply_thresholds(score, g, table, seed=spec.seed), y, codes, names,
-                             target=table["constraint"], resamples=resamples, seed=seed))
+            table = save_thresholds(run, data, model)  # fitted on the validation split
+            variants.append(("thresholds", f"thresholds ({table['constraint']})",
+                             lambda s, t=table: apply_thresholds(s["score"], s["g"], t, seed=spec.seed), None,
+                             table["constraint"]))
             continue
         grid = (weights or SWEEP) if (method == "penalty" and sweep) else [spec.fairness.penalty.weight if method == "penalty" else None]
         for w in grid:
@@ -73,18 +83,34 @@ def mitigate(run: Run | str | os.PathLike, methods: list[str] | None = None, swe
                 fair = fair.model_copy(update={"penalty": fair.penalty.model_copy(update={"weight": w})})
             name = method if w is None else f"penalty-{w:g}"
             variant = train(spec.model_copy(update={"fairness": fair, "name": None}), name=name,
-                            runs_dir=run.file("fairness"), overwrite=True, progress=progress)
-            _, p = decisions(variant.load_model(), test.x, positive)
+                            runs_dir=run.file("fairness"), overwrite=True, progress=progress).load_model()
             label = method if w is None else f"penalty {fair.penalty.constraint} (lambda {w:g})"
             target = fair.penalty.constraint if method == "penalty" else "demographic_parity"
-            rows.append(variant_row(method, label, p, y, codes, names, weight=w, target=target, resamples=resamples,
-                             seed=seed))
+            variants.append((method, label, lambda s, v=variant: decisions(v, s["x"], positive)[1], w, target))
 
-    majority = float(max(y.mean(), 1 - y.mean()))
+    def rows(s: dict[str, Any]) -> list[dict[str, Any]]:
+        return [variant_row(method, label, decide(s), s["y"], s["codes"], s["names"], weight=w, target=target,
+                            resamples=resamples, seed=seed) for method, label, decide, w, target in variants]
+
+    def majority(s: dict[str, Any]) -> float:
+        return float(max(s["y"].mean(), 1 - s["y"].mean()))
+
+    val = scored(data.val)
+    chosen = rows(val)
+    judgement = judge(chosen, majority(val), budget)  # the choice sees the validation split only
+    test = scored(data.split("test"))
+    reported = rows(test)
+    judge(reported, majority(test), budget)  # the test split's own reductions, points and flags, for reading
+    for r, c in zip(reported, chosen):
+        r["pareto"] = c["pareto"]  # as chosen
+        r["validation"] = {k: c[k] for k in ("accuracy", "demographic_parity_difference", "equalized_odds_difference",
+                                             "flags")}
+    judgement.update(chosen_on="val", n_val=len(val["y"]),
+                     reason=judgement["reason"] + " on the validation split")
     result = {"sensitive": sensitive, "positive_label": info.class_names[positive], "split": "test",
-              "groups": names, "rows": rows, "judgement": judge(rows, majority, budget)}
+              "groups": test["names"], "rows": reported, "judgement": judgement}
     run.write_json(MITIGATE, result)
     from ..fairness.pictures import tradeoff_plot
 
-    tradeoff_plot(rows, run.file("fairness") / "tradeoff.png")
+    tradeoff_plot(reported, run.file("fairness") / "tradeoff.png")
     return result
