@@ -103,6 +103,57 @@ def test_predict_and_onnx_apply_the_temperature(overconfident, tmp_path):
     assert served_temperature(run, run.file("export")) == 1.0  # a server reading the ONNX file divides no further
 
 
+def test_conformal_sets_use_the_models_own_probabilities_on_a_calibrated_run(overconfident):
+    """On a run calibrated with T ~ 2 (far from 1), ``evaluate --coverage`` and ``predict
+    --coverage`` fit the threshold on, and build the sets from, softmax(logits) (T = 1), as the
+    README says: the threshold, the test coverage and mean set size, and every predicted set equal
+    an APS computation written here with numpy from the raw logits (softmax; the mass of the classes
+    strictly more likely; the ceil((n+1) x 0.99)-th smallest validation score). At 0.99 the
+    threshold is above 0 (the top class alone is right on 98% of the validation split), so the
+    temperature moves it: checked below, as is that temperature-scaled sets differ."""
+    run, _, cal = overconfident
+    t, coverage = cal["temperature"], 0.99
+    from sklearn.datasets import load_digits
+
+    from netwright.data.inputs import encode_inputs
+    from netwright.tasks import collect_outputs, run_task
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def mass_before(p):  # (N, K): the mass of the classes strictly more likely than each class
+        return (p[:, None, :] * (p[:, None, :] > p[:, :, None])).sum(2)
+
+    model, data = run.load_model(), run.load_data()
+    val_logits, val_y = (a.numpy() for a in run_task(run).val_outputs(model, data))
+    out = collect_outputs(model, run_task(run), data.test, 1024, torch.device("cpu"))
+    test_logits, test_y = out["output"].double().numpy(), out["target"].numpy()
+
+    def threshold(temperature):
+        scores = np.sort(mass_before(softmax(val_logits / temperature))[np.arange(len(val_y)), val_y])
+        return float(scores[-(-(len(scores) + 1) * 99 // 100) - 1])  # ceil((n + 1) * 0.99)-th smallest
+
+    q = threshold(1.0)
+    keep = mass_before(softmax(test_logits)) <= q + 1e-12
+    c = netwright.evaluate(run, plots=False, coverage=coverage)["conformal"]
+    assert c["q"] == pytest.approx(q, abs=1e-9) and c["n"] == len(val_y)
+    assert c["coverage"] == pytest.approx(keep[np.arange(len(test_y)), test_y].mean(), abs=1e-12)
+    assert c["mean_set_size"] == pytest.approx(keep.sum(1).mean(), abs=1e-12)
+    images = load_digits().images
+    rows = netwright.predict(run, images, coverage=coverage)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(encode_inputs(run.info, images))).double().numpy()
+    names = run.info.class_names
+    expected = [[names[j] for j in np.flatnonzero(k)] for k in mass_before(softmax(logits)) <= q + 1e-12]
+    assert [row["set"] for row in rows] == expected
+    # the planted temperature changes the answer, so this test tells the two apart
+    assert abs(threshold(t) - q) > 1e-3, (threshold(t), q)
+    scaled = mass_before(softmax(logits / t))
+    assert ((scaled <= q) != (mass_before(softmax(logits)) <= q)).any(1).sum() >= 5
+    assert (mass_before(softmax(test_logits / t)) <= q).sum(1).mean() != keep.sum(1).mean()
+
+
 def test_brier_score_of_a_certain_classifier():
     assert brier_score(np.eye(3), [0, 1, 2]) == 0.0
     assert brier_score(np.full((2, 2), 0.5), [0, 1]) == pytest.approx(0.5)
