@@ -2,7 +2,8 @@
 
 Versions (read from package metadata, without importing the packages), the Python and the
 platform, threads, CPU model and flags, GPUs, the measured matmul peaks (cached after the
-first call), and which optional Debian packages and Python extras are present.
+first call; shown with when and how they were measured), and which optional Debian packages
+and Python extras are present.
 """
 
 from __future__ import annotations
@@ -45,28 +46,38 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _how(peak: dict[str, Any]) -> str:
+    """When and how a cached peak was measured."""
+    return f"measured {peak.get('measured_at') or 'at an unknown time'}: {peak.get('method', 'method not recorded')}"
+
+
 def report() -> dict[str, dict[str, Any]]:
     """The doctor's sections, each ``{what: value}``."""
     import torch
 
-    from .hardware import cores, cpu_flags, cpu_name, native_bf16, peak_flops
+    from .hardware import cached_peaks, cores, cpu_flags, cpu_name, native_bf16, peak_flops
 
     threads = min(cores(), 8)
     flags = cpu_flags()
     machine = {"python": f"{sys.version.split()[0]} ({sys.executable})", "platform": platform.platform(),
                "cpu": cpu_name(), "cores for this process": cores(), "torch threads (auto uses)": threads,
                "cpu flags": ", ".join(f for f, have in flags.items() if have) or "none of " + ", ".join(flags),
-               "native bf16 (oneDNN)": native_bf16(),
+               "native bf16 (AVX512-BF16 or AMX)": native_bf16(),
                "torch cpu capability": torch.backends.cpu.get_cpu_capability()}
     gpus = {f"cuda:{i}": torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-    peaks = {}
+    peaks, shown = {}, []
     for precision in ("fp32", "bf16"):
         p = peak_flops("cpu", precision, threads)
-        peaks[f"cpu {precision}, {threads} threads"] = f"{p['flop_per_s'] / 1e9:,.0f} GFLOP/s"
+        peaks[f"cpu {precision}, {threads} threads"] = f"{p['flop_per_s'] / 1e9:,.0f} GFLOP/s, {_how(p)}"
+        shown.append(p)
     for i in range(torch.cuda.device_count()):
         for precision in ("fp32", "bf16"):
             p = peak_flops("cuda", precision, threads)
-            peaks[f"cuda:{i} {precision}"] = f"{p['flop_per_s'] / 1e12:,.1f} TFLOP/s"
+            peaks[f"cuda:{i} {precision}"] = f"{p['flop_per_s'] / 1e12:,.1f} TFLOP/s, {_how(p)}"
+            shown.append(p)
+    for key, p in cached_peaks().items():  # the rest of the cache: other thread counts, other torch versions
+        if p not in shown and isinstance(p.get("flop_per_s"), (int, float)):
+            peaks[key.replace("|", ", ")] = f"{p['flop_per_s'] / 1e9:,.0f} GFLOP/s, {_how(p)}"
     return {
         "versions": {name: _version(name) for name in PACKAGES},
         "machine": machine,

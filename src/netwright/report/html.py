@@ -324,7 +324,8 @@ def _resources(card: dict[str, Any], pics: dict[str, Path]) -> str:
     r = card["resources"]
     c = r.get("compute") or {}
     speed = (f"{c['flop_per_s'] / 1e9:,.1f} GFLOP/s of training = {100 * c['fraction_of_peak']:.1f}% of this "
-             f"machine's measured {r.get('precision')} matmul peak ({c['peak_flop_per_s'] / 1e9:,.0f} GFLOP/s)"
+             f"machine's measured {r.get('precision')} matmul peak ({c['peak_flop_per_s'] / 1e9:,.0f} GFLOP/s"
+             + (f", measured {c['peak_measured_at']})" if c.get("peak_measured_at") else ")")
              if c else None)
     return dl({"training time (s)": r.get("training_seconds"), "peak memory (MB, process)": r.get("peak_rss_mb"),
                "device": r.get("device"), "threads": r.get("threads"),

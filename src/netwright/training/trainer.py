@@ -459,11 +459,15 @@ class Trainer:
         samples/s of the epochs) beside this machine's measured matmul peak for the precision used."""
         from ..hardware import peak_flops
 
-        rate = statistics.median(t["samples_per_s"] for t in self.state["timing"])
-        achieved = 3 * self.flops_per_example * rate * self.dist.world
-        peak = peak_flops(self.device.type, self.settings["precision"], torch.get_num_threads())
+        rate = statistics.median(t["samples_per_s"] for t in self.state["timing"])  # the job's: every rank's share
+        achieved = 3 * self.flops_per_example * rate
+        per_process = achieved / self.dist.world
+        # a rate above the cached peak has the peak measured again (never a fraction above 1)
+        peak = peak_flops(self.device.type, self.settings["precision"], torch.get_num_threads(), per_process)
         return {"flops_per_example": 3 * self.flops_per_example, "samples_per_s": rate,
                 "flop_per_s": round(achieved), "peak_flop_per_s": round(peak["flop_per_s"]),
-                "fraction_of_peak": float(f"{achieved / peak['flop_per_s']:.4g}"), "peak": peak["method"],
+                "fraction_of_peak": float(f"{per_process / peak['flop_per_s']:.4g}"), "peak": peak["method"],
+                "peak_measured_at": peak["measured_at"],
                 "method": "3 x forward FLOPs (torch.utils.flop_counter) per example x median samples/s of the "
-                          "epochs (validation included), against the peak of the same precision and threads"}
+                          "epochs (validation included), per process against the peak of the same precision "
+                          "and threads"}
