@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import (finish_replace, is_mount_point, journal, make_temp_dir, maker_pid, recover, replace_tree, will_make, write_json,
-                     write_text)
+from .atomic import (finish_replace, is_mount_point, journal, make_temp_dir, maker_pid, recover, replace_tree,
+                     will_make, write_json, write_text)
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
