@@ -629,3 +629,20 @@ def test_a_journal_leaves_alone_what_others_wrote_meanwhile(tmp_path: Path):
         raise _Boom("midway")
     assert (root / "eval.json").read_text() == "old" and not (root / "made").exists()
     assert (root / "notes.txt").read_text() == "the user's"
+
+
+def test_staging_folders_of_live_or_other_machines_processes_are_left_alone(old_run: Run):
+    """The next writer removes new runs that dead processes of this machine were building; one whose
+    maker still runs, or was made on another machine sharing the folder, stays."""
+    from netwright.atomic import _host_tag
+
+    runs, tag = old_run.path.parent, _host_tag()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folders = {"dead": f".old.new-{tag}-{dead.stdout.strip()}-aaaa", "alive": f".old.new-{tag}-{os.getpid()}-bbbb",
+               "elsewhere": f".old.new-{'0' * 6 if tag != '0' * 6 else '1' * 6}-1-cccc", "earlier": ".old.new-x1y2z3"}
+    for name in folders.values():
+        (runs / name).mkdir()
+    with old_run.lock("netwright test"):
+        pass
+    left = {p.name for p in runs.iterdir() if p.name.startswith(".old.new-")}
+    assert left == {folders["alive"], folders["elsewhere"]}, left

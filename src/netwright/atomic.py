@@ -279,16 +279,33 @@ def will_make(path: str | os.PathLike) -> None:
         j.made_path(Path(path))
 
 
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def owned_name(prefix: str) -> str:
-    """``prefix`` + this process's id + a random token: a name nobody else makes, whose maker can be
-    asked whether it still runs (:func:`maker_pid`)."""
-    return f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+    """``prefix`` + this machine's tag + this process's id + a random token: a name nobody else
+    makes, whose maker can be asked whether it still runs (:func:`dead_maker`)."""
+    return f"{prefix}{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def maker_pid(name: str, prefix: str) -> int | None:
-    """The process id in a name made by :func:`owned_name` with ``prefix``."""
-    head = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
-    return int(head) if head.isdigit() else None
+def dead_maker(name: str, prefix: str) -> bool:
+    """Whether the process that made ``name`` (:func:`owned_name` with ``prefix``) on this machine
+    has ended; False for a name made on another machine (a folder shared over the network), whose
+    processes cannot be asked."""
+    parts = name[len(prefix):].split("-") if name.startswith(prefix) else []
+    if len(parts) < 3 or parts[0] != _host_tag() or not parts[1].isdigit():
+        return len(parts) < 3  # a name of an earlier version (no machine, no process): nobody to wait for
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def make_temp_dir(prefix: str, parent: str | os.PathLike) -> Path:

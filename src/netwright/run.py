@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import (finish_replace, is_mount_point, journal, make_temp_dir, maker_pid, recover, replace_tree,
+from .atomic import (dead_maker, finish_replace, is_mount_point, journal, make_temp_dir, recover, replace_tree,
                      will_make, write_json, write_text)
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
@@ -375,8 +375,7 @@ def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:
         # holding the lock: what a dead writer left halfway is completed or undone
         prefix = _staging_prefix(home)
         for stale in home.parent.glob(f"{prefix}*"):  # new runs that dead processes were building
-            pid = maker_pid(stale.name, prefix)
-            if stale != keep and (pid is None or not pid_alive(pid)):
+            if stale != keep and dead_maker(stale.name, prefix):
                 shutil.rmtree(stale, ignore_errors=True)
         swapped = finish_replace(home)
         if swapped is not None:
