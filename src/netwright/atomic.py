@@ -263,12 +263,9 @@ def recover(root: str | os.PathLike) -> bool:
 
 def make_dirs(path: str | os.PathLike) -> Path:
     """``mkdir -p``, the folders it makes recorded in the active journal (gone on rollback)."""
-    path = Path(path)
-    j = _active(path)
-    if j is not None:
-        j.made_path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    will_make(path)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
 
 
 def will_make(path: str | os.PathLike) -> None:
@@ -299,13 +296,18 @@ def dead_maker(name: str, prefix: str) -> bool:
     parts = name[len(prefix):].split("-") if name.startswith(prefix) else []
     if len(parts) < 3 or parts[0] != _host_tag() or not parts[1].isdigit():
         return len(parts) < 3  # a name of an earlier version (no machine, no process): nobody to wait for
+    return not pid_alive(int(parts[1]))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
     try:
-        os.kill(int(parts[1]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
 
 
 def make_temp_dir(prefix: str, parent: str | os.PathLike) -> Path:
@@ -383,6 +385,11 @@ def replace_tree(new: str | os.PathLike, home: str | os.PathLike) -> None:
         raise
     shutil.rmtree(aside, ignore_errors=True)  # the new folder is home: the old one goes
     intent.unlink(missing_ok=True)
+
+
+def replacing(home: str | os.PathLike) -> bool:
+    """Whether a :func:`replace_tree` of ``home`` was begun and not finished (its note is there)."""
+    return _swap_names(Path(home))[0].is_file()
 
 
 def finish_replace(home: str | os.PathLike) -> str | None:

@@ -15,8 +15,8 @@ import math
 import os
 import platform
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .atomic import (dead_maker, finish_replace, is_mount_point, journal, make_temp_dir, recover, replace_tree,
-                     will_make, write_json, write_text)
+from .atomic import (dead_maker, finish_replace, is_mount_point, journal, make_temp_dir, pid_alive, recover,
+                     replace_tree, replacing, will_make, write_json, write_text)
 from .errors import CallbackFailed, NetwrightError, RunLocked, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Run:
         p = Path(path)
         if not p.exists() and not p.is_absolute() and (default_runs_dir() / p).exists():
             p = default_runs_dir() / p  # a bare run name
-        if not p.is_dir() and _swapped_in(p):  # a writer died halfway through replacing the run
+        if not p.is_dir() and replacing(p):  # a writer died halfway through replacing the run
             with cls(p).lock("netwright (finishing a replacement)"):
                 pass
         if not p.is_dir():
@@ -406,23 +406,6 @@ def interrupts_raise() -> Iterator[None]:
 
 def _staging_prefix(home: Path) -> str:
     return f".{home.name}.new-"
-
-
-def _swapped_in(p: Path) -> bool:
-    from .atomic import SWAP_SUFFIX
-
-    return (p.parent / f".{p.name}{SWAP_SUFFIX}").is_file()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (on this machine)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def writes_run(command: str) -> Any:

@@ -162,5 +162,10 @@ def input_columns(pre: dict[str, Any]) -> list[str]:
 
 
 def input_columns_of(names: Any, derived: list[dict[str, Any]] | None) -> list[str]:
-    sources = {f"{d['column']}.{p}": d["column"] for d in derived or [] for p in d["parts"]}
+    sources = column_sources(derived)
     return list(dict.fromkeys(sources.get(n, n) for n in names))
+
+
+def column_sources(derived: list[dict[str, Any]] | None) -> dict[str, str]:
+    """A derived column's name (``signup.month``) -> the raw column it comes from (``signup``)."""
+    return {f"{d['column']}.{p}": d["column"] for d in derived or [] for p in d["parts"]}

@@ -13,8 +13,10 @@ import torch
 
 from .arrays import load_array_file
 from .chunks import ArrowColumns
+from .derive import column_sources
 from .images import IMAGE_SUFFIXES, open_image
 from .info import DataInfo
+from .missing import FILLED_WITH, count, is_missing
 from .preprocess import encode_array, encode_arrow, encode_image, encode_table, encode_text, encode_texts, normalize
 from ..errors import DataError
 from .speech import encode_wav
@@ -101,3 +103,26 @@ def _read_csv_inputs(pre: dict[str, Any], path: Path) -> Any:
         return np.array([[float(v) for v in r] for r in rows], dtype=np.float32)
     except ValueError as e:
         raise DataError(f"{path}: expected rows of numbers ({e})") from None
+
+
+def filled_note(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
+    """One line on the missing cells of raw rows that are filled as in training (``None`` when
+    there are none): the user learns that a prediction rests on a filled value."""
+    sources = column_sources(pre.get("derived"))
+    counts: dict[str, int] = {}
+    used: set[str] = set()
+    for col in pre["columns"]:
+        name = sources.get(col["name"], col["name"])
+        strategy = col.get("missing", "error")
+        if name in counts or strategy not in FILLED_WITH or name not in table:
+            continue
+        extra = frozenset(col.get("na_values") or ())
+        n = sum(is_missing(v, extra) for v in table[name])
+        if n:
+            counts[name] = n
+            used.add(FILLED_WITH[strategy])
+    if not counts:
+        return None
+    names = ", ".join(f"{k} ({v})" for k, v in counts.items())
+    return (f"{count(sum(counts.values()), 'missing cell')} filled as in training with {' or '.join(sorted(used))}: "
+            f"{names}")

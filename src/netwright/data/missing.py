@@ -23,6 +23,10 @@ MISSING_TOKENS = frozenset({
     "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 MISSING_CATEGORY = "(missing)"  # a categorical column's own category for its missing cells
+# how each strategy fills a missing cell, in the lines that say so
+FILLED_WITH = {"median": "the train median", "mean": "the train mean", "iterative": "iterative regression",
+               "most_frequent": "the most frequent train value", "constant": "a constant",
+               "category": f"a '{MISSING_CATEGORY}' category"}
 OTHER_CATEGORY = "(other)"  # of a column given as an index: a category first seen after training
 
 
@@ -162,43 +166,16 @@ def describe(pre: dict[str, Any]) -> str | None:
     cells, dropped = facts.get("cells", 0), facts.get("dropped_rows", {})
     if not cells and not dropped:
         return None
-    how = {"median": "the train median", "mean": "the train mean", "iterative": "iterative regression", "most_frequent": "the most frequent train value",
-           "constant": "a constant", "category": f"a '{MISSING_CATEGORY}' category"}
-    used = sorted({how[s] for s in facts.get("strategies", {}).values()})
+    used = sorted({FILLED_WITH[s] for s in facts.get("strategies", {}).values()})
     columns = len(facts.get("strategies", {}))
-    parts = [f"{_count(cells, 'missing cell')} in {_count(columns, 'column')} filled with {' or '.join(used)}"
+    parts = [f"{count(cells, 'missing cell')} in {count(columns, 'column')} filled with {' or '.join(used)}"
              ] if cells else []
     if facts.get("indicators"):
-        parts.append(_count(len(facts["indicators"]), "missing-indicator column") + " added")
-    parts += [f"{_count(n, 'row')} dropped ({why})" for why, n in dropped.items()]
+        parts.append(count(len(facts["indicators"]), "missing-indicator column") + " added")
+    parts += [f"{count(n, 'row')} dropped ({why})" for why, n in dropped.items()]
     return "; ".join(parts)
 
 
-def filled_at_predict(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
-    """One line on the missing cells of raw rows given to predict that are filled as in training
-    (``None`` when there are none): the user learns that a prediction rests on a filled value."""
-    how = {"median": "the train median", "mean": "the train mean", "iterative": "iterative regression",
-           "most_frequent": "the most frequent train value", "constant": "a constant",
-           "category": f"a '{MISSING_CATEGORY}' category"}
-    sources = {f"{d['column']}.{p}": d["column"] for d in pre.get("derived") or [] for p in d["parts"]}
-    counts: dict[str, int] = {}
-    used: set[str] = set()
-    for col in pre["columns"]:
-        name = sources.get(col["name"], col["name"])
-        strategy = col.get("missing", "error")
-        if name in counts or strategy not in how or name not in table:
-            continue
-        extra = frozenset(col.get("na_values") or ())
-        n = sum(is_missing(v, extra) for v in table[name])
-        if n:
-            counts[name] = n
-            used.add(how[strategy])
-    if not counts:
-        return None
-    names = ", ".join(f"{k} ({v})" for k, v in counts.items())
-    return (f"{_count(sum(counts.values()), 'missing cell')} filled as in training with {' or '.join(sorted(used))}: "
-            f"{names}")
-
-
-def _count(n: int, what: str) -> str:
+def count(n: int, what: str) -> str:
+    """``1 missing cell``, ``3 missing cells``."""
     return f"{n} {what}" + ("" if n == 1 else "s")

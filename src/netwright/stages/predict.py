@@ -19,8 +19,7 @@ import torch
 
 from ..data.chunks import INPUTS, OUTPUTS, ArrowColumns, count_rows, flatten, join_parts, read_chunks, resume_parts, write_part
 from ..data.images import IMAGE_SUFFIXES
-from ..data.inputs import encode_inputs
-from ..data.missing import filled_at_predict
+from ..data.inputs import encode_inputs, filled_note
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
 from ..run import WEIGHTS, Run
@@ -65,7 +64,7 @@ class Predictor:
             table = read_csv(Path(inputs))
         x = torch.from_numpy(encode_inputs(info, table, source or (str(inputs) if table is not inputs else "input")))
         if tabular and isinstance(table, dict):  # say when a prediction rests on a filled value
-            note = filled_at_predict(info.preprocess, table)
+            note = filled_note(info.preprocess, table)
             if note:
                 print(f"note: {note}", file=sys.stderr)
         if len(x) == 0:

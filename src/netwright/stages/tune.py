@@ -32,10 +32,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_json, write_text
+from ..atomic import pid_alive, write_json, write_text
 from ..errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
-from ..run import NAME_RE, TRAIN, WEIGHTS, default_runs_dir, pid_alive
+from ..run import NAME_RE, TRAIN, WEIGHTS, default_runs_dir
 from ..spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
 from ..training.callbacks import Callback
 
