@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import netwright
+from netwright.data.roles import role_rows
 from netwright.calibration import brier_score, fit_temperature, nll, probabilities, served_temperature
 from conftest import assert_one_line_error, tiny_spec
 
@@ -24,7 +25,7 @@ def grid_minimum(logits: torch.Tensor, y: torch.Tensor) -> float:
 def overconfident(tmp_path_factory):
     """An MLP on digits trained for many epochs, last weights kept: sure of itself beyond its accuracy."""
     runs = tmp_path_factory.mktemp("runs")
-    run = netwright.train({"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [64]},
+    run = netwright.train({"data": {"name": "digits", "val": 0.25}, "model": {"name": "mlp", "hidden": [64]},
                            "train": {"epochs": 80, "threads": 1, "keep": "last",
                                      "optimizer": {"name": "adam", "lr": 0.01}}},
                           name="digits", runs_dir=runs, progress="quiet")
@@ -48,7 +49,7 @@ def test_temperature_scaling_makes_an_overconfident_classifier_honest(overconfid
     run, before, cal = overconfident
     from netwright.tasks import run_task
 
-    logits, y = run_task(run).val_outputs(run.load_model(), run.load_data())
+    logits, y = run_task(run).val_outputs(run.load_model(), run.load_data(), "temperature", 0)
     t = cal["temperature"]
     assert t > 1.2  # overconfident: the logits are too large
     assert t == pytest.approx(grid_minimum(logits, y), rel=0.005)
@@ -104,7 +105,7 @@ def test_predict_and_onnx_apply_the_temperature(overconfident, tmp_path):
 
 
 def test_conformal_sets_use_the_models_own_probabilities_on_a_calibrated_run(overconfident):
-    """On a run calibrated with T ~ 2 (far from 1), ``evaluate --coverage`` and ``predict
+    """On a run calibrated with T ≈ 1.3 (away from 1), ``evaluate --coverage`` and ``predict
     --coverage`` fit the threshold on, and build the sets from, softmax(logits) (T = 1), as the
     README says: the threshold, the test coverage and mean set size, and every predicted set equal
     an APS computation written here with numpy from the raw logits (softmax; the mass of the classes
@@ -126,7 +127,7 @@ def test_conformal_sets_use_the_models_own_probabilities_on_a_calibrated_run(ove
         return (p[:, None, :] * (p[:, None, :] > p[:, :, None])).sum(2)
 
     model, data = run.load_model(), run.load_data()
-    val_logits, val_y = (a.numpy() for a in run_task(run).val_outputs(model, data))
+    val_logits, val_y = (a.numpy() for a in run_task(run).val_outputs(model, data, "conformal", 0))
     out = collect_outputs(model, run_task(run), data.test, 1024, torch.device("cpu"))
     test_logits, test_y = out["output"].double().numpy(), out["target"].numpy()
 
@@ -167,7 +168,9 @@ def test_calibrate_cli_and_train_calibrate(cli, tmp_path):
     assert cli("train", spec, "--name", "cal").code == 0
     run = netwright.Run.open("cal")
     cal = run.read_json("calibration.json")
-    assert cal["n"] == run.info.splits["val"] and cal["val_nll_after"] <= cal["val_nll_before"]
+    n_val = run.info.splits["val"]
+    assert cal["n"] == len(role_rows(n_val, {"select": 1 / 3, "temperature": 1 / 3, "conformal": 1 / 3})["temperature"])
+    assert cal["rows"] == "temperature" and cal["val_nll_after"] <= cal["val_nll_before"]
     r = cli("calibrate", "cal")
     assert r.code == 0 and f"temperature {cal['temperature']:.4f}" in r.out and "calibration.json" in r.out
     r = cli("evaluate", "cal", "--no-plots")
@@ -224,3 +227,19 @@ def test_the_server_applies_the_temperature_on_every_engine_and_route(overconfid
         assert list(got.values()) == pytest.approx(list(expected.values()), abs=1e-5), engine
         out = np.array(client.post("/v2/models/digits/infer", json=body).json()["outputs"][0]["data"]).reshape(1, -1)
         assert probabilities(out)[0] == pytest.approx(probabilities(logits, cal["temperature"])[0], abs=1e-5), engine
+
+
+def test_the_temperature_search_stops_at_its_bounds_0_01_and_100():
+    """Logits that carry no information (labels drawn apart from them) want T -> infinity: the
+    search ends at its upper bound 100. Logits 1,000 times too timid, with a few mistakes (so not
+    separable), want T near 0.001: it ends at the lower bound 0.01. Each is the grid's best
+    inside the bounds."""
+    rng = np.random.default_rng(3)
+    y = torch.from_numpy(rng.integers(0, 4, 600))
+    noise = torch.from_numpy(rng.normal(size=(600, 4))) * 50
+    hi = fit_temperature(noise, y)
+    assert hi["temperature"] == pytest.approx(100.0, rel=1e-3)
+    signal = torch.nn.functional.one_hot(y, 4).double() * 2 + torch.from_numpy(rng.normal(size=(600, 4)))
+    lo = fit_temperature(signal / 1000, y)
+    assert lo["temperature"] == pytest.approx(0.01, rel=1e-3) and "note" not in lo
+    assert lo["nll_after"] < lo["nll_before"] and hi["nll_after"] < hi["nll_before"]

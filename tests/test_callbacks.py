@@ -34,14 +34,14 @@ class Recorder(Callback):
 def test_every_hook_runs_in_order_and_a_callback_stops_training(_runs_dir):
     recorder = Recorder()
     spec = tiny_spec(epochs=60, checkpoint_interval=0,
-                     callbacks=[{"name": "stop_at", "metric": "val_accuracy", "value": 0.9}])
+                     callbacks=[{"name": "stop_at", "metric": "val_accuracy", "value": 0.85}])
     run = netwright.train(spec, name="cb", progress="quiet", callbacks=[recorder])
     summary = run.read_json("train.json")
     history = run.metrics()
     assert summary["stopped_by"] == "stop_at" and summary["callbacks"] == ["stop_at", "recorder"]
     stopped = summary["epochs"]
-    assert stopped < 60 and history[-1]["val_accuracy"] >= 0.9
-    assert all(r["val_accuracy"] < 0.9 for r in history[:-1])  # not one epoch late
+    assert stopped < 60 and history[-1]["val_accuracy"] >= 0.85
+    assert all(r["val_accuracy"] < 0.85 for r in history[:-1])  # not one epoch late
     assert recorder.events[0] == ("start", 0)
     assert [e[1] for e in recorder.events if e[0] == "epoch"] == list(range(1, stopped + 1))
     assert recorder.events[-1] == ("end", stopped, True)

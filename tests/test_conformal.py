@@ -12,6 +12,7 @@ import pytest
 
 import netwright
 from netwright import NetwrightError
+from netwright.data.roles import role_rows
 from netwright.conformal import (aps_scores, aps_sets, classifier_sets, conformal_quantile, regressor_intervals,
                                  score_intervals, score_sets)
 from conftest import assert_one_line_error, tiny_spec
@@ -160,7 +161,8 @@ def test_predicted_sets_use_the_models_own_probabilities_under_a_temperature():
 
 def test_coverage_through_evaluate_and_predict(cli, tmp_path):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(tiny_spec(epochs=10, optimizer={"name": "adam", "lr": 0.02})))
+    spec.write_text(json.dumps({**tiny_spec(epochs=10, optimizer={"name": "adam", "lr": 0.02}),
+                                "data": {"name": "iris", "val": 0.3}}))  # 15 conformal rows: enough for 0.9
     assert cli("train", spec, "--name", "iris").code == 0
     r = cli("evaluate", "iris", "--coverage", "0.9", "--no-plots")
     assert r.code == 0, r.err
@@ -169,14 +171,15 @@ def test_coverage_through_evaluate_and_predict(cli, tmp_path):
     assert f"coverage {c['coverage']:.4f} for a target of 0.9" in r.out
     run = netwright.Run.open("iris")
     d = run.load_data()
-    assert c["n"] == len(d.val) == run.info.splits["val"]
+    rows = role_rows(len(d.val), {"select": 1 / 3, "temperature": 1 / 3, "conformal": 1 / 3})["conformal"]
+    assert c["n"] == len(rows) == 15 and c["rows"] == "conformal"
     import torch
 
     model = run.load_model()
     with torch.no_grad():
-        val_probs = own_softmax(model(d.val.x).double().numpy())
-    q = own_quantile(own_aps(val_probs)[np.arange(len(d.val)), d.val.y.numpy()], 0.9)
-    assert c["q"] == pytest.approx(q, abs=1e-9)  # the threshold from its definition, on the validation split
+        val_probs = own_softmax(model(d.val.x[rows]).double().numpy())
+    q = own_quantile(own_aps(val_probs)[np.arange(len(rows)), d.val.y[rows].numpy()], 0.9)
+    assert c["q"] == pytest.approx(q, abs=1e-9)  # the threshold from its definition, on the conformal rows
     from sklearn.datasets import load_iris
 
     iris = load_iris()
@@ -220,7 +223,8 @@ def test_regression_intervals_in_target_units(tmp_path):
         assert np.abs(y[:, None] - raw.target[None, :]).min(1).max() < 1e-3  # the dataset's own disease scores
         split[name] = np.array([r["prediction"] for r in netwright.predict(run, x)]), y
     pred, y = split["val"]
-    assert c["q"] == pytest.approx(own_quantile(np.abs(y - pred), 0.8), rel=1e-4)
+    rows = role_rows(len(y), {"select": 0.5, "conformal": 0.5})["conformal"]  # a regressor has no temperature
+    assert c["n"] == len(rows) and c["q"] == pytest.approx(own_quantile(np.abs(y - pred)[rows], 0.8), rel=1e-4)
     pred, y = split["test"]
     assert c["coverage"] == pytest.approx(np.mean(np.abs(y - pred) <= c["q"]))
     rows = netwright.predict(run, raw.data[:5], coverage=0.8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,3 +256,43 @@ def test_doctor_shows_when_and_how_each_peak_was_measured(cli, peak_cache, monke
     assert set(rows) == {f"cpu fp32, {threads} threads", f"cpu bf16, {threads} threads"}, rows
     for precision, at in when.items():
         assert rows[f"cpu {precision}, {threads} threads"] == f"123 GFLOP/s, measured {at}: planted 1.234e+11 FLOP/s"
+
+
+# ------------------------------------------------------------------ int8 weights on x86 without VNNI
+
+
+def _matmul_onnx(path) -> None:
+    """A one-MatMul ONNX graph (16 -> 8 weights, as a dense layer exports) written with onnx.helper."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["input", "w"], ["output"])], "dense",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 16])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 8])],
+                              [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"), reason="x86 only: the VNNI question")
+@pytest.mark.parametrize("text, seven_bits", [(HASWELL, True), (SKYLAKE_X, False)], ids=["avx2_no_vnni", "vnni"])
+def test_int8_weights_use_7_bits_on_a_cpu_without_vnni(plant_cpu, tmp_path, text, seven_bits):
+    """ONNX Runtime's uint8 x int8 products saturate in 16-bit sums without VNNI, so there the
+    quantized weights must stay in [-64, 63] (``reduce_range``); with VNNI they use the full
+    [-127, 127]. Read from the quantized file's own int8 initializers."""
+    import onnx
+    from onnx import numpy_helper
+
+    from netwright.compress.quantize import quantize_int8
+
+    plant_cpu(text)
+    _matmul_onnx(tmp_path / "fp32.onnx")
+    done = quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", torch.nn.Linear(16, 8),
+                         np.zeros((4, 16), np.float32))
+    assert done["method"] == "dynamic" and done["reduce_range"] is seven_bits
+    assert ("VNNI" in done.get("why", "")) is seven_bits
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8]
+    assert weights, "no int8 weights in the quantized graph"
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert (largest <= 64) if seven_bits else (largest >= 100), largest

@@ -1,10 +1,11 @@
 """Temperature scaling of a classifier's probabilities (the ``calibrate`` stage writes ``calibration.json``).
 
-One temperature ``T > 0`` is fitted on the validation split's logits by minimising the negative
-log-likelihood of ``softmax(logits / T)`` (Guo et al. 2017). NLL is convex in ``1 / T``, so a
-bounded scalar search over ``log T`` finds its minimum; ``T = 1`` (the model as trained) is kept
-whenever the search does not beat it, so the validation NLL never rises. Dividing every logit by
-the same positive number keeps their order: the predicted class, and so accuracy, is unchanged.
+One temperature ``T > 0`` is fitted on the logits of the validation split's temperature rows
+(``netwright.data.roles``) by minimising the negative log-likelihood of ``softmax(logits / T)``
+(Guo et al. 2017). NLL is convex in ``1 / T``, so a bounded scalar search over ``log T`` finds its
+minimum; ``T = 1`` (the model as trained) is kept whenever the search does not beat it, so the NLL
+on those rows never rises. Dividing every logit by the same positive number keeps their order:
+the predicted class, and so accuracy, is unchanged.
 """
 
 from __future__ import annotations

@@ -159,8 +159,8 @@ def evaluate(
     run: Annotated[str, typer.Argument(help="run directory")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     plots: Annotated[bool, typer.Option(help="write eval/*.png")] = True,
-    coverage: Annotated[Optional[float], typer.Option(help="conformal sets/intervals fitted on the validation split "
-                                                           "to cover this share (e.g. 0.9)")] = None,
+    coverage: Annotated[Optional[float], typer.Option(help="conformal sets/intervals fitted on the validation split's "
+                                                           "conformal rows to cover this share (e.g. 0.9)")] = None,
 ) -> None:
     """Score a trained run on a split (a cross-validation study: its ensemble); writes eval.json and pictures."""
     from .stages.evaluate import evaluate as evaluate_stage
@@ -408,7 +408,7 @@ def compress(
 
 @app.command()
 def calibrate(run: Annotated[str, typer.Argument(help="run directory (a classifier)")]) -> None:
-    """Fit a temperature on the validation split (calibrated probabilities); writes calibration.json."""
+    """Fit a temperature on the validation split's temperature rows (calibrated probabilities); writes calibration.json."""
     from .stages.calibrate import calibrate as calibrate_stage
     from .run import Run
 

@@ -55,7 +55,7 @@ ARTEFACTS: dict[str, tuple[str, str]] = {
     WEIGHTS: ("train", "the kept weights"),
     TRACKING: ("train", "the MLflow run this run logs to"),
     CONTINUAL: ("train", "continual learning: accuracy on every task after each"),
-    CALIBRATION: ("calibrate", "the temperature fitted on the validation split"),
+    CALIBRATION: ("calibrate", "the temperature fitted on the validation split's temperature rows"),
     EVAL: ("evaluate", "a split's metrics beside the baseline (pictures in eval/)"),
     EXPLAIN: ("explain", "attributions, sanity checks and pictures (explain/)"),
     AUDIT: ("audit", "decisions by group with signed intervals"),

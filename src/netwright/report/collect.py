@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
+from ..data.roles import describe as describe_roles
 from ..run import AUDIT, COMPRESS, CONTINUAL, EVAL, EXPLAIN, MITIGATE, TRAIN, VERIFY, WEIGHTS, Run
 from ..tasks import run_task
 
@@ -159,7 +160,8 @@ def collect(run: Run) -> dict[str, Any]:
         "data": {"name": info.name, "source": info.source, "task": info.task, "modality": info.modality,
                  "input_shape": list(info.input_shape), "splits": info.splits, "stratified": info.stratified,
                  "fingerprint": info.fingerprint, "classes": info.class_names, "features": info.feature_names,
-                 "sensitive": info.sensitive, "target": info.target_name},
+                 "sensitive": info.sensitive, "target": info.target_name,
+                 "val_roles": describe_roles(info.splits.get("val") or 0, task.val_roles, spec.data.split_seed)},
         "training": {"summary": summary, "history": history, "overfitting": overfitting(history, summary)},
         "continual": _json(run, CONTINUAL),
         "cross_validation": _cross_validation(run),

@@ -132,6 +132,8 @@ def _data(card: dict[str, Any], pics: dict[str, Path]) -> str:
                "sensitive attributes": ", ".join(d["sensitive"]) or "none",
                "splits (train / val / test)": f"{s.get('train')} / {s.get('val')} / {s.get('test')}"
                                               + (" (stratified)" if d["stratified"] else ""),
+               "validation rows by role": "; ".join(f"{r['rows']} choose {r['chooses']}"
+                                                    for r in d.get("val_roles", {}).values()) or None,
                "fingerprint": d["fingerprint"]})
 
 
@@ -150,13 +152,14 @@ def _metrics(card: dict[str, Any], pics: dict[str, Path]) -> str:
                f"{': ' + e(trivial['detail']) if trivial.get('detail') else ''}.</p>"
     if ev.get("calibration"):  # netwright calibrate
         c = ev["calibration"]
-        out += f"<p>Temperature scaling (T = {c['temperature']:.4f}, fitted on the validation split) on this split:</p>"
+        out += (f"<p>Temperature scaling (T = {c['temperature']:.4f}, fitted on the validation split's temperature "
+                f"rows) on this split:</p>")
         out += table(["measure", "before", "after"], [[k, c["before"][k], c["after"][k]] for k in ("ece", "brier", "nll")])
     if ev.get("conformal"):  # evaluate --coverage
         c = ev["conformal"]
         size = f"mean set size {c['mean_set_size']:.3f}" if "mean_set_size" in c else f"mean interval width {c['mean_width']:.4g}"
-        out += (f"<p>Conformal prediction ({e(c['method'])}, {c['n']} examples): coverage {c['coverage']:.4f} "
-                f"for a target of {c['coverage_target']:g}, {e(size)}.</p>")
+        out += (f"<p>Conformal prediction ({e(c['method'])}, threshold fitted on {c['n']} rows): coverage "
+                f"{c['coverage']:.4f} on this split for a target of {c['coverage_target']:g}, {e(size)}.</p>")
     if ev.get("baseline") and "model" in ev["baseline"]:  # text, graph and ratings data
         b = ev["baseline"]
         scores = ", ".join(f"{k} {v:.4f}" for k, v in b.items() if isinstance(v, float))

@@ -1,9 +1,10 @@
 """The ``calibrate`` stage: temperature scaling of a classifier's probabilities -> ``calibration.json``.
 
-One temperature ``T > 0`` is fitted on the validation split's logits by minimising the negative
-log-likelihood of ``softmax(logits / T)`` (Guo et al. 2017; ``netwright.calibration``); ``T = 1``
-(the model as trained) is kept whenever the search does not beat it, so the validation NLL never
-rises. Dividing every logit by the same positive number keeps their order: the predicted class,
+One temperature ``T > 0`` is fitted on the logits of the validation split's temperature rows
+(``netwright.data.roles``: not the rows that chose the kept epoch, nor those of conformal
+thresholds) by minimising the negative log-likelihood of ``softmax(logits / T)`` (Guo et al.
+2017; ``netwright.calibration``); ``T = 1`` (the model as trained) is kept whenever the search
+does not beat it, so the NLL on those rows never rises. Dividing every logit by the same positive number keeps their order: the predicted class,
 and so accuracy, is unchanged.
 """
 
@@ -42,12 +43,12 @@ def calibrate(run: Run | str | os.PathLike, model: "nn.Module | None" = None,
     require_val(run)
     model = model if model is not None else run.load_model()
     data = data if data is not None else run.load_data()
-    logits, y = task.val_outputs(model, data)
+    logits, y = task.val_outputs(model, data, "temperature", run.spec.data.split_seed)
     fit = fit_temperature(logits, y)
     t = fit["temperature"]
     before, after = calibration_scores(logits, y), calibration_scores(logits, y, t)
     result = {"method": "temperature scaling (one T for all classes; probabilities = softmax(logits / T))",
-              "temperature": t, "split": "val", "n": len(y),
+              "temperature": t, "split": "val", "rows": "temperature", "n": len(y),
               "val_nll_before": fit["nll_before"], "val_nll_after": fit["nll_after"],
               "val_ece_before": before["ece"], "val_ece_after": after["ece"],
               "val_brier_before": before["brier"], "val_brier_after": after["brier"],

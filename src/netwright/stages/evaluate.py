@@ -23,7 +23,7 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
     model's text; a bag-of-words model of a text classifier's texts; random actions for a policy).
     With ``calibration.json`` (``netwright calibrate``): ECE, Brier score and NLL before and after
     temperature scaling. ``coverage`` (e.g. 0.9): split-conformal prediction sets or intervals
-    fitted on the validation split, their empirical coverage and size on ``split``.
+    fitted on the validation split's conformal rows, their empirical coverage and size on ``split``.
     """
     run = run if isinstance(run, Run) else Run.open(run)
     if split not in ("train", "val", "test"):

@@ -57,6 +57,11 @@ class Task(Protocol):
     def metrics(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Metrics from the concatenated outputs of :meth:`eval_step`."""
 
+    def val_rows(self, n: int, role: str, seed: int) -> Any:
+        """The positions of the validation split that a choice reads (``netwright.data.roles``;
+        None: every row), so that the kept epoch, a temperature and conformal thresholds never
+        share one."""
+
     # ---- after training (the stages call these)
 
     def require(self, verb: str, run: Run) -> None:
@@ -121,6 +126,9 @@ class Kind:
     distributed: ClassVar[bool] = True
     #: whether targets are places in the input (boxes, masks): augmentation that moves the input would misalign them
     spatial_targets: ClassVar[bool] = False
+    #: how the validation split is divided between the choices made on it (``netwright.data.roles``):
+    #: the kept epoch alone, unless the kind also fits a temperature or conformal thresholds
+    val_roles: ClassVar[dict[str, float]] = {"select": 1.0}
     default_monitor = "val_loss"
     metric_names: list[str] = ["loss"]
 
@@ -190,6 +198,12 @@ class Kind:
     def sampling_weights(self, y: torch.Tensor) -> torch.Tensor | None:
         """How likely each training example is to be drawn (None: each once an epoch, shuffled)."""
         return None
+
+    def val_rows(self, n: int, role: str, seed: int) -> Any:
+        """The positions of a validation split of ``n`` rows that ``role`` reads (None: all of them)."""
+        from ..data.roles import rows_for
+
+        return rows_for(n, self.val_roles, role, seed)
 
     def describe(self, info: DataInfo) -> str:
         """What a model of this kind does, for the card's first line ("classifies ...")."""

@@ -29,6 +29,7 @@ class ClassificationTask(SupervisedTask):
     picks_class = True
     headline = "accuracy"
     metric_names = ["loss", "accuracy", "f1"]
+    val_roles = {"select": 1 / 3, "temperature": 1 / 3, "conformal": 1 / 3}
 
     class_weights: torch.Tensor | None = None  # balanced: n / (classes x count) per class of the train split
     temperature = 1.0  # softmax(logits / T) when decoding: the run's calibration (prepare)
@@ -70,8 +71,8 @@ class ClassificationTask(SupervisedTask):
             from ..calibration import calibration_scores, temperature
 
             t, logits, target = temperature(run), outputs["output"], outputs["target"]
-            result["calibration"] = {"method": "temperature scaling fitted on the validation split (netwright "
-                                               "calibrate)", "temperature": t,
+            result["calibration"] = {"method": "temperature scaling fitted on the validation split's "
+                                               "temperature rows (netwright calibrate)", "temperature": t,
                                      "before": calibration_scores(logits, target),
                                      "after": calibration_scores(logits, target, t)}
         return result

@@ -23,6 +23,7 @@ class RegressionTask(SupervisedTask):
 
     metric_names = ["loss", "mae", "rmse", "r2"]
     headline = "r2"
+    val_roles = {"select": 0.5, "conformal": 0.5}
     instead = {"calibrate": "a regressor's uncertainty is an interval instead: 'netwright evaluate {run} --coverage 0.9'"}
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ class RegressionTask(SupervisedTask):
         from ..conformal import regressor_intervals
 
         return (regressor_intervals(self.unscale(out[:, 0]).numpy(), self.unscale(y).numpy(), coverage),
-                "split conformal, absolute residuals on the validation split (target units)")
+                "split conformal, absolute residuals on the validation split's conformal rows (target units)")
 
     def score_conformal(self, outputs: dict[str, torch.Tensor], q: float) -> dict[str, float]:
         from ..conformal import score_intervals

@@ -112,7 +112,7 @@ class SupervisedTask(Kind):
     def evaluate(self, run: Run, split: str, batch_size: int = 1024, coverage: float | None = None) -> dict[str, Any]:
         """The split's metrics beside the trivial predictor fitted on the train split (kept as
         ``trivial_baseline`` where the kind brings a stronger ``baseline``), and with
-        ``coverage`` the conformal sets or intervals fitted on the validation split."""
+        ``coverage`` the conformal sets or intervals fitted on the validation split's conformal rows."""
         data, model = run.load_data(), run.load_model()
         outputs = self.outputs = collect_outputs(model, self, data.split(split), batch_size, torch.device("cpu"))
         result: dict[str, Any] = {"split": split, "n": len(outputs["target"]), "task": self.info.task,
@@ -136,13 +136,18 @@ class SupervisedTask(Kind):
     def trivial_baseline(self, train_y: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         raise NotImplementedError
 
-    def val_outputs(self, model: nn.Module, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's raw outputs and the targets on the validation split (float64)."""
-        out = collect_outputs(model, self, data.split("val"), 1024, torch.device("cpu"))
+    def val_outputs(self, model: nn.Module, data: Any, role: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's raw outputs (float64) and the targets on the validation split's rows that
+        ``role`` reads (``netwright.data.roles``; ``seed``: the run's ``data.split_seed``)."""
+        from ..data.roles import take
+
+        val = data.split("val")
+        out = take(collect_outputs(model, self, val, 1024, torch.device("cpu")), self.val_rows(len(val), role, seed))
         return out["output"].double(), out["target"]
 
     def fit_conformal(self, run: Run, model: nn.Module, data: Any, coverage: float) -> dict[str, Any]:
-        """The split-conformal threshold ``q`` fitted on the validation split (see ``netwright.conformal``)."""
+        """The split-conformal threshold ``q`` fitted on the validation split's conformal rows (see
+        ``netwright.conformal`` and ``netwright.data.roles``)."""
         import math
 
         from ..conformal import check_coverage
@@ -152,12 +157,15 @@ class SupervisedTask(Kind):
         check_coverage(coverage)
         self.require("conformal", run)
         require_val(run)
-        fit, method = self.conformal_threshold(*self.val_outputs(model, data), coverage)
+        fit, method = self.conformal_threshold(*self.val_outputs(model, data, "conformal", run.spec.data.split_seed),
+                                               coverage)
         if math.isinf(fit["q"]):
             need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point
-            raise NetwrightError(f"--coverage {coverage:g} needs at least {need} validation examples, {run.path} has "
-                                 f"{fit['n']}; lower --coverage or train with a larger data.val")
-        return {"method": method, "coverage_target": coverage, "calibrated_on": "val", **fit}
+            share = self.val_roles["conformal"]
+            raise NetwrightError(f"--coverage {coverage:g} needs at least {need} conformal rows, {run.path} has "
+                                 f"{fit['n']} (a share of {share:g} of its validation split); lower --coverage or "
+                                 f"train with a larger data.val (at least {math.ceil(need / share)} validation rows)")
+        return {"method": method, "coverage_target": coverage, "calibrated_on": "val", "rows": "conformal", **fit}
 
     def conformal_threshold(self, out: torch.Tensor, y: torch.Tensor, coverage: float) -> tuple[dict[str, Any], str]:
         raise NotImplementedError

@@ -120,7 +120,10 @@ def train_continual(model: nn.Module, data: Dataset, spec: Any, device: torch.de
         train = subset(data.train, classes)
         if c.method == "replay" and memory:
             train = Split(torch.cat([train.x] + [m.x for m in memory]), torch.cat([train.y] + [m.y for m in memory]))
-        part = Dataset(info, train, subset(data.val, classes), None)
+        # the kept epoch is chosen on the classes the run trains on: replay's stored examples bring
+        # the earlier tasks' classes back, so their validation rows judge its epochs too
+        judged = sorted({i for t in tasks[:k + 1] for i in t}) if c.method == "replay" else classes
+        part = Dataset(info, train, subset(data.val, judged), None)
         task = EWCTask(info, spec.train, ewc_lambda=c.ewc_lambda, anchors=anchors, model=model) \
             if c.method == "ewc" and anchors else ClassificationTask(info, spec.train)
         progress.message(f"task {k + 1}/{len(tasks)}: classes {', '.join(info.class_names[i] for i in classes)} "

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..data.augment import Augmenter
 from ..data.info import Dataset, Split
+from ..data.roles import take
 from ..data.stream import StreamedSplit
 from ..errors import CallbackFailed, NetwrightError, TrainingError, TrainingInterrupted
 from ..metrics import lower_is_better
@@ -336,8 +337,9 @@ class Trainer:
                                   "lr": self.optimizers[0].param_groups[0]["lr"],
                                   "train_loss": total / self.n_used,
                                   **{f"train_{k}": v / self.n_used for k, v in parts.items()}}
-        if self.data.val is not None:
-            outputs = collect_outputs(self.module, self.task, self.data.val, ts.eval_batch_size, self.device)
+        if self.data.val is not None:  # the rows that choose the kept epoch (netwright.data.roles)
+            outputs = take(collect_outputs(self.module, self.task, self.data.val, ts.eval_batch_size, self.device),
+                           self.task.val_rows(len(self.data.val), "select", self.spec.data.split_seed))
             # a diverged validation metric is recorded as null (JSON has no NaN) and never "improves"
             record.update({f"val_{k}": v if math.isfinite(v) else None for k, v in self.task.metrics(outputs).items()})
         return record
