@@ -60,6 +60,9 @@ def test_temperature_scaling_makes_an_overconfident_classifier_honest(overconfid
     assert c["temperature"] == t
     assert c["after"]["ece"] < c["before"]["ece"] == pytest.approx(before["metrics"]["ece"])  # test ECE down
     assert c["after"]["nll"] < c["before"]["nll"]
+    # the README's numbers, at the precision it prints them
+    assert (round(t, 3), round(c["before"]["ece"], 4), round(c["after"]["ece"], 4), round(c["before"]["nll"], 3),
+            round(c["after"]["nll"], 3)) == (1.338, 0.0280, 0.0215, 0.206, 0.167)
     assert after["metrics"]["accuracy"] == before["metrics"]["accuracy"]  # argmax unchanged
     # Brier score and ECE recomputed here with numpy from the test logits
     from netwright.tasks import collect_outputs

@@ -200,8 +200,8 @@ def evaluate(
     if "conformal" in result:
         c = result["conformal"]
         size = f"mean set size {c['mean_set_size']:.3f}" if "mean_set_size" in c else f"mean width {c['mean_width']:.4g}"
-        out.print(f"conformal ({c['calibrated_on']}, n {c['n']}): coverage {c['coverage']:.4f} for a target of "
-                  f"{c['coverage_target']:g}, {size}", markup=False)
+        out.print(f"conformal (fitted on {c['n']} {c['rows']} rows of {c['calibrated_on']}): coverage {c['coverage']:.4f} "
+                  f"for a target of {c['coverage_target']:g}, {size}", markup=False)
     out.print(f"wrote {r.file('eval.json')}")
 
 

@@ -60,8 +60,10 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     acc = netwright.evaluate(run)["metrics"]["accuracy"]
     say(f"digits CNN: test accuracy {acc:.4f} ({run.path})")
     ex = netwright.explain(run, samples=4)
+    gap = ex.get("completeness", {}).get("mean_relative_gap")
     say(f"  explained {len(ex['samples'])} examples with {len(ex['methods'])} methods; "
-        f"flagged: {', '.join(sorted({f['method'] for f in ex['flagged']})) or 'none'}")
+        f"flagged: {', '.join(sorted({f['method'] for f in ex['flagged']})) or 'none'}"
+        + (f"; integrated gradients completeness gap {100 * gap:.2f}% mean" if gap is not None else ""))
     comp = netwright.compress(run, quantize="int8", prune=0.5, progress="quiet")
     int8 = comp["variants"]["int8"]["vs_original"]
     say(f"  int8: {int8['size_ratio']:.2f}x smaller, {int8['speedup_batch_64']:.2f}x faster at batch 64, "

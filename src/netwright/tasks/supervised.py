@@ -163,7 +163,7 @@ class SupervisedTask(Kind):
             need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point
             share = self.val_roles["conformal"]
             raise NetwrightError(f"--coverage {coverage:g} needs at least {need} conformal rows, {run.path} has "
-                                 f"{fit['n']} (a share of {share:g} of its validation split); lower --coverage or "
+                                 f"{fit['n']} ({share:.0%} of its validation split); lower --coverage or "
                                  f"train with a larger data.val (at least {math.ceil(need / share)} validation rows)")
         return {"method": method, "coverage_target": coverage, "calibrated_on": "val", "rows": "conformal", **fit}
 
