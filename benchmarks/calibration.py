@@ -1,10 +1,11 @@
 """Calibration and conformal prediction on the example classifiers and a regressor.
 
 Trains each example spec (``--set`` overrides keep the long ones short), fits the temperature on
-the validation split (``netwright.calibrate``), and reports on the test split: accuracy, ECE, NLL
-and Brier before and after, and the split-conformal coverage and set size (interval width) at
-80, 90 and 95% targets. The validation NLL after calibration is never above the one before (the
-search keeps T = 1 unless it is beaten); the test numbers are the honest ones.
+the validation split's temperature rows (``netwright.calibrate``; ``netwright.data.roles``), and
+reports on the test split: accuracy, ECE, NLL and Brier before and after, and the split-conformal
+coverage and set size (interval width) at 80, 90 and 95% targets, fitted on the conformal rows.
+The NLL on the temperature rows after calibration is never above the one before (the search
+keeps T = 1 unless it is beaten); the test numbers are the honest ones.
 
     .venv/bin/python benchmarks/calibration.py [--cases digits_mlp mnist1d_mlp ...]
 """
@@ -57,7 +58,7 @@ def main() -> None:
                             f"{a['ece']:.4f} ({100 * (1 - a['ece'] / b['ece']):+.0f}%) | {b['nll']:.4f} -> "
                             f"{a['nll']:.4f} | {b['brier']:.4f} -> {a['brier']:.4f} |")
             print(cal_rows[-1], flush=True)
-    print("\n| example | T | val NLL | test accuracy (unchanged) | test ECE (cut) | test NLL | test Brier |")
+    print("\n| example | T | NLL on the temperature rows | test accuracy (unchanged) | test ECE (cut) | test NLL | test Brier |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(cal_rows))
     print("\n| example | test n | coverage / mean set size (width) at 0.8 | at 0.9 | at 0.95 |")
