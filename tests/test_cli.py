@@ -163,3 +163,20 @@ def test_debug_shows_the_traceback(cli):
 def test_usage_errors_exit_2(cli):
     assert cli("train").code == 2
     assert cli("frobnicate").code == 2
+
+
+def test_the_demo_prints_commands_that_work_as_printed(monkeypatch, tmp_path):
+    """``make demo`` ends with a command to try; without ``.venv/bin`` on PATH the bare
+    ``netwright`` would not be found, so the demo prints the launcher's path, which runs."""
+    import subprocess
+    import sys
+
+    from netwright.demo import command
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.chdir(tmp_path)
+    printed = command()
+    assert printed != "netwright" and printed.endswith("netwright")
+    assert subprocess.run([printed, "--help"], capture_output=True).returncode == 0
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    assert command() == "netwright"

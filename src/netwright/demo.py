@@ -96,5 +96,21 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     cards["fairness"] = fair.file(REPORT_HTML)
     for name, path in cards.items():
         say(f"model card ({name}): {path}")
-    say(f"try the digits model in a browser: netwright serve {run.path}")
+    say(f"try the digits model in a browser: {command()} serve {run.path}")
     return cards
+
+
+def command() -> str:
+    """How to type ``netwright`` here: the bare name when it is on PATH, else the launcher's path
+    beside this interpreter (``.venv/bin/netwright`` after ``make demo``), so a printed command
+    works as printed."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    found = shutil.which("netwright")
+    beside = Path(sys.executable).parent / "netwright"
+    if found and (not beside.exists() or Path(found).resolve() == beside.resolve()):
+        return "netwright"
+    return os.path.relpath(beside) if beside.exists() else f"{sys.executable} -m netwright"

@@ -118,7 +118,7 @@ class ClassificationTask(SupervisedTask):
         from ..conformal import classifier_sets
 
         return (classifier_sets(probabilities(out), y.numpy(), coverage),
-                "split conformal, adaptive prediction sets (APS) on the validation split")
+                "split conformal, adaptive prediction sets (APS) on the validation split's conformal rows")
 
     def score_conformal(self, outputs: dict[str, torch.Tensor], q: float) -> dict[str, float]:
         from ..calibration import probabilities
