@@ -247,3 +247,16 @@ def test_text_file_as_next_character_windows(tmp_path: Path):
     ds = load_dataset(data_spec(name="text", path=str(p), seq_len=8, stride=3))
     assert ds.info.modality == "tokens" and ds.info.input_shape == (8,)
     assert ds.train.x.dtype == torch.int64 and ds.info.num_classes == len(ds.info.vocab)
+
+
+def test_a_marker_in_a_number_column_gets_the_fix_that_fits_and_the_fix_works(tmp_path):
+    """A money column with '?' for unknown amounts: the error offers data.na_values with the
+    marker itself, and the spec with that key loads, the marked cells read as missing."""
+    path = tmp_path / "t.csv"
+    path.write_text("spend,y\n" + "".join(f"{'?' if i % 17 == 0 else i * 1.5},{i % 2}\n" for i in range(60)))
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y"}, "model": {"name": "mlp"}}
+    with pytest.raises(DataError) as e:
+        load_dataset(load_spec(spec).data)
+    assert "row 1 holds text '?'" in str(e.value) and "na_values: ['?']" in str(e.value)
+    data = load_dataset(load_spec({**spec, "data": {**spec["data"], "na_values": ["?"]}}).data)
+    assert sum(data.info.splits.values()) == 60  # every row kept, the four '?' cells filled

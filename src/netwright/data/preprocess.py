@@ -203,8 +203,9 @@ def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = F
             if not shown:
                 raise DataError(f"{source}: numeric column '{name}' row {row + 1} is empty and this run fills no "
                                 "missing cells there; fill the cell") from None
-            raise DataError(f"{source}: numeric column '{name}' row {row + 1} holds text '{shown}'; fix the value or "
-                            f"list the column under data.categorical") from None
+            raise DataError(f"{source}: numeric column '{name}' row {row + 1} holds text '{shown}'; if it marks a "
+                            f"missing value, add it to data.na_values (e.g. na_values: ['{shown}']), otherwise fix "
+                            "the value (list the column under data.categorical only if it holds categories)") from None
         if not math.isfinite(f):
             hint = "set data.missing to fill missing cells" if f != f else "fill or drop non-finite values"
             raise DataError(f"{source}: column '{name}' row {row + 1} is {v}; {hint}")
