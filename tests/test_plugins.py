@@ -96,3 +96,13 @@ def test_an_installed_package_registers_through_the_entry_point_group(tmp_path: 
     assert checked.returncode == 0 and "two_layer" in checked.stdout, checked.stderr
     trained = run_subprocess("train", tmp_path / "s.yaml", "--runs-dir", tmp_path / "runs", "--quiet", env=env)
     assert trained.returncode == 0 and (tmp_path / "runs" / "s" / "model.safetensors").is_file(), trained.stderr
+
+
+def test_models_shows_a_plugin_files_model_and_says_how_when_it_is_not_loaded():
+    """In fresh processes (an in-process registry may hold the plugin from another test)."""
+    plugin = Path(__file__).parents[1] / "examples" / "plugins" / "my_models.py"
+    r = run_subprocess("models", "tiny_resnet", "--plugin", plugin)
+    assert r.returncode == 0 and "model.channels" in r.stdout and "model.blocks" in r.stdout, r.stderr
+    r = run_subprocess("models", "tiny_resnet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "unknown model 'tiny_resnet'" in r.stderr and "--plugin FILE.py" in r.stderr

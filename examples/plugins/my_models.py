@@ -3,7 +3,7 @@
 A spec names this file (``plugins: [my_models.py]``, relative to the spec); netwright imports it
 before validating the spec, so the names registered here can be used like the built-in ones:
 
-    netwright models tiny_resnet          # its hyper-parameters, from the signature below
+    netwright models tiny_resnet --plugin examples/plugins/my_models.py   # its hyper-parameters, from the signature below
     netwright train examples/plugins/digits_resnet.yaml
 
 The run records the file's SHA-256; every later verb (evaluate, explain, compress, export,

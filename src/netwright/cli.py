@@ -662,15 +662,25 @@ def datasets(name: Annotated[Optional[str], typer.Argument(help="show one datase
 
 
 @app.command()
-def models(name: Annotated[Optional[str], typer.Argument(help="show one model's hyper-parameters")] = None) -> None:
+def models(name: Annotated[Optional[str], typer.Argument(help="show one model's hyper-parameters")] = None,
+           plugin: Annotated[Optional[list[str]], typer.Option(
+               help="a plugin file or module whose models to include (as a spec's plugins: names it)")] = None) -> None:
     """List the registered models, or every hyper-parameter of one (type, default, help)."""
-    from .models import MODELS
+    from pathlib import Path
 
+    from .models import MODELS
+    from .plugins import load_plugins
+
+    load_plugins(plugin or [], Path.cwd())  # the installed plugins' entry points too
     if name is None:
         _registry_table("models", MODELS, ("family",))
         out.print("keys of one: netwright models NAME")
         return
-    _entry_table(MODELS.get(name, path="netwright models"), "model", {})
+    try:
+        entry = MODELS.get(name, path="netwright models")
+    except NetwrightError as e:
+        raise NetwrightError(f"{e}; a plugin's model: netwright models NAME --plugin FILE.py") from None
+    _entry_table(entry, "model", {})
 
 
 def _entry_table(entry, section: str, common: dict) -> None:
