@@ -180,3 +180,13 @@ def test_the_demo_prints_commands_that_work_as_printed(monkeypatch, tmp_path):
     assert subprocess.run([printed, "--help"], capture_output=True).returncode == 0
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")
     assert command() == "netwright"
+
+
+def test_validate_refuses_a_spec_whose_data_file_is_missing(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path / "s.yaml", {"data": {"name": "csv", "path": "nope.csv", "target": "y"},
+                                            "model": {"name": "mlp"}})
+    assert_one_line_error(cli("validate", spec), "data.path: no such file or folder 'nope.csv'",
+                          str(tmp_path / "nope.csv"))
+    (tmp_path / "nope.csv").write_text("a,y\n1,0\n2,1\n")
+    assert cli("validate", spec).code == 0

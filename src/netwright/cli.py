@@ -641,9 +641,17 @@ def init(
 @app.command()
 def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOpt = None) -> None:
     """Check a spec and print it resolved, every default filled in."""
+    from pathlib import Path
+
     from .spec import load_spec
 
-    out.print(load_spec(spec, set_).to_yaml(), end="")
+    resolved = load_spec(spec, set_)
+    path = resolved.data.params.get("path")
+    if isinstance(path, str) and "://" not in path and not Path(path).exists():
+        raise NetwrightError(f"data.path: no such file or folder '{path}' (looked for {Path(path).resolve()}; data "
+                             "paths are read from the current folder); fix the path or run from the folder it is "
+                             "relative to")
+    out.print(resolved.to_yaml(), end="")
 
 
 @app.command()
