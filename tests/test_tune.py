@@ -360,3 +360,30 @@ def test_recover_retries_a_lost_trials_values_but_not_a_trial_lost_before_it_dre
         recover(study, lines.append)
     assert [t for t in study.get_trials() if t.state == TrialState.WAITING] == []
     assert "not retried (2 tries)" in lines[-1]
+
+
+def test_the_scorer_takes_the_kept_epochs_value_in_the_metrics_direction():
+    """``tune_score`` in isolation: the metric and direction a spec implies, a trial's value (the
+    best epoch's under keep: best, else the last one's), and the refusal of a missing or
+    non-finite value."""
+    from netwright.errors import TrainingError
+    from netwright.spec import load_spec
+    from netwright.stages.tune_score import direction_of, metric_of, trial_value
+
+    def spec(train=None, tune=None):
+        return load_spec({"data": {"name": "iris"}, "model": {"name": "mlp"}, "train": train or {},
+                          "tune": {"params": {"train.optimizer.lr": {"type": "log", "low": 1e-3, "high": 1e-1}},
+                                   **(tune or {})}})
+
+    assert (metric_of(spec()), direction_of(spec())) == ("val_loss", "minimize")
+    assert (metric_of(spec({"monitor": "val_accuracy"})), direction_of(spec({"monitor": "val_accuracy"}))) == (
+        "val_accuracy", "maximize")
+    explicit = spec({"monitor": "val_accuracy"}, {"metric": "val_f1", "direction": "minimize"})
+    assert (metric_of(explicit), direction_of(explicit)) == ("val_f1", "minimize")
+    best, final = {"val_loss": 0.2, "val_accuracy": 0.9}, {"val_loss": 0.5, "val_accuracy": 0.8}
+    assert trial_value({"kept": "best", "best": best, "final": final}, "val_loss") == 0.2
+    assert trial_value({"kept": "last", "best": best, "final": final}, "val_accuracy") == 0.8
+    assert trial_value({"kept": "best", "best": None, "final": final}, "val_loss") == 0.5
+    for bad in (None, float("nan"), float("inf")):
+        with pytest.raises(TrainingError, match="val_loss of the kept epoch is"):
+            trial_value({"kept": "best", "best": {"val_loss": bad}, "final": final}, "val_loss")

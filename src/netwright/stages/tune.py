@@ -34,10 +34,10 @@ from typing import Any
 
 from ..atomic import pid_alive, write_json, write_text
 from ..errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
-from ..metrics import lower_is_better
-from ..run import NAME_RE, TRAIN, WEIGHTS, default_runs_dir
+from ..run import NAME_RE, TRAIN, default_runs_dir
 from ..spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
 from ..training.callbacks import Callback
+from .tune_score import direction_of, metric_of, test_metrics, trial_value
 
 SPEC_FILE, CONFIG_FILE, STUDY_FILE, BEST_FILE, CARD_FILE, DB_FILE = (
     "tune.yaml", "tune.json", "study.json", "best.yaml", "card.html", "study.db")
@@ -114,18 +114,6 @@ def _check(raw: dict[str, Any], spec: Spec) -> None:
                         "(e.g. 0.15)")
     if problems:
         raise SpecError(sorted(set(problems), key=problems.index))
-
-
-def metric_of(spec: Spec) -> str:
-    if spec.tune.metric != "auto":
-        return spec.tune.metric
-    return "val_loss" if spec.train.monitor == "auto" else spec.train.monitor
-
-
-def direction_of(spec: Spec) -> str:
-    if spec.tune.direction != "auto":
-        return spec.tune.direction
-    return "minimize" if lower_is_better(metric_of(spec)) else "maximize"
 
 
 def _storage_url(url: str | None, study: Path) -> str:
@@ -333,11 +321,7 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
         trial.set_user_attr("seconds", round(float(summary["seconds"]), 3))
         if pruning.pruned:
             raise optuna.TrialPruned(f"stopped after epoch {summary['epochs']}")
-        kept = summary["best"] if summary.get("kept") == "best" and summary.get("best") else summary["final"]
-        value = kept.get(metric)
-        if value is None or not math.isfinite(value):
-            raise TrainingError(f"{metric} of the kept epoch is {value}")
-        return float(value)
+        return trial_value(summary, metric)
 
     def told(study: Any, t: Any) -> None:
         if t.user_attrs.get(SURPLUS):
@@ -583,8 +567,6 @@ def summarize(study_dir: Path, study: Any, config: dict[str, Any], raw: dict[str
     """study.json, best.yaml, the pictures and the card, from the storage's trials."""
     import yaml
 
-    from ..run import Run
-
     spec = load_spec(raw)
     rows = trial_rows(study, spec)
     summary: dict[str, Any] = {**{k: v for k, v in config.items() if k not in ("deadline", "mlflow_uri")},
@@ -596,12 +578,9 @@ def summarize(study_dir: Path, study: Any, config: dict[str, Any], raw: dict[str
         b = study.best_trial
         values = {p: decode(spec.tune.params[p], v) for p, v in b.params.items()}
         best = {"number": b.number, "value": b.value, "params": values, "run": b.user_attrs.get("run")}
-        run_dir = study_dir / best["run"] if best["run"] else None
-        if run_dir is not None and (run_dir / WEIGHTS).is_file():
-            from .evaluate import evaluate
-
-            best["test"] = {k: v for k, v in evaluate(Run.open(run_dir), plots=False)["metrics"].items()
-                            if isinstance(v, (int, float))}
+        test = test_metrics(study_dir / best["run"] if best["run"] else None)
+        if test is not None:
+            best["test"] = test
         summary["best"] = best
         header = (f"# best trial {b.number} of tuning study {study_dir.name}: {config['metric']} {b.value:.4f}\n"
                   f"# train it again with: netwright train {study_dir / BEST_FILE}\n")
