@@ -231,3 +231,10 @@ def test_regression_intervals_in_target_units(tmp_path):
     for row in rows:
         lo, hi = row["interval"]
         assert (lo + hi) / 2 == pytest.approx(row["prediction"]) and hi - lo == pytest.approx(2 * c["q"])
+
+
+def test_an_interval_covers_a_value_on_its_edge():
+    """``pred +- q`` is closed: a true value exactly ``q`` away is covered (the split-conformal
+    guarantee counts residuals <= q)."""
+    c = score_intervals(np.array([0.0, 0.0, 0.0, 0.0]), 0.5, np.array([0.5, -0.5, 0.25, 0.75]))
+    assert c == {"coverage": 0.75, "mean_width": 1.0}

@@ -82,3 +82,17 @@ def test_macro_f1_leaves_out_classes_seen_nowhere_and_r2_of_a_constant_target():
 def test_direction_of_metrics():
     assert lower_is_better("val_loss") and lower_is_better("val_mae") and lower_is_better("train_loss")
     assert not lower_is_better("val_accuracy") and not lower_is_better("val_r2") and not lower_is_better("val_f1")
+
+
+def test_r2_of_targets_with_a_small_spread_is_scikit_learns():
+    """Targets whose squared deviations sum to less than 1 (a narrow range): R² is still
+    1 - SS_res / SS_tot, as scikit-learn computes it; only a constant target gets 0."""
+    from netwright.metrics import regression_metrics
+
+    rng = np.random.default_rng(4)
+    target = rng.normal(0, 0.05, 40)
+    pred = target + rng.normal(0, 0.02, 40)
+    assert ((target - target.mean()) ** 2).sum() < 1
+    r2 = regression_metrics(torch.from_numpy(pred), torch.from_numpy(target))["r2"]
+    assert r2 == pytest.approx(skm.r2_score(target, pred), abs=1e-12) and 0.5 < r2 < 1
+    assert regression_metrics(torch.ones(5), torch.full((5,), 2.0))["r2"] == 0.0
