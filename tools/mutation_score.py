@@ -49,19 +49,22 @@ MODULES: dict[str, list[str]] = {
     "stages/tune_score.py": ["src/netwright/stages/tune_score.py"],
 }
 
-# the gate: killed share at least this, per module and over all (set a little below the measured
-# run of 2026-12-07, so that a weakened test or new untested code fails it; README: Development)
+# the gate: killed share at least this, per module and over all. Set a little below the shares of
+# the run of 2026-12-07 (benchmarks/results/mutation.json): explain/sanity.py and tasks/regression.py
+# were checked in full; the other modules from the 1,899 of 3,685 mutants checked when that session
+# ended (the run needs about 3 hours on 2 shared cores), so their thresholds are provisional: reset
+# them from the first complete run (`make mutation` prints the shares).
 THRESHOLDS: dict[str, float] = {
-    "conformal.py": 0.0,
-    "calibration.py": 0.0,
-    "fairness/": 0.0,
-    "metrics.py": 0.0,
-    "explain/sanity.py": 0.0,
-    "tasks/supervised.py": 0.0,
-    "tasks/classification.py": 0.0,
-    "tasks/regression.py": 0.0,
-    "stages/tune_score.py": 0.0,
-    "overall": 0.0,
+    "conformal.py": 0.70,
+    "calibration.py": 0.75,
+    "fairness/": 0.60,
+    "metrics.py": 0.75,
+    "explain/sanity.py": 0.75,
+    "tasks/supervised.py": 0.60,
+    "tasks/classification.py": 0.80,
+    "tasks/regression.py": 0.75,
+    "stages/tune_score.py": 0.90,
+    "overall": 0.68,
 }
 
 KILLED = {1: "killed", 3: "killed", -11: "segfault", -9: "segfault",
@@ -144,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mutants", type=Path, default=ROOT / "mutants", help="mutmut's folder (default: mutants/)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mutation.json")
     ap.add_argument("--seconds", type=float, help="the run's wall time, recorded in the JSON")
+    ap.add_argument("--partial", action="store_true",
+                    help="a run still going (or stopped): score the mutants checked so far, say how many are "
+                         "not, and exit 2 all the same (an unfinished run never passes the gate)")
     a = ap.parse_args(argv)
 
     verdicts = read_verdicts(a.mutants)
@@ -159,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         if not files:
             problems.append(f"{m}: no mutants (is it in [tool.mutmut] only_mutate, and did `mutmut run` finish?)")
     unfinished = [k for codes in verdicts.values() for k, c in codes.items() if c in UNFINISHED]
-    if unfinished:
+    unchecked: dict[str, int] = {}
+    if unfinished and a.partial:
+        for m, paths in by_module.items():
+            unchecked[m] = sum(c in UNFINISHED for codes in paths.values() for c in codes.values())
+            for path, codes in paths.items():
+                paths[path] = {k: c for k, c in codes.items() if c not in UNFINISHED}
+        by_module = {m: {p: c for p, c in paths.items() if c} for m, paths in by_module.items()}
+    elif unfinished:
         problems.append(f"{len(unfinished)} mutants not checked (the run was stopped?), e.g. {unfinished[0]}")
     if problems:
         for p in problems:
@@ -176,26 +189,33 @@ def main(argv: list[str] | None = None) -> int:
                 counts[k] += c[k]
         for k in COLUMNS:
             all_counts[k] += counts[k]
-        modules[m] = {"files": sorted(paths), **summarise(counts, THRESHOLDS[m])}
+        modules[m] = {"files": sorted(paths), **summarise(counts, THRESHOLDS[m]),
+                      **({"unchecked": unchecked.get(m, 0)} if a.partial else {})}
         survivors[m] = sorted(f"{k}: {status(c)}" for codes in paths.values() for k, c in codes.items()
                               if status(c) not in ("killed", "timeout", "segfault"))
     overall = summarise(all_counts, THRESHOLDS["overall"])
     result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit(),
+              "complete": not unfinished, "unchecked": len(unfinished),
               "seconds": a.seconds, "counting": "killed share = (killed + timeout + segfault) / all mutants; "
               "'no tests' (no selected test reaches the function) and 'suspicious' count as not killed",
               "overall": overall, "modules": modules, "files": files, "not_killed": survivors}
     write_atomically(a.out, json.dumps(result, indent=1) + "\n")
 
-    print("| module | mutants | killed | timeout | survived | no tests | other | killed share | threshold |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| module | mutants checked | killed | timeout | survived | no tests | other | killed share | threshold |"
+          + (" not yet checked |" if a.partial else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if a.partial else ""))
     for m, r in [*modules.items(), ("**overall**", overall)]:
         other = r["segfault"] + r["suspicious"] + r["skipped"]
         mark = "" if r["passed"] else "  **below**"
+        left = f" {unchecked.get(m, len(unfinished) if m == '**overall**' else 0)} |" if a.partial else ""
         print(f"| {m} | {r['total']} | {r['killed']} | {r['timeout']} | {r['survived']} | {r['no_tests']} | {other} "
-              f"| {r['killed_share']:.1%} | {r['threshold']:.0%}{mark} |")
+              f"| {r['killed_share']:.1%} | {r['threshold']:.0%}{mark} |{left}")
     took = f" in {a.seconds / 60:.0f} min" if a.seconds else ""
     print(f"\n{overall['total']} mutants{took}; written to {a.out.relative_to(ROOT) if a.out.is_relative_to(ROOT) else a.out}"
           "; `.venv/bin/mutmut results` lists the survivors, `.venv/bin/mutmut show NAME` shows one")
+    if unfinished:
+        print(f"mutation gate: {len(unfinished)} mutants not checked yet: not a pass", file=sys.stderr)
+        return 2
     failed = [m for m, r in modules.items() if not r["passed"]] + ([] if overall["passed"] else ["overall"])
     if failed:
         print(f"mutation gate: FAILED, below threshold: {', '.join(failed)}", file=sys.stderr)
