@@ -387,3 +387,13 @@ def test_the_scorer_takes_the_kept_epochs_value_in_the_metrics_direction():
     for bad in (None, float("nan"), float("inf")):
         with pytest.raises(TrainingError, match="val_loss of the kept epoch is"):
             trial_value({"kept": "best", "best": {"val_loss": bad}, "final": final}, "val_loss")
+
+
+
+def test_the_best_trial_without_weights_has_no_test_metrics(tmp_path):
+    """A best trial whose run kept no weights (or has no folder) gets no ``test`` entry: None,
+    not an error."""
+    from netwright.stages.tune_score import test_metrics
+
+    (tmp_path / "trial-0").mkdir()
+    assert test_metrics(None) is None and test_metrics(tmp_path / "trial-0") is None
