@@ -260,3 +260,39 @@ def test_a_marker_in_a_number_column_gets_the_fix_that_fits_and_the_fix_works(tm
     assert "row 1 holds text '?'" in str(e.value) and "na_values: ['?']" in str(e.value)
     data = load_dataset(load_spec({**spec, "data": {**spec["data"], "na_values": ["?"]}}).data)
     assert sum(data.info.splits.values()) == 60  # every row kept, the four '?' cells filled
+
+
+def test_a_few_markers_in_a_number_column_read_as_missing_with_a_note(tmp_path, capsys):
+    """'?' and 'unknown' in 3 of 400 cells of a number column: those cells are missing (filled,
+    flagged), the load says which markers and how many, and a file to predict may hold them too."""
+    import netwright
+
+    path = tmp_path / "t.csv"
+    marks = {10: "?", 200: "unknown", 300: "?"}
+    path.write_text("spend,y\n" + "".join(f"{marks.get(i, i * 1.5)},{i % 2}\n" for i in range(400)))
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y"}, "model": {"name": "mlp"},
+            "train": {"epochs": 1}}
+    data = load_dataset(load_spec(spec).data)
+    assert sum(data.info.splits.values()) == 400
+    assert data.info.preprocess["missing"]["cells"] == 3
+    col = data.info.preprocess["columns"][0]
+    assert col["na_values"] == ["?", "unknown"] and col["indicator"]
+    assert "spend: 3 cells without a number read as missing ('?' 2, 'unknown' 1)" in data.info.preprocess["notes"][0]
+    run = netwright.train(spec, runs_dir=tmp_path, name="m", progress="quiet")
+    rows = netwright.predict(run, [{"spend": "?"}, {"spend": "12.5"}])
+    assert len(rows) == 2
+
+
+@pytest.mark.parametrize("cells, why", [
+    (["?"] * 5, "5 of 400 is over 1% of the cells"),
+    (["12 kg"], "a cell with a digit is a value written wrongly, not a marker"),
+])
+def test_more_markers_or_a_mistyped_number_are_still_refused(tmp_path, cells, why):
+    path = tmp_path / "t.csv"
+    body = [str(i * 1.5) for i in range(400)]
+    body[:len(cells)] = cells
+    path.write_text("spend,y\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(body)))
+    with pytest.raises(DataError, match="row 1 holds text") as e:
+        load_dataset(load_spec({"data": {"name": "csv", "path": str(path), "target": "y"},
+                                "model": {"name": "mlp"}}).data)
+    assert "na_values" in str(e.value), why

@@ -18,6 +18,7 @@ from sklearn.datasets import load_breast_cancer
 import netwright
 from netwright import DATASETS, MODELS, load_spec
 from netwright.data.columns import infer_column
+from netwright.data.missing import MISSING_TOKENS
 from netwright.schema import spec_schema
 from conftest import ROOT, assert_one_line_error
 
@@ -186,7 +187,8 @@ def test_positive_label_spelled_as_yaml_reads_it(tmp_path):
 def test_column_inference_takes_any_cells(name, cells):
     col = infer_column(name, cells)
     assert col.kind in ("numeric", "categorical", "id", "text")
-    assert col.missing == sum(not c.strip() for c in cells)
+    assert col.missing == sum(c.strip() in MISSING_TOKENS or c.strip() in col.markers for c in cells)
+    assert not col.markers or (col.kind == "numeric" and not any(ch.isdigit() for m in col.markers for ch in m))
     if all(c.strip() for c in cells) and len({c.strip() for c in cells}) <= 10:
         assert col.kind in ("numeric", "categorical")  # few distinct values are never ids or text
 
@@ -200,3 +202,28 @@ def test_init_takes_dates_as_inputs_and_says_how(cli, tmp_path):
     text = path.with_suffix(".yaml").read_text()
     assert yaml.safe_load(text)["data"]["features"] == ["day", "spend"]
     assert "feature, read as dates: year, month, day, weekday" in text
+
+
+def test_init_keeps_a_money_column_with_a_few_markers_and_weighs_a_rare_class(cli, tmp_path):
+    """A money column with 'n/a' and '?' cells is a number column (not an ID left out), its
+    markers go to data.na_values; a target whose rarer class is 3% of the rows gets balanced class
+    weights and an epoch kept by macro F1 (which sees the rare class)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(1000):
+        spend = "n/a" if i % 97 == 5 else "?" if i % 151 == 7 else f"{rng.lognormal(3, 1):.2f}"
+        rows.append([spend, str(int(rng.integers(18, 80))), "1" if i % 33 == 0 else "0"])
+    path = write_rows(tmp_path / "shop.csv", ["spend", "age", "left"], rows)
+    assert cli("init", path, "--target", "left").code == 0
+    text = path.with_suffix(".yaml").read_text()
+    spec = yaml.safe_load(text)
+    assert spec["data"]["features"] == ["spend", "age"] and spec["data"]["na_values"] == ["?"]
+    assert spec["train"]["class_weight"] == "balanced" and spec["train"]["monitor"] == "val_f1"
+    assert "'1' is 3.0% of the rows" in text
+    assert cli("train", path.with_suffix(".yaml"), "-q", "--set", "train.epochs=2").code == 0
+
+
+def test_init_leaves_balanced_classes_unweighted(cli, mixed_csv):
+    assert cli("init", mixed_csv, "--target", "approved").code == 0
+    spec = yaml.safe_load(mixed_csv.with_suffix(".yaml").read_text())
+    assert "class_weight" not in spec["train"] and "monitor" not in spec["train"]

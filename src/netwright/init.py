@@ -88,8 +88,12 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
     data: dict[str, Any] = {"name": "csv", "path": str(csv_path), "target": target, "task": task,
                             "features": [c.name for c in features],
                             "categorical": [c.name for c in features if c.kind == "categorical"]}
+    markers = sorted({m for c in features for m in c.markers})
+    if markers:  # the loader reads them as missing anyway; the spec says so
+        data["na_values"] = markers
     if sensitive:
         data["sensitive"] = sensitive
+    minority = _minority(table[target]) if task == "classification" else None
     spec: dict[str, Any] = {
         "name": csv_path.stem,
         "data": data,
@@ -98,6 +102,8 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
                   "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.0001},
                   "early_stopping": {"patience": 10}},
     }
+    if minority is not None:  # every row the majority class would look right to accuracy and val_loss
+        spec["train"] = {**spec["train"], "class_weight": "balanced", "monitor": "val_f1"}
     if sensitive and task == "classification":
         label = classes[-1]
         spec["fairness"] = {"sensitive": list(sensitive), "positive_label": int(label) if label.isdigit() else label}
@@ -117,6 +123,13 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
         + (f", {len(classes)} classes: {', '.join(classes[:12])}{' ...' if len(classes) > 12 else ''}" if classes else ""),
         f"# model: {why}; early stopping keeps the best epoch",
     ]
+    if minority is not None:
+        name, share = minority
+        header.append(f"# imbalanced: '{name}' is {share:.1%} of the rows, so each class's loss is weighed by how rare "
+                      "it is (class_weight: balanced) and the kept epoch (and tune) go by macro F1 (val_f1), which "
+                      "sees the rare class")
+    if markers:
+        header.append(f"# na_values: cells without a number in a column of numbers ({', '.join(markers)}) are missing")
     if "fairness" in spec:
         header.append(f"# fairness: groups by {', '.join(sensitive)}; positive_label is the favourable outcome "
                       f"(here the last class, '{classes[-1]}': change it if another class is the good one)")
@@ -124,6 +137,19 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
     write_text(out, text)
     left = [c.name for c in columns if c not in features and c.name != target and c.name not in sensitive]
     return out, [c.name for c in features], left
+
+
+IMBALANCED = 0.2  # a class rarer than this share of the rows: init weighs the classes and selects by macro F1
+
+
+def _minority(values: list[str]) -> tuple[str, float] | None:
+    """The rarest class and its share of the rows when it is under ``IMBALANCED``, else ``None``."""
+    from collections import Counter
+
+    counts = Counter(v.strip() for v in values if v.strip())
+    name, n = min(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    share = n / sum(counts.values())
+    return (name, share) if share < IMBALANCED else None
 
 
 class _Dumper(yaml.SafeDumper):
@@ -144,10 +170,10 @@ def _role(c: Column, target: str, sensitive: list[str]) -> str:
     if c.name in sensitive:
         return "sensitive: audited by group, not a model input"
     if c.kind == "numeric":
-        filled = f"; {c.missing} empty cells filled with the train median, flagged in a 0/1 column" if c.missing else ""
+        filled = f"; {c.missing} missing cells filled with the train median, flagged in a 0/1 column" if c.missing else ""
         return f"feature ({c.reason}{filled})"
     if c.kind == "categorical":
-        empty = f"; {c.missing} empty cells are a category of their own" if c.missing else ""
+        empty = f"; {c.missing} missing cells are a category of their own" if c.missing else ""
         return f"feature, one-hot ({c.reason}{empty})"
     if c.kind == "date":
         return "feature, read as dates: year, month, day, weekday, days since 1970 (and hour, with times)"

@@ -7,7 +7,9 @@ is kept so the spec can say why a column is used or left out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .missing import is_missing, number_markers
 
 MAX_CATEGORIES = 50  # more distinct values than this (and than a fifth of the rows) is not a category
 
@@ -21,6 +23,7 @@ class Column:
     distinct: int
     missing: int
     reason: str
+    markers: list[str] = field(default_factory=list)  # cells of a number column read as missing ('?')
 
 
 def _number(v: str) -> float | None:
@@ -33,7 +36,8 @@ def _number(v: str) -> float | None:
 def infer_column(name: str, values: list[str]) -> Column:
     """Classify one column of raw cells."""
     cells = [v.strip() for v in values]
-    filled = [v for v in cells if v]
+    marks = number_markers(cells)  # a few '?' or 'unknown' in a column of numbers: missing cells
+    filled = [v for v in cells if not is_missing(v, frozenset(marks))]
     missing = len(cells) - len(filled)
     distinct = len(set(filled))
     n = max(len(filled), 1)
@@ -43,7 +47,9 @@ def infer_column(name: str, values: list[str]) -> Column:
         if integral and distinct == n and n >= 20 and _looks_like_id(name, numbers):
             return Column(name, "id", distinct, missing, "a different whole number in every row, counting up: "
                                                           "it names rows, it does not describe them")
-        return Column(name, "numeric", distinct, missing, f"{distinct} distinct numbers")
+        listed = ", ".join(f"'{m}'" for m in sorted(marks))
+        return Column(name, "numeric", distinct, missing, f"{distinct} distinct numbers"
+                      + (f"; {listed} read as missing" if marks else ""), sorted(marks))
     from .derive import DATE_SHARE, _when
 
     if filled and sum(_when(v) is not None for v in filled) >= DATE_SHARE * len(filled):

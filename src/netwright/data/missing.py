@@ -40,6 +40,45 @@ def is_missing(cell: Any, extra: frozenset[str] = frozenset()) -> bool:
     return text in MISSING_TOKENS or text in extra
 
 
+# a column of numbers may mark a missing cell its own way ('?', '-', 'unknown'): read as missing when
+# such cells are few (at most this share of the filled cells, or MARKERS_FEW in a small table)
+MARKERS_SHARE, MARKERS_FEW = 0.01, 2
+
+
+def number_markers(cells: list[Any], extra: frozenset[str] = frozenset()) -> dict[str, int]:
+    """The cells of a column of numbers that mark a missing value in the data's own way: text without
+    a digit ('?', '-', 'unknown', 'not given'), few of them (at most 1% of the filled cells, or 2 in
+    a small table, and under a tenth) and every other filled cell a number. Marker -> how many
+    cells hold it; empty when the column is no such column (numbers throughout, or text)."""
+    markers: dict[str, int] = {}
+    numbers = 0
+    for cell in cells:
+        if is_missing(cell, extra):
+            continue
+        text = cell_text(cell)
+        try:
+            float(text)
+            numbers += 1
+            continue
+        except ValueError:
+            pass
+        if any(ch.isdigit() for ch in text):
+            return {}  # '12 kg', '1O5': a value written wrongly, not a marker
+        markers[text] = markers.get(text, 0) + 1
+    few = sum(markers.values())
+    filled = numbers + few
+    if not numbers or few > max(MARKERS_FEW, MARKERS_SHARE * filled) or few * 10 >= filled:
+        return {}
+    return markers
+
+
+def describe_markers(column: str, markers: dict[str, int]) -> str:
+    """``spend: 12 cells read as missing ('?' 9, 'unknown' 3) ...``: the note a loader prints."""
+    listed = ", ".join(f"'{m}' {n}" for m, n in sorted(markers.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"{column}: {count(sum(markers.values()), 'cell')} without a number read as missing ({listed}); "
+            f"listing them in data.na_values ({sorted(markers)}) makes it explicit")
+
+
 def cell_text(cell: Any) -> str:
     """A raw cell as the text a CSV would hold: a JSON or Parquet value (None, a bool, a number)
     reads the same wherever it came from (a number as Python writes it, a bool as True/False)."""

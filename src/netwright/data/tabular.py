@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import DataError
 from .info import RawData, StreamRequest
-from .missing import MISSING_CATEGORY, OTHER_CATEGORY, Strategy, cell_text, fills_value, is_missing, strategy_of
+from .missing import (MISSING_CATEGORY, OTHER_CATEGORY, Strategy, cell_text, describe_markers, fills_value, is_missing,
+                      number_markers, strategy_of)
 from . import derive
 from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
@@ -154,12 +155,17 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     if not features:
         raise DataError(f"{src}: no feature columns left besides the target '{target}'"
                         + (f" ({'; '.join(notes)})" if notes else ""))
-    table, facts = _handle_missing(table, target, features, missing, na, src)
+    # a few '?' or 'unknown' cells in a column of numbers: missing (said in a note), not a refusal
+    marks = {c: m for c in features if c not in (categorical or ()) and strategy_of(missing, c) != "error"
+             and (m := number_markers(table[c], na))}
+    notes += [describe_markers(c, m) for c, m in marks.items()]
+    na_of = {c: na | frozenset(marks.get(c, ())) for c in features}
+    table, facts = _handle_missing(table, target, features, missing, na, na_of, src)
     cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
     columns, facts_notes = [], []
     for c in features:
         strategy = strategy_of(missing, c)
-        absent = [is_missing(v, na) for v in table[c]]
+        absent = [is_missing(v, na_of[c]) for v in table[c]]
         col: dict = {"name": c, "kind": "categorical" if c in cat else "numeric", "missing": strategy}
         if col["kind"] == "categorical":
             cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a} | set((categories or {}).get(c, ())))
@@ -172,8 +178,8 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
                 facts_notes.append(f"{c}: {len(cats)} categories, embedded (more than data.embed_above: {embed_above})")
         if strategy == "constant":
             col["fill_value"] = fill_value
-        if na:
-            col["na_values"] = sorted(na)
+        if na_of[c]:
+            col["na_values"] = sorted(na_of[c])
         if any(absent) and fills_value(col) and missing_indicator:
             col["indicator"] = True
             facts["indicators"].append(c)
@@ -314,7 +320,8 @@ jsonl_file = _table_file_loader("JSON Lines", ".jsonl")
 
 
 def _handle_missing(table: dict[str, list[str]], target: str, features: list[str],
-                    missing: str | dict[str, str], na: frozenset[str], src: str) -> tuple[dict[str, list[str]], dict]:
+                    missing: str | dict[str, str], na: frozenset[str], na_of: dict[str, frozenset[str]],
+                    src: str) -> tuple[dict[str, list[str]], dict]:
     """Drop the rows without a target and, for columns with ``missing: drop``, the rows missing
     them; refuse a missing cell in a column with ``missing: error``. Returns the kept table and the
     facts for ``preprocess["missing"]``."""
@@ -328,7 +335,7 @@ def _handle_missing(table: dict[str, list[str]], target: str, features: list[str
         dropped[f"no {target}"] = int(no_target.sum())
         keep &= ~no_target
     for c in features:
-        absent = np.array([is_missing(v, na) for v in table[c]]) & keep
+        absent = np.array([is_missing(v, na_of[c]) for v in table[c]]) & keep
         strategy = strategy_of(missing, c)
         if not absent.any():
             continue
