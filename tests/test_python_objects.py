@@ -97,3 +97,40 @@ def test_bad_objects_are_one_line(_runs_dir):
     with pytest.raises(NetwrightError, match="not a torch.nn.Module"):
         netwright.train(tiny_spec(), model="mlp", name="bad", progress="quiet")
     assert not (_runs_dir / "bad").exists()
+
+
+def test_a_pandas_dataframe_is_a_table_read_as_a_csv_would_be(_runs_dir):
+    """``train(..., data=df)`` with the target named in the spec: the columns are read as a CSV's
+    (a text column one-hot, a blank filled), every verb reads the same saved Parquet file, and a
+    DataFrame without a named target is one line that says how."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    df = pd.DataFrame({"x": x, "colour": rng.choice(["red", "blue"], 300), "y": (x > 0).astype(int)})
+    df.loc[5, "x"] = np.nan
+    run = netwright.train({"data": {"target": "y"}, "model": {"name": "mlp", "hidden": [8]},
+                           "train": {"epochs": 15, "threads": 1, "optimizer": {"name": "adam", "lr": 0.01}}},
+                          data=df, name="frame", progress="quiet")
+    assert run.spec.data.name == "parquet" and run.spec.data.params["target"] == "y"
+    assert run.info.feature_names[:3] == ["x", "x_missing", "colour=blue"]
+    assert netwright_cli("evaluate", run.path).returncode == 0
+    assert netwright.evaluate(run, plots=False)["metrics"]["accuracy"] > 0.8
+    rows = netwright.predict(run, df.drop(columns="y").head(4))  # a DataFrame to predict, as records too
+    assert [r["label"] for r in rows] == [r["label"] for r in netwright.predict(run, df.head(4).to_dict("records"))]
+    assert len(rows) == 4
+    with pytest.raises(DataError, match=r"name the column to predict, e.g. \{'data': \{'target': 'y'\}\}"):
+        netwright.train({"model": {"name": "mlp"}}, data=df, name="frame2", progress="quiet")
+    assert not (_runs_dir / "frame2").exists()
+
+
+def test_a_polars_dataframe_trains_and_predicts_like_pandas(_runs_dir):
+    import polars as pl
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=200)
+    df = pl.DataFrame({"x": x, "when": [f"2024-0{1 + i % 9}-1{i % 9}" for i in range(200)], "y": (x > 0).astype(int)})
+    run = netwright.train({"data": {"target": "y"}, "model": {"name": "mlp", "hidden": [8]},
+                           "train": {"epochs": 2, "threads": 1}}, data=df, name="polars", progress="quiet")
+    assert run.spec.data.name == "parquet" and "when.month" in run.info.feature_names  # dates read as dates
+    assert len(netwright.predict(run, df.head(3))) == 3

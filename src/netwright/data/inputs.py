@@ -27,7 +27,8 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
     """Raw inputs -> normalised model inputs ``(N, *input_shape)``.
 
     ``inputs`` is a file path (``.csv``, ``.npy``, ``.npz``, an image, ``.wav``, ``.txt``), a column
-    table ``{name: values}`` (tabular data), a string (text data) or an array.
+    table ``{name: values}``, a list of records or a pandas/polars DataFrame (tabular data), a
+    string (text data) or an array.
     """
     pre = info.preprocess
     kind = pre["kind"]
@@ -77,6 +78,8 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
         if ids.min() < 0 or ids.max() >= len(info.vocab):
             raise DataError(f"{source}: token ids must be in 0..{len(info.vocab) - 1}")
         return ids.astype(np.int64)
+    if kind == "table":
+        inputs = _as_columns(inputs)
     if isinstance(inputs, dict):
         if kind != "table":
             raise DataError(f"{source}: a column table, but this model takes {info.modality} inputs")
@@ -88,6 +91,21 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
     else:
         x = encode_array(pre, inputs, source)
     return normalize(pre, x)
+
+
+def _as_columns(inputs: Any) -> Any:
+    """Rows for a table model as a column table: a pandas or polars DataFrame, or a list of
+    records (``[{"age": 41, "plan": "pro"}, ...]``; a key a record leaves out is a missing cell);
+    anything else as given."""
+    from .torch_data import is_frame
+
+    if is_frame(inputs):
+        columns = inputs.to_dict(as_series=False) if hasattr(inputs, "to_arrow") else inputs.to_dict("list")
+        return {str(k): list(v) for k, v in columns.items()}
+    if isinstance(inputs, list) and inputs and all(isinstance(r, dict) for r in inputs):
+        names = list(dict.fromkeys(str(k) for r in inputs for k in r))
+        return {n: [r.get(n) for r in inputs] for n in names}
+    return inputs
 
 
 def _read_csv_inputs(pre: dict[str, Any], path: Path) -> Any:

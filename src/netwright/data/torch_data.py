@@ -6,6 +6,10 @@ the runs folder (``runs/.datasets/<sha256>.npz``, named by content); the run's s
 ``npz`` loader infers the rest: integer targets are classes, float targets regression;
 (F,) inputs are a table, (C, L) a sequence, (C, H, W) an image. A ``classes`` attribute (the
 torchvision convention) names the classes.
+
+A pandas or polars DataFrame is a table: saved as Parquet the same way
+(``runs/.datasets/<sha256>.parquet``) and read by the ``parquet`` loader with the spec's ``data:``
+keys (``target`` and any other), so its columns are read as a CSV's would be.
 """
 
 from __future__ import annotations
@@ -84,3 +88,38 @@ def save_dataset(dataset: Any, runs_dir: str | os.PathLike) -> dict[str, Any]:
     if classes is not None and np.issubdtype(y.dtype, np.integer):
         keys["class_names"] = [str(c) for c in classes]
     return keys
+
+
+def is_frame(data: Any) -> bool:
+    """A pandas or polars DataFrame (duck-typed: neither is imported for the check)."""
+    kind = type(data).__module__.split(".")[0]
+    return kind in ("pandas", "polars") and type(data).__name__ == "DataFrame"
+
+
+def save_frame(frame: Any, runs_dir: str | os.PathLike, keys: dict[str, Any]) -> dict[str, Any]:
+    """Save a DataFrame as Parquet into ``runs_dir/.datasets/`` and return the ``data:`` keys that
+    load it: the spec's own ``keys`` (its ``target`` at least) on the ``parquet`` loader."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not keys.get("target"):
+        columns = ", ".join(map(str, list(frame.columns)[:12]))
+        raise DataError(f"netwright.train(data=DataFrame): name the column to predict, e.g. "
+                        f"{{'data': {{'target': '{list(frame.columns)[-1]}'}}}}; the columns are {columns}")
+    if keys.get("name") not in (None, "parquet") or keys.get("path"):
+        raise DataError("netwright.train(data=DataFrame): the spec's data section gives the DataFrame's options "
+                        f"(target, features, ...), not another data set (name: {keys.get('name')}, "
+                        f"path: {keys.get('path')}); leave those out")
+    try:
+        table = frame.to_arrow() if hasattr(frame, "to_arrow") else pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError) as e:
+        raise DataError(f"netwright.train(data=DataFrame): a column Parquet cannot hold ({str(e).splitlines()[0]}); "
+                        "give each column numbers, text or dates") from None
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    blob = buffer.getvalue().to_pybytes()
+    path = Path(runs_dir) / ".datasets" / f"{hashlib.sha256(blob).hexdigest()[:32]}.parquet"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, blob)
+    return {**{k: v for k, v in keys.items() if k != "name"}, "name": "parquet", "path": str(path.resolve())}

@@ -50,6 +50,9 @@ def train(spec: SpecSource | None = None, overrides: list[str] | None = None, na
         data: a ``torch.utils.data.Dataset`` (map-style or iterable) of (input, target) pairs in
             place of the spec's data set; saved once under ``RUNS/.datasets/`` so that every verb
             reads the same examples (the spec's ``data.val``, ``test``, ``split_seed`` still apply).
+            Or a pandas or polars DataFrame: a table read as a CSV would be, the spec's ``data``
+            naming its ``target`` (and any other key of the ``csv`` loader), e.g.
+            ``train({"data": {"target": "y"}, "model": {"name": "mlp"}}, data=df)``.
 
     Returns:
         The :class:`Run`; ``run.read_json(TRAIN)`` holds the summary.
@@ -75,10 +78,14 @@ def with_objects(spec: SpecSource | None, model: torch.nn.Module | None, data: A
         raw["plugins"] = [str(Path(spec).parent / p) if str(p).endswith(".py") else p for p in raw.get("plugins", [])]
         raw.setdefault("name", Path(spec).stem)
     if data is not None:
-        from ..data.torch_data import save_dataset
+        from ..data.torch_data import is_frame, save_dataset, save_frame
 
-        split = {k: v for k, v in (raw.get("data") or {}).items() if k in ("val", "test", "split_seed", "normalize")}
-        raw["data"] = {**save_dataset(data, runs_dir if runs_dir is not None else default_runs_dir()), **split}
+        where = runs_dir if runs_dir is not None else default_runs_dir()
+        if is_frame(data):  # a table: the spec's data keys (target, ...) on the DataFrame as Parquet
+            raw["data"] = save_frame(data, where, dict(raw.get("data") or {}))
+        else:
+            split = {k: v for k, v in (raw.get("data") or {}).items() if k in ("val", "test", "split_seed", "normalize")}
+            raw["data"] = {**save_dataset(data, where), **split}
     if model is not None:
         if not isinstance(model, torch.nn.Module):
             raise NetwrightError(f"netwright.train(model=...): a {type(model).__name__} is not a torch.nn.Module")
@@ -159,7 +166,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     if resolved.model.name == "object":
         from ..models.objects import ONLY_WEIGHTS
 
-        notes.append(ONLY_WEIGHTS.replace("the model was", "an"))
+        notes.append(ONLY_WEIGHTS.replace("the model was an", "an"))
     if resolved.train.init_from and not resume:
         copied, total = init_from(model, resolved.train.init_from)
         notes.append(f"{copied} of {total} tensors from {resolved.train.init_from}")
