@@ -49,11 +49,12 @@ def test_streamed_predictions_equal_the_in_memory_ones_and_keep_the_id(birds, tm
     expected = netwright.predict(run, path)
     out = tmp_path / f"preds{suffix}"
     summary = predict_file(run, path, out, id_column="bird", chunk_rows=500)
-    assert summary == {"rows": len(expected), "chunks": 3, "resumed": 0, "out": str(out)}
+    assert summary == {"rows": len(expected), "chunks": 3, "resumed": 0, "out": str(out), "failed": 0,
+                       "first_error": None}
     if suffix == ".parquet":
         got = pq.read_table(out).to_pylist()
     elif suffix == ".csv":
-        got = [{k: (v if k in ("bird", "label") else float(v)) for k, v in r.items()} for r in csv.DictReader(open(out))]
+        got = [{k: (v if k in ("bird", "label", "error") else float(v)) for k, v in r.items()} for r in csv.DictReader(open(out))]
     else:
         got = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["bird"] for r in got] == [f"b{i}" for i in range(len(expected))]
@@ -134,3 +135,40 @@ def test_bulk_prediction_of_a_non_table_run_names_what_it_takes(tmp_path: Path):
                                                        "folders of images into an image run; this model takes image "
                                                        r"inputs and .*x.parquet is a table file"):
         predict_file(run, src, tmp_path / "out.parquet")
+
+
+def test_rows_that_cannot_be_read_get_an_error_column_and_the_others_are_predicted(birds, tmp_path: Path, cli):
+    """One bad number and one new island among good rows: by default the good rows are predicted
+    (the same as alone), the bad one is written with empty fields and its error, and the command
+    exits 2 with the count; --on-error skip leaves it out, stop refuses the file as before. A
+    category first seen here (a one-hot column) is read as none of the known ones, with a note."""
+    run, path = birds
+    rows = list(csv.reader(path.open()))
+    header, good = rows[0], rows[1:7]
+    mass = header.index("body_mass_g")
+    bad = list(good[2])
+    bad[mass] = "about four kilos"
+    new_island = list(good[4])
+    new_island[header.index("island")] = "Atlantis"
+    src = tmp_path / "some.csv"
+    with open(src, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, good[0], good[1], bad, good[3], new_island, good[5]])
+    out = tmp_path / "p.parquet"
+    result = cli("predict", run.home, src, "--out", out, "--id", "bird", "--chunk-rows", "2")
+    last = result.err.strip().splitlines()[-1]
+    assert result.code == 2 and "Traceback" not in result.err
+    assert last.startswith("error: 1 row could not be predicted (written with an error column)"), last
+    assert "row 3: numeric column 'body_mass_g' holds text 'about four kilos'" in last
+    table = pq.read_table(out).to_pylist()
+    assert [r["bird"] for r in table] == [r[0] for r in (good[0], good[1], bad, good[3], new_island, good[5])]
+    assert [r["error"] is None for r in table] == [True, True, False, True, True, True]
+    assert table[2]["label"] is None and table[2]["p_Adelie"] is None
+    alone = netwright.predict(run, {h: [v] for h, v in zip(header, good[3])})[0]
+    assert table[3]["label"] == alone["label"] and abs(table[3]["p_Adelie"] - alone["probabilities"]["Adelie"]) < 1e-6
+    assert "categories not seen in training read as none of the known ones" in result.err and "Atlantis" in result.err
+    skipped = cli("predict", run.home, src, "--out", tmp_path / "s.csv", "--on-error", "skip")
+    assert skipped.code == 2 and "(left out)" in skipped.err
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 5
+    assert_one_line_error(cli("predict", run.home, src, "--out", tmp_path / "t.csv", "--on-error", "stop"),
+                          "row 3 holds text 'about four kilos'", "--on-error null")
+    assert not (tmp_path / "t.csv").exists()

@@ -73,7 +73,7 @@ def test_mixed_sizes_need_image_size_and_predict_sizes_inputs_the_same_way(tmp_p
 
 def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path: Path):
     root = make_folder(tmp_path / "photos", n=6, broken=True)
-    with pytest.raises(DataError, match="broken.png: cannot read this image"):
+    with pytest.raises(DataError, match="broken.png: cannot read this image.*data.on_error: skip leaves"):
         load(root, image_size=[8, 8])
     ds = load(root, image_size=[8, 8], on_error="skip")
     assert len(ds.train) + len(ds.val) + len(ds.test) == 12
@@ -223,3 +223,14 @@ def test_a_folder_is_predicted_in_bulk_into_a_file_and_a_stopped_job_resumes(tmp
     assert (tmp_path / "preds.csv").read_text().splitlines()[1].startswith("bright/0.png,")
     r = subprocess.run(cli, capture_output=True, text=True)
     assert r.returncode == 2 and "a folder; predict every image under it into a file" in r.stderr
+    # a broken file: the others predicted, it written with its error (exit 2, counted), or left out
+    (root / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut off")
+    r = subprocess.run(cli + ["--out", str(tmp_path / "with_broken.csv")], capture_output=True, text=True)
+    assert r.returncode == 2 and "1 row could not be predicted (written with an error column)" in r.stderr, r.stderr
+    lines = (tmp_path / "with_broken.csv").read_text().splitlines()
+    assert len(lines) == 22 and any(ln.startswith("dark/broken.png,") and "cannot read this image" in ln for ln in lines)
+    with pytest.raises(DataError, match="broken.png: cannot read this image.*--on-error skip leaves such a file out"):
+        netwright.predict_file(run, root, tmp_path / "stop.parquet", on_error="stop")
+    assert not (tmp_path / "stop.parquet.parts").exists()
+    summary = netwright.predict_file(run, root, tmp_path / "skip.parquet", on_error="skip")
+    assert summary["rows"] == 20 and summary["failed"] == 1

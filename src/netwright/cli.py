@@ -220,6 +220,10 @@ def predict(
     id_column: Annotated[Optional[str], typer.Option("--id", help="copy this input column into the output "
                                                                   "beside each prediction")] = None,
     chunk_rows: Annotated[int, typer.Option(help="rows per chunk when a table file is streamed")] = 65536,
+    on_error: Annotated[str, typer.Option("--on-error", help="a row (or image) that cannot be read: null: predict "
+                                                             "the others and write it with an error column (exit 2 "
+                                                             "with a count); skip: leave it out (exit 2 with a "
+                                                             "count); stop: refuse the input")] = "null",
 ) -> None:
     """Predict for raw inputs with the run's preprocessing applied.
 
@@ -237,15 +241,16 @@ def predict(
 
         opened = Run.open(run)
         if opened.info.preprocess.get("kind") == ("image" if folder else "table"):
-            return _predict_file(opened, Path(inputs), output, id_column, chunk_rows, coverage)
+            return _predict_file(opened, Path(inputs), output, id_column, chunk_rows, coverage, on_error)
     if fmt not in ("json", "csv", "png"):
         raise NetwrightError(f"--format {fmt}: choose json or csv (.parquet and .jsonl take a table file of a tabular run)")
     if id_column is not None:
         raise NetwrightError("--id copies a column of a table file; give a .csv, .parquet or .jsonl INPUT and "
                              "--out FILE.csv/.parquet/.jsonl")
-    from .stages.predict import predict as predict_stage
+    from .stages.predict import Predictor
 
-    rows = predict_stage(run, inputs, coverage=coverage)
+    predictor = Predictor(run, coverage, on_error=on_error)
+    rows = predictor(inputs)
     if fmt == "png":
         return _write_pictures(rows, output)
     text = json.dumps(rows, indent=2) + "\n" if fmt == "json" else csv_text(flatten(rows))
@@ -254,6 +259,15 @@ def predict(
     else:
         write_text(output, text)
         err.print(f"wrote {len(rows)} predictions to {output}")
+    _rows_failed(predictor.failed, predictor.first_error, on_error)
+
+
+def _rows_failed(failed: int, first: str | None, on_error: str) -> None:
+    """Exit 2 with one line when ``--on-error`` let rows through unpredicted."""
+    if failed:
+        what = "written with an error column" if on_error == "null" else "left out"
+        raise NetwrightError(f"{failed} {'row' if failed == 1 else 'rows'} could not be predicted ({what}); the "
+                             f"first: {first}; the other rows were predicted")
 
 
 def _write_pictures(rows: list[dict[str, Any]], output: Path | None) -> None:
@@ -274,7 +288,7 @@ def _write_pictures(rows: list[dict[str, Any]], output: Path | None) -> None:
 
 
 def _predict_file(run, inputs: Path, output: Path, id_column: str | None, chunk_rows: int,
-                  coverage: float | None) -> None:
+                  coverage: float | None, on_error: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .stages.predict import predict_file
@@ -289,9 +303,10 @@ def _predict_file(run, inputs: Path, output: Path, id_column: str | None, chunk_
             def report(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)
         summary = predict_file(run, inputs, output, id_column=id_column, chunk_rows=chunk_rows, coverage=coverage,
-                               progress=report)
+                               progress=report, on_error=on_error)
     resumed = f" (resumed after {summary['resumed']} chunks)" if summary["resumed"] else ""
     err.print(f"wrote {summary['rows']} predictions to {output} in {summary['chunks']} chunks{resumed}")
+    _rows_failed(summary["failed"], summary["first_error"], on_error)
 
 
 @app.command()

@@ -207,13 +207,17 @@ def join_parts(parts: list[Path], out: Path, fmt: str) -> None:
         if fmt == ".parquet":
             import pyarrow.parquet as pq
 
+            import pyarrow as pa
+
+            # one schema for all parts: a part whose rows all failed (--on-error null) has null-typed columns
+            schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
             writer = None
             try:
                 for p in parts:
                     t = pq.read_table(p)
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, t.schema)
-                    writer.write_table(t.cast(writer.schema))
+                        writer = pq.ParquetWriter(tmp, schema)
+                    writer.write_table(t.select(schema.names).cast(schema))
             finally:
                 if writer is not None:
                     writer.close()

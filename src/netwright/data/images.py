@@ -72,6 +72,9 @@ def fit_image(image: Any, h: int, w: int, fit: str = "stretch") -> Any:
     return image.resize((w, h))
 
 
+SKIP_HINT = "data.on_error: skip leaves unreadable images out of training (and counts them)"
+
+
 def _decode(job: tuple[str, tuple[int, int] | None, str, str, bool]) -> tuple[Any, bool, tuple[int, int]] | str:
     """One file -> (array (C, H, W) in 0..1, whether it was grey, its size), or the error line
     when the file cannot be read (and ``skip`` says to go on)."""
@@ -81,7 +84,7 @@ def _decode(job: tuple[str, tuple[int, int] | None, str, str, bool]) -> tuple[An
     except DataError as e:
         if skip:
             return str(e)
-        raise
+        raise DataError(f"{e}; {SKIP_HINT}") from None
     grey = im.mode in ("L", "1", "I", "I;16", "F")
     original = im.size
     im = im.convert(mode)
@@ -223,7 +226,7 @@ def _header(job: tuple[str, bool]) -> tuple[tuple[int, int], bool] | str:
     except DataError as e:
         if skip:
             return str(e)
-        raise
+        raise DataError(f"{e}; {SKIP_HINT}") from None
 
 
 def _png_header(path: str) -> tuple[tuple[int, int], bool] | None:

@@ -84,10 +84,10 @@ def encode_inputs(info: DataInfo, inputs: Any, source: str = "input") -> np.ndar
         if kind != "table":
             raise DataError(f"{source}: a column table, but this model takes {info.modality} inputs")
         if isinstance(inputs, ArrowColumns):  # a chunk of a Parquet file: encoded in Arrow
-            x = encode_arrow(pre["columns"], inputs.table, source, pre.get("derived"))
+            x = encode_arrow(pre["columns"], inputs.table, source, pre.get("derived"), trained=True)
         else:
             x = encode_table(pre["columns"], {k: list(np.atleast_1d(v)) for k, v in inputs.items()}, source,
-                             pre.get("derived"))
+                             pre.get("derived"), trained=True)
     else:
         x = encode_array(pre, inputs, source)
     return normalize(pre, x)
@@ -144,3 +144,23 @@ def filled_note(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
     names = ", ".join(f"{k} ({v})" for k, v in counts.items())
     return (f"{count(sum(counts.values()), 'missing cell')} filled as in training with {' or '.join(sorted(used))}: "
             f"{names}")
+
+
+def unseen_note(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
+    """One line on the cells of raw rows whose category the training data never had (``None``
+    when there are none): a one-hot column reads them as none of its known categories."""
+    from .missing import OTHER_CATEGORY, cell_text
+
+    parts = []
+    for col in pre["columns"]:
+        if col["kind"] != "categorical" or col["name"] not in table:
+            continue
+        known, extra = set(col["categories"]), frozenset(col.get("na_values") or ())
+        new = [cell_text(v) for v in table[col["name"]] if not is_missing(v, extra) and cell_text(v) not in known]
+        if new:
+            shown = ", ".join(f"'{v}'" for v in sorted(set(new))[:5]) + (" ..." if len(set(new)) > 5 else "")
+            parts.append(f"{col['name']} ({count(len(new), 'cell')}: {shown})")
+    if not parts:
+        return None
+    return (f"categories not seen in training read as none of the known ones ({OTHER_CATEGORY}): "
+            + "; ".join(parts))

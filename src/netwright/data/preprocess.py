@@ -21,12 +21,13 @@ from .missing import MISSING_CATEGORY, MISSING_TOKENS, OTHER_CATEGORY, cell_text
 
 
 def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], source: str,
-                 derived: list[dict[str, Any]] | None = None) -> np.ndarray:
+                 derived: list[dict[str, Any]] | None = None, trained: bool = False) -> np.ndarray:
     """Encode a column table into a float32 feature matrix ``(N, F)``.
 
     Numeric columns are parsed as floats; categorical columns become one-hot blocks. A missing
     cell of a column that fills it (``netwright.data.missing``) is NaN until ``impute``; a column
-    with ``indicator`` is followed by a 0/1 column that marks its missing cells.
+    with ``indicator`` is followed by a 0/1 column that marks its missing cells. ``trained``: the
+    rows are for a trained model (predict), so a message offers what can be done there.
     """
     from .derive import apply
 
@@ -49,7 +50,7 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
                                 "was trained with data.missing: drop there (nothing to fill it with); fill the cell")
         if col["kind"] == "numeric":
             blocks.append(parse_numeric([np.nan if a else v for v, a in zip(values, absent)], name, source,
-                                        allow_nan=bool(absent.any()))[:, None])
+                                        allow_nan=bool(absent.any()), trained=trained)[:, None])
         else:
             blocks.append(_encode_categories(col, values, absent, source))
         if col.get("indicator"):
@@ -60,7 +61,9 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
 def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarray, source: str) -> np.ndarray:
     """One-hot rows (or, for ``id`` columns, one column of category indices); a missing cell is the
     column's ``(missing)`` category, NaN (filled later with the most frequent one) or, when the
-    training data had no missing cell there, a row of zeros."""
+    training data had no missing cell there, a row of zeros. A category first seen here is
+    ``(other)`` in an embedded column and a row of zeros (none of the known ones) in a one-hot
+    one; only an ``id`` column without ``(other)`` (users, items) refuses it."""
     name, cats, n = col["name"], col["categories"], len(values)
     index = {c: i for i, c in enumerate(cats)}
     codes = np.zeros(n, dtype=np.int64)
@@ -70,7 +73,7 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
         if key not in index and OTHER_CATEGORY in index and not absent[row]:
             key = OTHER_CATEGORY  # an embedded column: a new category is '(other)'
         if key not in index:
-            if absent[row]:
+            if absent[row] or col["kind"] == "categorical":  # one-hot: a new category is none of the known ones
                 blank[row] = True
                 continue
             known = ", ".join(cats[:20]) + (f", ... ({len(cats)} in all)" if len(cats) > 20 else "")
@@ -81,25 +84,26 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
         return codes[:, None].astype(np.float32)
     onehot = np.zeros((n, len(cats)), dtype=np.float32)
     onehot[np.arange(n), codes] = 1.0
-    onehot[blank] = np.nan if col.get("missing") == "most_frequent" else 0.0
+    onehot[blank] = 0.0  # a new category: a row of zeros (unseen_note says so)
+    onehot[blank & absent] = np.nan if col.get("missing") == "most_frequent" else 0.0
     return onehot
 
 
 def encode_arrow(columns: list[dict[str, Any]], table: Any, source: str,
-                 derived: list[dict[str, Any]] | None = None) -> np.ndarray:
+                 derived: list[dict[str, Any]] | None = None, trained: bool = False) -> np.ndarray:
     """``encode_table`` for an Arrow table, column by column in Arrow where a column's type allows
     (numbers into a numeric column, text or whole numbers into a categorical one) and through the
     cells otherwise; the result is the same as ``encode_table(columns, cells(table), ...)``, and so
     is every error (an offending column is encoded through its cells to name the row)."""
     if derived:  # dates and free text are taken apart from Python values
-        return encode_table(columns, arrow_cells(table), source, derived)
+        return encode_table(columns, arrow_cells(table), source, derived, trained)
     n, blocks = table.num_rows, []
     for col in columns:
         if col["name"] not in table.column_names:
             return encode_table(columns, {}, source)  # the missing-column message
         fast = _arrow_column(col, table.column(col["name"]), n)
         if fast is None:
-            fast = encode_table([col], arrow_cells(table, [col["name"]]), source)
+            fast = encode_table([col], arrow_cells(table, [col["name"]]), source, trained=trained)
         blocks.append(fast)
     return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
 
@@ -188,9 +192,11 @@ def table_feature_names(columns: list[dict[str, Any]]) -> list[str]:
     return names
 
 
-def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = False) -> np.ndarray:
+def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = False,
+                  trained: bool = False) -> np.ndarray:
     """Parse one column as float32; text, empty cells, NaN (unless ``allow_nan``: a missing cell
-    to fill) and inf fail with the row."""
+    to fill) and inf fail with the row (``trained``: rows for a trained model, whose spec is
+    settled: the message says what predict can do)."""
     out = np.empty(len(values), dtype=np.float32)
     for row, v in enumerate(values):
         try:
@@ -203,6 +209,10 @@ def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = F
             if not shown:
                 raise DataError(f"{source}: numeric column '{name}' row {row + 1} is empty and this run fills no "
                                 "missing cells there; fill the cell") from None
+            if trained:
+                raise DataError(f"{source}: numeric column '{name}' row {row + 1} holds text '{shown}'; give a number, "
+                                "or an empty cell to have it filled as in training (netwright predict --on-error null "
+                                "predicts the other rows)") from None
             raise DataError(f"{source}: numeric column '{name}' row {row + 1} holds text '{shown}'; if it marks a "
                             f"missing value, add it to data.na_values (e.g. na_values: ['{shown}']), otherwise fix "
                             "the value (list the column under data.categorical only if it holds categories)") from None
