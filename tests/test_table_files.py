@@ -235,3 +235,17 @@ def test_what_reads_as_a_row_name_or_a_date_and_what_does_not():
     assert out["when.hour"][0] == 10.0 and out["when.day"][0] == 1.0  # the wall clock where it was written
     assert out["when.days"][0] == pytest.approx((19783 * 24 + 10) / 24)  # 2024-03-01 is day 19783
     assert out["when.hour"][-2:] == ["", ""]
+
+
+def test_a_blank_date_is_one_missing_cell_not_one_per_part(tmp_path):
+    """3 blank dates and 3 blank numbers: 6 missing cells in 2 columns, though each blank date is
+    missing in each of its 5 parts (year, month, day, weekday, days)."""
+    from netwright.data.missing import describe
+
+    rows = [(f"2024-0{1 + i % 9}-1{i % 9}" if i % 20 else "", "" if i % 25 == 1 else f"{i * 0.5}", i % 2)
+            for i in range(60)]
+    path = tmp_path / "t.csv"
+    path.write_text("signup,spend,y\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
+    data = load_dataset(load_spec({"data": {"name": "csv", "path": str(path), "target": "y"},
+                                   "model": {"name": "mlp"}}).data)
+    assert describe(data.info.preprocess).startswith("6 missing cells in 2 columns filled with the train median")

@@ -162,7 +162,7 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     na_of = {c: na | frozenset(marks.get(c, ())) for c in features}
     table, facts = _handle_missing(table, target, features, missing, na, na_of, src)
     cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
-    columns, facts_notes = [], []
+    columns, facts_notes, sources = [], [], derive.column_sources(derived)
     for c in features:
         strategy = strategy_of(missing, c)
         absent = [is_missing(v, na_of[c]) for v in table[c]]
@@ -183,9 +183,10 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         if any(absent) and fills_value(col) and missing_indicator:
             col["indicator"] = True
             facts["indicators"].append(c)
-        if any(absent):
-            facts["strategies"][c] = strategy if fills_value(col) else "category"
-            facts["cells"] += sum(absent)
+        if any(absent):  # a date's blank cell is missing in each of its parts: counted once, by its column
+            source = sources.get(c, c)
+            facts["cells"] += sum(absent) if source not in facts["strategies"] else 0
+            facts["strategies"][source] = strategy if fills_value(col) else "category"
         columns.append(col)
     x = encode_table(columns, table, src)
 
