@@ -249,3 +249,35 @@ def test_a_blank_date_is_one_missing_cell_not_one_per_part(tmp_path):
     data = load_dataset(load_spec({"data": {"name": "csv", "path": str(path), "target": "y"},
                                    "model": {"name": "mlp"}}).data)
     assert describe(data.info.preprocess).startswith("6 missing cells in 2 columns filled with the train median")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_spellings_that_differ_in_case_are_one_category_in_training_and_at_predict_time(tmp_path, suffix):
+    """'basic', 'Basic' and ' BASIC ' are one category named by its most frequent spelling (the
+    note says so); predicting 'BASIC' gives what 'basic' gives (in a file too, through Arrow);
+    data.fold_case: false keeps them apart."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    plans = ["basic"] * 20 + ["Basic"] * 5 + [" BASIC "] * 3 + ["pro"] * 22
+    rows = [(p, i % 2) for i, p in enumerate(plans)]
+    path = tmp_path / "t.csv"
+    path.write_text("plan,y\n" + "".join(f"{p},{y}\n" for p, y in rows))
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y"}, "model": {"name": "mlp", "hidden": [4]},
+            "train": {"epochs": 1}}
+    data = load_dataset(load_spec(spec).data)
+    col = data.info.preprocess["columns"][0]
+    assert col["categories"] == ["basic", "pro"] and col["fold_case"]
+    assert any("'BASIC', 'Basic', 'basic' read as 'basic'" in n for n in data.info.preprocess["notes"])
+    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="fold", progress="quiet")
+    probe = tmp_path / f"probe{suffix}"
+    if suffix == ".csv":
+        probe.write_text("plan\nBASIC\nbasic\nPro\n")
+    else:
+        pq.write_table(pa.table({"plan": ["BASIC", "basic", "Pro"]}), probe)
+    out = tmp_path / "p.csv"
+    netwright.predict_file(run, probe, out)
+    got = out.read_text().splitlines()[1:]
+    assert got[0] == got[1] and got[2] != got[0]
+    apart = load_dataset(load_spec({**spec, "data": {**spec["data"], "fold_case": False}}).data)
+    assert apart.info.preprocess["columns"][0]["categories"] == ["BASIC", "Basic", "basic", "pro"]

@@ -155,8 +155,9 @@ def unseen_note(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
     for col in pre["columns"]:
         if col["kind"] != "categorical" or col["name"] not in table:
             continue
-        known, extra = set(col["categories"]), frozenset(col.get("na_values") or ())
-        new = [cell_text(v) for v in table[col["name"]] if not is_missing(v, extra) and cell_text(v) not in known]
+        fold = (lambda v: v.lower()) if col.get("fold_case") else (lambda v: v)
+        known, extra = {fold(c) for c in col["categories"]}, frozenset(col.get("na_values") or ())
+        new = [cell_text(v) for v in table[col["name"]] if not is_missing(v, extra) and fold(cell_text(v)) not in known]
         if new:
             shown = ", ".join(f"'{v}'" for v in sorted(set(new))[:5]) + (" ..." if len(set(new)) > 5 else "")
             parts.append(f"{col['name']} ({count(len(new), 'cell')}: {shown})")

@@ -66,10 +66,13 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
     one; only an ``id`` column without ``(other)`` (users, items) refuses it."""
     name, cats, n = col["name"], col["categories"], len(values)
     index = {c: i for i, c in enumerate(cats)}
+    fold = {c.lower(): c for c in cats} if col.get("fold_case") else None  # 'BASIC' -> 'basic'
     codes = np.zeros(n, dtype=np.int64)
     blank = np.zeros(n, dtype=bool)  # missing cells with no category of their own
     for row, v in enumerate(values):
         key = MISSING_CATEGORY if absent[row] else cell_text(v)
+        if fold is not None and not absent[row]:
+            key = fold.get(key.lower(), key)
         if key not in index and OTHER_CATEGORY in index and not absent[row]:
             key = OTHER_CATEGORY  # an embedded column: a new category is '(other)'
         if key not in index:
@@ -155,7 +158,10 @@ def _arrow_column(col: dict[str, Any], column: Any, n: int) -> np.ndarray | None
         elif strategy == "drop" and absent.any():
             return None
         cats = col["categories"]
-        codes = pc.index_in(trimmed, value_set=pa.array(cats, pa.string()))
+        if col.get("fold_case"):  # the same lower-casing as the cell path's str.lower
+            codes = pc.index_in(pc.utf8_lower(trimmed), value_set=pa.array([c.lower() for c in cats], pa.string()))
+        else:
+            codes = pc.index_in(trimmed, value_set=pa.array(cats, pa.string()))
         codes = np.asarray(pc.fill_null(codes, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
         index = {c: i for i, c in enumerate(cats)}
         codes[absent] = index.get(MISSING_CATEGORY, -1)

@@ -96,6 +96,7 @@ def csv_file(
     fill_value: float = 0.0,
     na_values: list[str] = [],
     embed_above: int = 50,
+    fold_case: bool = True,
 ) -> RawData:
     """A CSV file with a header row: one target column, numeric and categorical features.
 
@@ -120,18 +121,20 @@ def csv_file(
         embed_above: a categorical column with more categories than this is given to the model as
             the index of its category, which models embed (the mlp: a learnt vector per category),
             not as one-hot columns; a category first seen at predict time is '(other)'.
+        fold_case: spellings of a category that differ only in case ('basic', 'Basic', 'BASIC') are
+            one category, named by its most frequent spelling; at predict time too.
     """
     table = read_csv(path, delimiter)
     src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
     return table_dataset(table, src, target, task, features, categorical, sensitive, sensitive_as_feature, missing,
-                         missing_indicator, fill_value, na_values, embed_above)
+                         missing_indicator, fill_value, na_values, embed_above, fold_case)
 
 
 def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str = "auto",
                   features: list[str] | None = None, categorical: list[str] | None = None,
                   sensitive: list[str] = [], sensitive_as_feature: bool = False,
                   missing: Strategy | dict[str, Strategy] = "median", missing_indicator: bool = True,
-                  fill_value: float = 0.0, na_values: list[str] = [], embed_above: int = 50,
+                  fill_value: float = 0.0, na_values: list[str] = [], embed_above: int = 50, fold_case: bool = True,
                   categories: dict[str, list[str]] | None = None, classes: list[str] | None = None) -> RawData:
     """A table of raw cells ``{column: [cell, ...]}`` (from any file) as a data set: the options
     are the ``csv`` loader's. ``categories`` and ``classes``: the values each categorical column
@@ -168,7 +171,12 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
         absent = [is_missing(v, na_of[c]) for v in table[c]]
         col: dict = {"name": c, "kind": "categorical" if c in cat else "numeric", "missing": strategy}
         if col["kind"] == "categorical":
-            cats = sorted({v.strip() for v, a in zip(table[c], absent) if not a} | set((categories or {}).get(c, ())))
+            seen = [v.strip() for v, a in zip(table[c], absent) if not a] + list((categories or {}).get(c, ()))
+            cats, folded = fold_spellings(seen) if fold_case else (sorted(set(seen)), [])
+            if folded:
+                col["fold_case"] = True
+                facts_notes.append(f"{c}: {'; '.join(folded[:3])}{' ...' if len(folded) > 3 else ''} "
+                                   "(spellings that differ in case are one category; data.fold_case: false keeps them apart)")
             many = len(cats) > embed_above  # an index the model embeds, not a one-hot block
             # a column never filled in training: its only category is '(missing)'
             own = any(absent) and (strategy != "most_frequent" or many or not cats)
@@ -223,6 +231,25 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
                 for s in sensitive},
         source=src,
     )
+
+
+def fold_spellings(cells: list[str]) -> tuple[list[str], list[str]]:
+    """(categories, notes): the distinct cells with spellings that differ only in case taken as
+    one category named by its most frequent spelling (ties: the first in sort order), and a note
+    for each category that took in more than one spelling."""
+    from collections import Counter
+
+    counts = Counter(cells)
+    groups: dict[str, list[str]] = {}
+    for spelling in sorted(counts):
+        groups.setdefault(spelling.lower(), []).append(spelling)
+    cats, notes = [], []
+    for spellings in groups.values():
+        name = max(spellings, key=lambda v: (counts[v], [-ord(ch) for ch in v]))
+        cats.append(name)
+        if len(spellings) > 1:
+            notes.append(f"{', '.join(repr(v) for v in spellings)} read as {name!r}")
+    return sorted(cats), notes
 
 
 def read_arrow_table(path: Path) -> dict[str, list[str]]:
