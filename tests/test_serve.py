@@ -262,3 +262,82 @@ def test_requests_that_arrive_while_the_model_computes_go_together_next():
         assert np.array_equal(o, r * 2)
     assert np.array_equal(out[7], np.full((1, 5), 2.0))
     assert calls == [1, 7, 2, 1]  # the lone first; the first 7 queued rows; the last request; the other shape
+
+
+def dated_table(folder: Path) -> Path:
+    """A table with a date, a category and a number column (and a few blanks), the label planted."""
+    rng = np.random.default_rng(0)
+    lines = ["signup,plan,spend,age,left"]
+    for i in range(240):
+        month, spend, plan = int(rng.integers(1, 13)), float(rng.lognormal(3, 0.5)), ["basic", "pro"][i % 2]
+        left = int(month > 6) ^ int(plan == "pro" and spend > 25)
+        day = "" if i % 40 == 3 else f"2024-{month:02d}-{int(rng.integers(1, 28)):02d}"
+        lines.append(f"{day},{plan},{spend:.2f},{int(rng.integers(18, 80))},{left}")
+    path = folder / "customers.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_pages_fields_are_the_training_files_columns_with_typical_values(tmp_path: Path):
+    """One field per raw column (the date, not its five parts), numbers at the training median,
+    the date at the median day, categories as their list."""
+    from netwright.data.inputs import field_errors, input_fields
+
+    path = dated_table(tmp_path)
+    run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "left"}, "model": {"name": "mlp"},
+                           "train": {"epochs": 1, "threads": 1}}, runs_dir=tmp_path / "runs", name="t", progress="quiet")
+    fields = {f["name"]: f for f in input_fields(run.info.preprocess)}
+    assert list(fields) == ["signup", "plan", "spend", "age"]
+    assert fields["signup"]["type"] == "date" and fields["signup"]["default"].startswith("2024-")
+    assert fields["plan"] == {"name": "plan", "type": "category", "choices": ["basic", "pro"], "default": "basic"}
+    train_rows = run.load_data().train  # the median of the training split's raw spend
+    spend = np.asarray([float(line.split(",")[2]) for line in path.read_text().splitlines()[1:]])
+    assert fields["spend"]["type"] == "number" and spend.min() < fields["spend"]["default"] < spend.max()
+    assert len(train_rows) > 100
+    errors = field_errors(run.info.preprocess, {"signup": ["2024-01-02"], "plan": ["pro"], "spend": ["lots"],
+                                                "age": ["old"]}, "features")
+    assert [e.split("'")[1] for e in errors] == ["spend", "age"]
+
+
+@pytest.mark.slow
+@needs_packages("chromium")
+def test_the_page_of_a_table_with_dates_categories_and_numbers_predicts_in_a_browser(tmp_path: Path):
+    """Headless Chromium opens the served page of a table run, submits the form as it comes (the
+    typical values), then with a date, a category and a number changed, and shows a prediction each
+    time: the one the server gives for the request the page sent."""
+    exe = shutil.which("chromium")
+    from playwright.sync_api import sync_playwright
+
+    path = dated_table(tmp_path)
+    run = netwright.train({"data": {"name": "csv", "path": str(path), "target": "left"}, "model": {"name": "mlp"},
+                           "train": {"epochs": 2, "threads": 1}}, runs_dir=tmp_path / "runs", name="t", progress="quiet")
+    proc, url = start(run)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+            page = browser.new_page()
+            page.goto(url + "/")
+            for change in (None, {"signup": "2024-11-05", "plan": "pro", "spend": "31.5"}):
+                if change:
+                    page.fill("input[name=signup]", change["signup"])
+                    page.select_option("select[name=plan]", change["plan"])
+                    page.fill("input[name=spend]", change["spend"])
+                page.evaluate("document.getElementById('label').textContent = '-'")
+                with page.expect_request(lambda r: r.url.endswith("/predict")) as sent:
+                    page.click("#predict")
+                page.wait_for_function("document.getElementById('label').textContent !== '-'", timeout=30000)
+                body = json.loads(sent.value.post_data)
+                assert set(body["features"]) == {"signup", "plan", "spend", "age"}, body
+                if change:
+                    assert {k: body["features"][k] for k in change} == change
+                answer = httpx.post(url + "/predict", json=body).json()["predictions"][0]
+                assert page.text_content("#label") == answer["label"] and answer["label"] in ("0", "1")
+                assert page.text_content("#error") in ("", None)
+            browser.close()
+        # a request with two wrong fields names both
+        bad = httpx.post(url + "/predict", json={"features": {"signup": "2024-01-02", "plan": "pro", "spend": "lots",
+                                                              "age": "old"}})
+        assert bad.status_code == 400 and "'spend'" in bad.text and "'age'" in bad.text, bad.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

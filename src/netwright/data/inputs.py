@@ -165,3 +165,62 @@ def unseen_note(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
         return None
     return (f"categories not seen in training read as none of the known ones ({OTHER_CATEGORY}): "
             + "; ".join(parts))
+
+
+def input_fields(pre: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fields a table model takes, as the training file had them (a date, not its parts): each
+    ``{"name", "type", "default", "choices"}`` with type ``number`` (default: the training median
+    where the column fills missing cells, else its training mean), ``date`` or ``datetime`` (default:
+    the training median day), ``category`` (choices: the training categories; default: the most
+    frequent where known, else the first) or ``text``. The served page is built from it."""
+    import datetime as dt
+
+    from .derive import column_sources
+    from .layout import column_blocks
+    from .missing import MISSING_CATEGORY, OTHER_CATEGORY
+
+    derived = {d["column"]: d for d in pre.get("derived") or []}
+    sources = column_sources(pre.get("derived"))
+    means = pre.get("mean")
+    fields: dict[str, dict[str, Any]] = {}
+    for col, at in column_blocks(pre["columns"]):
+        name = sources.get(col["name"], col["name"])
+        typical = col.get("fill")
+        if typical is None and col["kind"] == "numeric" and means is not None:
+            typical = float(means[at.start])
+        if name in derived:
+            d = derived[name]
+            field = fields.setdefault(name, {"name": name, "type": "text" if d["kind"] == "text" else
+                                             "datetime" if "hour" in d["parts"] else "date", "default": "",
+                                             "choices": []})
+            if col["name"] == f"{name}.days" and typical is not None:  # days since 1970: the typical day
+                when = dt.datetime(1970, 1, 1) + dt.timedelta(days=float(typical))
+                field["default"] = when.strftime("%Y-%m-%dT%H:%M" if field["type"] == "datetime" else "%Y-%m-%d")
+        elif col["kind"] == "numeric":
+            fields[name] = {"name": name, "type": "number", "choices": [],
+                            "default": "" if typical is None else float(f"{float(typical):.6g}")}
+        else:
+            choices = [c for c in col["categories"] if c not in (MISSING_CATEGORY, OTHER_CATEGORY)]
+            fields[name] = {"name": name, "type": "category", "choices": choices,
+                            "default": typical if typical in choices else (choices[0] if choices else "")}
+    return list(fields.values())
+
+
+def field_errors(pre: dict[str, Any], table: dict[str, list[Any]], source: str) -> list[str]:
+    """Every column of a raw table that cannot be read, each with its message (the encoder stops
+    at the first): each column is encoded on its own, a date or text column through its parts."""
+    from .derive import column_sources
+
+    sources = column_sources(pre.get("derived"))
+    derived = {d["column"]: d for d in pre.get("derived") or []}
+    errors: dict[str, str] = {}
+    for col in pre["columns"]:
+        name = sources.get(col["name"], col["name"])
+        if name in errors or name not in table:
+            continue
+        try:
+            encode_table([col], {name: list(np.atleast_1d(table[name]))}, source,
+                         [derived[name]] if name in derived else None, trained=True)
+        except DataError as e:
+            errors[name] = str(e)
+    return list(errors.values())

@@ -104,18 +104,25 @@ $('upload').onchange = (e) => {
 """
 
 
-def _table_form(columns: list[dict[str, Any]]) -> str:
+def _table_form(pre: dict[str, Any]) -> str:
+    """A field for each column as the training file had it (``input_fields``): numbers start at
+    the training median, dates are date pickers, categories a list."""
+    from ..data.inputs import input_fields
+
+    kinds = {"number": "number step=any", "date": "date", "datetime": "datetime-local"}
     fields = []
-    for c in columns:
-        name = html.escape(c["name"])
-        if c["kind"] == "numeric":
-            fields.append(f'<label>{name} <input name="{name}" type=number step=any value=0></label>')
-        else:
-            opts = "".join(f"<option>{html.escape(v)}</option>" for v in c["categories"])
+    for f in input_fields(pre):
+        name, value = html.escape(f["name"]), html.escape(str(f["default"]))
+        if f["type"] == "category":
+            opts = "".join(f"<option{' selected' * (v == f['default'])}>{html.escape(v)}</option>" for v in f["choices"])
             fields.append(f'<label>{name} <select name="{name}">{opts}</select></label>')
+        elif f["type"] == "text":
+            fields.append(f'<label>{name} <textarea name="{name}"></textarea></label>')
+        else:
+            fields.append(f'<label>{name} <input name="{name}" type={kinds[f["type"]]} value="{value}"></label>')
     return ("<form id=form>" + "".join(fields) + "</form><button id=predict>Predict</button>"
             "<script>$('predict').onclick = () => { const f = {}; for (const el of $('form').elements) "
-            "f[el.name] = el.value; run({features: f}); };</script>")
+            "f[el.name] = el.value === '' ? null : el.value; run({features: f}); };</script>")
 
 
 def _text_box(kind: str) -> str:
@@ -132,7 +139,7 @@ def page(model: Any) -> str:
     if info.modality == "image":
         body = IMAGE_INPUT
     elif info.preprocess["kind"] == "table":
-        body = _table_form(info.preprocess["columns"])
+        body = _table_form(info.preprocess)
     else:
         body = _text_box(info.modality)
     title = html.escape(model.name)

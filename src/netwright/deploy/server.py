@@ -140,7 +140,7 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
     (a sequence), ``{"text": "..."}``.
     """
     from ..data.derive import input_columns
-    from ..data.inputs import encode_inputs
+    from ..data.inputs import encode_inputs, field_errors
     from ..data.missing import cell_text
     from ..data.preprocess import encode_image, encode_text, encode_texts, normalize
 
@@ -179,7 +179,10 @@ def raw_inputs(model: Model, request: Any) -> np.ndarray:
                 raise BadRequest(400, f"missing feature(s): {', '.join(unfilled)}; this model was trained "
                                  "without missing values there")
             table = {n: [cell_text(r[n]) for r in rows] for n in names}
-            x = encode_inputs(info, table, "features")
+            try:
+                x = encode_inputs(info, table, "features")
+            except NetwrightError as e:  # name every field that is wrong, not only the first
+                raise BadRequest(400, "; ".join(field_errors(info.preprocess, table, "features")) or str(e)) from None
         elif "text" in request:
             text, pre = request["text"], info.preprocess
             if not isinstance(text, str):
