@@ -227,3 +227,28 @@ def test_init_leaves_balanced_classes_unweighted(cli, mixed_csv):
     assert cli("init", mixed_csv, "--target", "approved").code == 0
     spec = yaml.safe_load(mixed_csv.with_suffix(".yaml").read_text())
     assert "class_weight" not in spec["train"] and "monitor" not in spec["train"]
+
+
+def test_a_spec_files_data_path_is_read_from_its_folder_and_init_writes_it_so(cli, tmp_path, monkeypatch):
+    """``init data/people.csv`` run from a project folder writes ``data/people.yaml`` whose path
+    works from that folder, from the spec's folder and from anywhere else (read from the spec's
+    folder, as plugins are); a spec written before the rule (a path from the current folder) still
+    loads; validate refuses a path found from neither."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    path = write_rows(tmp_path / "data" / "people.csv", ["age", "y"],
+                      [[str(int(rng.integers(18, 80))), str(i % 2)] for i in range(40)])
+    monkeypatch.chdir(tmp_path)
+    assert cli("init", "data/people.csv", "--target", "y").code == 0
+    spec_file = tmp_path / "data" / "people.yaml"
+    assert yaml.safe_load(spec_file.read_text())["data"]["path"] == "people.csv"
+    for where in (tmp_path, tmp_path / "data", tmp_path.parent):
+        monkeypatch.chdir(where)
+        assert load_spec(spec_file).data.params["path"] == str(path.resolve())
+    old = tmp_path / "data" / "old.yaml"  # written from the project folder, the old way
+    old.write_text(yaml.safe_dump({"data": {"name": "csv", "path": "data/people.csv", "target": "y"},
+                                   "model": {"name": "mlp"}}))
+    monkeypatch.chdir(tmp_path)
+    assert Path(load_spec(old).data.params["path"]).resolve() == path.resolve()
+    monkeypatch.chdir(tmp_path.parent)
+    assert cli("validate", old).code == 2

@@ -85,7 +85,9 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
                              f"categories, dates or text); the columns are {kinds}")
 
     hidden, epochs, why = _model_for(rows)
-    data: dict[str, Any] = {"name": "csv", "path": str(csv_path), "target": target, "task": task,
+    # a spec's data path is read from the spec's folder: written so, it works from anywhere
+    data: dict[str, Any] = {"name": "csv", "path": os.path.relpath(csv_path.resolve(), out.resolve().parent),
+                            "target": target, "task": task,
                             "features": [c.name for c in features],
                             "categorical": [c.name for c in features if c.kind == "categorical"]}
     markers = sorted({m for c in features for m in c.markers})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -369,14 +370,39 @@ def load_spec(source: SpecSource, overrides: list[str] | None = None) -> Spec:
     raw = raw_spec(source)
     for item in overrides or []:
         apply_override(raw, item)
+    base = Path(source).parent if isinstance(source, (str, os.PathLike)) else Path.cwd()
     if raw.get("plugins"):  # imported before validation: they register the names the spec uses
         from .plugins import load_plugins
 
         if not isinstance(raw["plugins"], list):
             raise SpecError([f"plugins: give a list of .py files or module names, not {type(raw['plugins']).__name__}"])
-        base = Path(source).parent if isinstance(source, (str, os.PathLike)) else Path.cwd()
         raw["plugins"] = [r["plugin"] for r in load_plugins(raw["plugins"], base)]
+    if isinstance(source, (str, os.PathLike)):
+        resolve_data_paths(raw, base)
     return validate(raw)
+
+
+def resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    """A spec file's relative data paths (every path key of its loader: ``data.path`` and the
+    like) as seen from the spec's folder, as its ``plugins:`` are; a path found only from the
+    current folder (a spec written before this rule) is kept as it is."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return
+    from .data.registry import DATASETS
+
+    if data["name"] not in DATASETS:
+        return  # validation names it
+    fields = DATASETS.get(data["name"]).params.model_fields
+    for key, f in fields.items():
+        value = data.get(key)
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        if Path not in (f.annotation, *typing.get_args(f.annotation)):
+            continue
+        beside = base / value
+        if beside.exists() or not Path(value).exists():
+            data[key] = str(beside.resolve()) if beside.exists() else value
 
 
 def raw_spec(source: SpecSource) -> dict[str, Any]:
