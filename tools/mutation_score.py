@@ -20,6 +20,12 @@ the mutants/ folder is.
 
     python tools/mutation_score.py [--mutants mutants] [--out benchmarks/results/mutation.json]
                                    [--seconds N]   # the run's wall time, recorded in the JSON
+                                   [--fallback OTHER/mutants]
+
+``--fallback``: the verdicts of an earlier complete run of the same mutated sources fill in the
+mutants this run did not reach. Only sound when the tests have only grown since that run (a test
+added can kill a mutant, never save one): its verdicts are then a lower bound. The JSON counts
+the verdicts taken from each run.
 """
 
 from __future__ import annotations
@@ -150,9 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partial", action="store_true",
                     help="a run still going (or stopped): score the mutants checked so far, say how many are "
                          "not, and exit 2 all the same (an unfinished run never passes the gate)")
+    ap.add_argument("--fallback", type=Path, help="an earlier run's mutants/ folder (same sources, fewer tests): "
+                                                   "its verdicts for the mutants this run did not check")
     a = ap.parse_args(argv)
 
     verdicts = read_verdicts(a.mutants)
+    sources = {"this run": sum(c not in UNFINISHED for codes in verdicts.values() for c in codes.values())}
+    if a.fallback:
+        earlier = read_verdicts(a.fallback)
+        taken = 0
+        for path, codes in verdicts.items():
+            for k, c in codes.items():
+                old = earlier.get(path, {}).get(k)
+                if c in UNFINISHED and old not in UNFINISHED:
+                    codes[k], taken = old, taken + 1
+        sources[f"the earlier run in {a.fallback}"] = taken
     problems = []
     unclaimed = [p for p in verdicts if module_of(p) is None]
     if unclaimed:
@@ -196,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     overall = summarise(all_counts, THRESHOLDS["overall"])
     result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit(),
               "complete": not unfinished, "unchecked": len(unfinished),
-              "seconds": a.seconds, "counting": "killed share = (killed + timeout + segfault) / all mutants; "
+              "seconds": a.seconds, "verdicts_from": sources, "counting": "killed share = (killed + timeout + segfault) / all mutants; "
               "'no tests' (no selected test reaches the function) and 'suspicious' count as not killed",
               "overall": overall, "modules": modules, "files": files, "not_killed": survivors}
     write_atomically(a.out, json.dumps(result, indent=1) + "\n")
