@@ -246,3 +246,96 @@ def test_the_temperature_search_stops_at_its_bounds_0_01_and_100():
     lo = fit_temperature(signal / 1000, y)
     assert lo["temperature"] == pytest.approx(0.01, rel=1e-3) and "note" not in lo
     assert lo["nll_after"] < lo["nll_before"] and hi["nll_after"] < hi["nll_before"]
+
+
+def test_logits_no_temperature_can_change_keep_t_one():
+    """Logits equal within each row (a model that says nothing): softmax(z / T) is uniform for
+    every T, so the NLL is log 4 wherever the search ends; it has nothing to beat and T = 1 is kept
+    (not wherever the search stopped)."""
+    import math
+
+    rng = np.random.default_rng(5)
+    logits = torch.from_numpy(np.repeat(rng.normal(size=(50, 1)), 4, axis=1))
+    y = torch.from_numpy(rng.integers(0, 4, 50))
+    fit = fit_temperature(logits, y)
+    assert fit == {"temperature": 1.0, "nll_before": pytest.approx(math.log(4)), "nll_after": pytest.approx(math.log(4))}
+
+
+def test_a_run_never_calibrated_divides_by_one(tmp_path):
+    """No ``calibration.json``: the temperature a prediction or a server applies is 1 (the model's
+    own probabilities)."""
+    from netwright.calibration import temperature
+
+    run = netwright.Run(tmp_path / "plain")
+    assert temperature(run) == 1.0 and served_temperature(run) == 1.0
+
+
+def test_probabilities_are_scipys_softmax_along_the_last_axis_for_logits_of_any_size():
+    """Rows of very different sizes in one array (one in the thousands, one near 0, one far below
+    0) each get scipy's softmax, finite; so does an array of three axes, along its last."""
+    from scipy.special import softmax
+
+    logits = np.array([[1000.0, 999.0, 0.0], [0.5, -0.5, 0.0], [-1000.0, -1001.0, -999.0]])
+    for t in (1.0, 2.5):
+        got = probabilities(logits, t)
+        assert np.isfinite(got).all() and got == pytest.approx(softmax(logits / t, axis=1), abs=1e-15)
+    assert probabilities(torch.from_numpy(logits)) == pytest.approx(softmax(logits, axis=1), abs=1e-15)
+    cube = np.random.default_rng(0).normal(size=(2, 3, 4))
+    assert probabilities(cube) == pytest.approx(softmax(cube, axis=-1), abs=1e-15)
+
+
+def test_calibration_scores_take_numpy_or_torch_and_match_scikit_learn():
+    from sklearn.metrics import log_loss
+
+    from netwright.calibration import calibration_scores
+
+    rng = np.random.default_rng(2)
+    logits, y = rng.normal(0, 2, (300, 4)), rng.integers(0, 4, 300)
+    for t in (1.0, 1.7):
+        p = probabilities(logits, t)
+        from_numpy = calibration_scores(logits, y, t)
+        assert from_numpy == calibration_scores(torch.from_numpy(logits), torch.from_numpy(y), t)
+        assert from_numpy["nll"] == pytest.approx(log_loss(y, p, labels=range(4)), rel=1e-9)
+        assert from_numpy["brier"] == pytest.approx(((p - np.eye(4)[y]) ** 2).sum(1).mean(), rel=1e-12)
+
+
+def test_a_calibrated_runs_scores_carry_both_temperatures_nll():
+    """``scores`` of a classifier whose run has a temperature (here 2, read from its
+    ``calibration.json``): a ``calibration`` entry naming the method and the temperature, with the
+    NLL at T = 1 and at T = 2 (scikit-learn's log loss of each softmax)."""
+    from scipy.special import softmax
+    from sklearn.metrics import log_loss
+
+    from netwright.data.info import DataInfo
+    from netwright.run import CALIBRATION
+    from netwright.tasks import task_class
+
+    class Calibrated:  # the two things scores reads of a run
+        def has(self, rel):
+            return rel == CALIBRATION
+
+        def read_json(self, rel):
+            return {"temperature": 2.0}
+
+    info = DataInfo(name="planted", task="classification", modality="tabular", input_shape=(2,), num_classes=3,
+                    class_names=["x", "y", "z"])
+    rng = np.random.default_rng(4)
+    logits, y = torch.from_numpy(rng.normal(0, 3, (200, 3))), torch.from_numpy(rng.integers(0, 3, 200))
+    c = task_class(info, "mlp")(info).scores(Calibrated(), {"output": logits, "target": y})["calibration"]
+    assert set(c) == {"method", "temperature", "before", "after"} and c["temperature"] == 2.0
+    assert "temperature scaling" in c["method"]
+    for key, t in (("before", 1.0), ("after", 2.0)):
+        assert c[key]["nll"] == pytest.approx(log_loss(y, softmax(logits.numpy() / t, 1), labels=range(3)))
+
+
+def test_fitting_a_temperature_warns_about_nothing():
+    """The search's options are ones scipy knows: a fit prints no warning (a calibrate run's output
+    stays its one line)."""
+    import warnings
+
+    rng = np.random.default_rng(6)
+    y = torch.from_numpy(rng.integers(0, 3, 200))
+    logits = torch.nn.functional.one_hot(y, 3).double() * 3 + torch.from_numpy(rng.normal(size=(200, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_temperature(logits, y)

@@ -238,3 +238,32 @@ def test_an_interval_covers_a_value_on_its_edge():
     guarantee counts residuals <= q)."""
     c = score_intervals(np.array([0.0, 0.0, 0.0, 0.0]), 0.5, np.array([0.5, -0.5, 0.25, 0.75]))
     assert c == {"coverage": 0.75, "mean_width": 1.0}
+
+
+def test_too_few_conformal_rows_is_a_refusal_that_names_the_rows_it_needs(tmp_path):
+    """iris with the default data.val: 23 validation rows, 8 of them conformal (a third). At 0.9
+    and 0.95 the ``ceil((n + 1) coverage)``-th smallest of 8 scores does not exist: refused in one
+    line naming the smallest n for which it does (counted here with the rank's own definition)
+    and a validation split that gives that many conformal rows (checked with ``role_rows``; at
+    most 2 rows above the smallest such split, which ``role_rows``' rounding can make one row
+    smaller than ``n / share``). A coverage the rows allow is fitted and named."""
+    import re
+
+    run = netwright.train(tiny_spec(epochs=1), name="few", runs_dir=tmp_path, progress="quiet")
+    thirds = {"select": 1 / 3, "temperature": 1 / 3, "conformal": 1 / 3}
+    n = len(role_rows(run.info.splits["val"], thirds)["conformal"])
+    for coverage in (0.9, 0.95):
+        need = next(m for m in range(1, 1000) if own_rank(m, coverage) <= m)
+        smallest = next(v for v in range(1, 10_000) if len(role_rows(v, thirds)["conformal"]) >= need)
+        assert n < need and need == {0.9: 9, 0.95: 19}[coverage]
+        with pytest.raises(NetwrightError) as e:
+            netwright.evaluate(run, plots=False, coverage=coverage)
+        got = re.fullmatch(
+            re.escape(f"--coverage {coverage} needs at least {need} conformal rows, {run.path} has {n} (33% of its "
+                      "validation split); lower --coverage or train with a larger data.val (at least ")
+            + r"(\d+) validation rows\)", str(e.value))
+        assert got, str(e.value)
+        named = int(got.group(1))
+        assert len(role_rows(named, thirds)["conformal"]) >= need and smallest <= named <= smallest + 2
+    c = netwright.evaluate(run, plots=False, coverage=0.75)["conformal"]  # ceil(9 x 0.75) = 7 <= 8
+    assert c["n"] == n and c["method"].startswith("split conformal, adaptive prediction sets (APS)")

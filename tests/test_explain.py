@@ -152,3 +152,131 @@ def test_bad_explain_input(cli, digits_cnn, tmp_path: Path):
         netwright.explain(netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp"},
                                            "train": {"epochs": 1, "threads": 1}}, name="iris", progress="quiet"),
                           methods=["permutation"], samples=1, sanity=False)
+
+
+# ---- the sanity checks' arithmetic, on planted attributions (no training)
+
+from scipy.stats import spearmanr  # noqa: E402
+
+from netwright.data.info import DataInfo  # noqa: E402
+from netwright.explain.sanity import _mask_positions, _positions, deletion_insertion, randomisation  # noqa: E402
+
+
+def planted_info(modality: str, shape: tuple[int, ...]) -> DataInfo:
+    return DataInfo(name="planted", task="classification", modality=modality, input_shape=shape, num_classes=2,
+                    class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("modality,shape", [("image", (3, 2, 2)), ("sequence", (2, 5)), ("tabular", (6,))])
+def test_a_position_is_every_channel_at_one_place(modality, shape):
+    """Images and sequences: a position's importance is the sum over its channels, and deleting or
+    inserting a position sets every channel there (from the baseline, or from the input); a table's
+    position is its column. Checked element by element against loops written here."""
+    info = planted_info(modality, shape)
+    channels = shape[0] if modality != "tabular" else 1
+    places = int(np.prod(shape)) // channels
+    attr = torch.arange(2 * int(np.prod(shape)), dtype=torch.float64).reshape(2, *shape) ** 1.5
+    flat = attr.reshape(2, channels, places)
+    own = [[float(sum(flat[b, c, p] for c in range(channels))) for p in range(places)] for b in range(2)]
+    assert _positions(attr, info).numpy() == pytest.approx(np.array(own))
+    x, base = torch.full(shape, 7.0), torch.zeros(shape)
+    order = np.random.default_rng(0).permutation(places)
+    chosen = set(order[:2].tolist())
+    for from_baseline in (False, True):
+        got = _mask_positions(x, base, order, 2, info, from_baseline).reshape(channels, places)
+        for c in range(channels):
+            for p in range(places):
+                assert got[c, p] == (7.0 if (p in chosen) == from_baseline else 0.0), (from_baseline, c, p)
+
+
+def own_curve(model, x, base, order, target, insertion):
+    """Area under the target probability, positions taken in ``order`` at 21 evenly spaced counts
+    (trapezoids over the share of positions), one masked input at a time."""
+    n = len(order)
+    ks = sorted({int(k) for k in np.round(np.linspace(0, n, 21))})
+    probs = []
+    for k in ks:
+        z = (base if insertion else x).clone()
+        for j in order[:k]:
+            z[j] = (x if insertion else base)[j]
+        with torch.no_grad():
+            probs.append(float(torch.softmax(model(z[None]).double(), 1)[0, target]))
+    return sum((probs[i] + probs[i + 1]) / 2 * (ks[i + 1] - ks[i]) / n for i in range(len(ks) - 1))
+
+
+def test_deletion_and_insertion_aucs_by_direct_computation():
+    """A table of 40 columns, importances with many ties (three values): the attribution order is
+    most important first, ties in column order; the random orders are the seed's permutations.
+    Every AUC equals ``own_curve``; on this planted case the ordering beats random at deletion but
+    not at insertion, so the check fails (both are needed), and a second call gives the same numbers."""
+    info = planted_info("tabular", (40,))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(40, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).double().eval()
+    g = torch.Generator().manual_seed(38)
+    x = torch.randn(2, 40, generator=g, dtype=torch.float64) * 2
+    attr = torch.randint(0, 3, (2, 40), generator=g).double()
+    base, target = torch.zeros_like(x), torch.tensor([1, 1])
+    got = deletion_insertion(model, x, attr, base, target, info)
+    rng = np.random.default_rng(0)
+    own = {"deletion_auc": [], "insertion_auc": [], "random_deletion_auc": [], "random_insertion_auc": []}
+    for i in range(2):
+        order = sorted(range(40), key=lambda j: -float(attr[i, j]))  # Python's sort is stable
+        own["deletion_auc"].append(own_curve(model, x[i], base[i], order, 1, insertion=False))
+        own["insertion_auc"].append(own_curve(model, x[i], base[i], order, 1, insertion=True))
+        for _ in range(5):
+            r = rng.permutation(40)
+            own["random_deletion_auc"].append(own_curve(model, x[i], base[i], r, 1, insertion=False))
+            own["random_insertion_auc"].append(own_curve(model, x[i], base[i], r, 1, insertion=True))
+    own = {k: float(np.mean(v)) for k, v in own.items()}
+    assert {k: got[k] for k in own} == pytest.approx(own, abs=1e-12)
+    assert own["deletion_auc"] < own["random_deletion_auc"] and own["insertion_auc"] < own["random_insertion_auc"]
+    assert got["passed"] is False
+    assert deletion_insertion(model, x, attr, base, target, info) == got
+
+
+class Scripted:
+    """A method whose attributions after each randomisation step are planted."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def attribute(self, model, x, target, base, info):
+        return self.answers.pop(0)
+
+
+def test_randomisation_steps_by_direct_computation():
+    """A three-layer MLP (layers '0' and '2' hold parameters): the steps go from the output layer
+    down, each the mean over examples of Spearman's rho (scipy) between the original and the new
+    |attributions| on the positions where the input differs from the baseline; an example left
+    with fewer than 3 such positions, or whose original or new attributions there are all equal,
+    counts 0. The check reads the last step (every layer randomised)."""
+    info = planted_info("tabular", (6,))
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    x = torch.tensor([[1.0, 2, 3, 4, 5, 6],    # 6 positions kept
+                      [1.0, 0, 0, 0, 2, 0],    # 2 kept: too few
+                      [1.0, 1, 0, 0, 1, 0],    # exactly 3 kept
+                      [2.0, 2, 2, 2, 2, 2],    # 6 kept, the original attributions all equal
+                      [1.0, 2, 3, 4, 5, 6]])   # 6 kept
+    base = torch.zeros_like(x)
+    original = torch.tensor([[1.0, 2, 3, 4, 5, 6], [1, 9, 9, 9, 2, 9], [3, 1, 9, 9, 2, 9], [4, 4, 4, 4, 4, 4],
+                             [6, 5, 4, 3, 2, 1]])
+    after_2 = torch.tensor([[1.0, 2, 3, 4, 6, 5], [2, 0, 0, 0, 1, 0], [1, 2, 0, 0, 3, 0], [1, 2, 3, 4, 5, 6],
+                            [6, 5, 4, 3, 1, 2]])
+    after_0 = torch.tensor([[-6.0, 5, 4, 3, 2, 1], [1, 0, 0, 0, 2, 0], [2, 1, 0, 0, 3, 0], [1, 2, 3, 4, 5, 6],
+                            [5, 5, 5, 5, 5, 5]])  # |-6| = 6: the magnitude is ranked
+    target = torch.zeros(5, dtype=torch.long)
+    got = randomisation(model, Scripted([after_2, after_0]), x, original, base, target, info)
+
+    def rho(a, b, keep):
+        return float(spearmanr(a[keep].abs(), b[keep].abs()).statistic)
+
+    keep = [x[i] != 0 for i in range(5)]
+    step_2 = [rho(original[0], after_2[0], keep[0]), 0.0, rho(original[2], after_2[2], keep[2]), 0.0,
+              rho(original[4], after_2[4], keep[4])]
+    step_0 = [rho(original[0], after_0[0], keep[0]), 0.0, rho(original[2], after_0[2], keep[2]), 0.0, 0.0]
+    assert step_0[0] == pytest.approx(-1.0) and step_0[2] == pytest.approx(0.5) and step_2[2] == pytest.approx(-0.5)
+    assert got["steps"] == [{"layer": "(none: the trained model)", "spearman": 1.0},
+                            {"layer": "2", "spearman": pytest.approx(np.mean(step_2))},
+                            {"layer": "0", "spearman": pytest.approx(np.mean(step_0))}]
+    assert got["final"] == pytest.approx(abs(np.mean(step_0))) and got["passed"] == bool(abs(np.mean(step_0)) < 0.5)
+    assert "after randomising every layer" in got["criterion"]

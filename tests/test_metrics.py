@@ -96,3 +96,42 @@ def test_r2_of_targets_with_a_small_spread_is_scikit_learns():
     r2 = regression_metrics(torch.from_numpy(pred), torch.from_numpy(target))["r2"]
     assert r2 == pytest.approx(skm.r2_score(target, pred), abs=1e-12) and 0.5 < r2 < 1
     assert regression_metrics(torch.ones(5), torch.full((5,), 2.0))["r2"] == 0.0
+
+
+def test_macro_f1_counts_a_class_seen_once_and_is_zero_with_no_examples():
+    """A class that occurs once in the targets and is never predicted has F1 0 and is in the
+    mean (scikit-learn's macro F1 over the classes seen); so is a class predicted once and never
+    true. A confusion matrix of no examples scores 0."""
+    target = torch.tensor([0, 0, 0, 1, 1, 1, 2, 0])
+    pred = torch.tensor([0, 0, 1, 1, 1, 0, 0, 3])  # class 2: once true, never predicted; class 3: once predicted
+    cm = confusion_matrix(pred, target, 5)
+    expected = skm.f1_score(target, pred, average="macro", labels=[0, 1, 2, 3], zero_division=0)
+    assert macro_f1(cm) == pytest.approx(expected) and expected < skm.f1_score(target, pred, average="macro",
+                                                                               labels=[0, 1], zero_division=0)
+    assert macro_f1(torch.zeros(3, 3, dtype=torch.long)) == 0.0
+
+
+def test_test_split_metrics_have_the_direction_of_their_name():
+    assert lower_is_better("test_loss") and lower_is_better("test_rmse") and not lower_is_better("test_accuracy")
+
+
+def test_frechet_distance_of_rank_deficient_features_is_the_eigenvalue_formula():
+    """Two samples of six ReLU features: the covariances have rank 1 and ``sqrtm(C_a C_b)`` has
+    no finite value, so the distance takes the nudged diagonals; it must still be
+    ``|mu_a - mu_b|^2 + Tr C_a + Tr C_b - 2 sum sqrt(eig(C_a C_b))`` (the eigenvalues of a product of
+    two covariances are real and at least 0), to the nudge's size."""
+    import warnings
+
+    from scipy import linalg
+
+    from netwright.metrics import frechet_distance
+
+    rng = np.random.default_rng(1)
+    a, b = np.maximum(rng.normal(size=(2, 6)), 0), np.maximum(rng.normal(size=(2, 6)), 0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not np.isfinite(linalg.sqrtm(ca @ cb)).all()  # the case the fallback is for
+    eig = np.clip(np.linalg.eigvals(ca @ cb).real, 0, None)
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * np.sqrt(eig).sum()
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-4)

@@ -165,3 +165,20 @@ def test_default_roles_keep_conformal_coverage_where_reusing_the_selection_rows_
     for coverage in levels:
         assert np.mean(kept_roles[coverage]) >= coverage - 0.005, (coverage, np.mean(kept_roles[coverage]))
         assert np.mean(reused[coverage]) < coverage - 0.005, (coverage, np.mean(reused[coverage]))
+
+
+def test_a_tuning_studys_best_trial_is_scored_on_the_test_split_without_pictures(tmp_path):
+    """``tune_score.test_metrics`` on a trained trial: the numbers are the test split's (accuracy
+    from scikit-learn on the model's test predictions), only numbers are kept, and scoring it
+    draws no pictures into the trial's folder (a study scores its best trial quietly)."""
+    from netwright.stages.tune_score import test_metrics
+
+    run = netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [8]},
+                           "train": {"epochs": 2, "threads": 1}}, name="trial-0", runs_dir=tmp_path, progress="quiet")
+    got = test_metrics(run.path)
+    data, model = run.load_data(), run.load_model()
+    with torch.no_grad():
+        pred = model(data.test.x).argmax(1).numpy()
+    assert got["accuracy"] == pytest.approx(accuracy_score(data.test.y.numpy(), pred))
+    assert all(isinstance(v, (int, float)) for v in got.values()) and {"loss", "f1", "ece"} <= set(got)
+    assert not list(run.path.rglob("*.png")), list(run.path.rglob("*.png"))
