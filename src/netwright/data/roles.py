@@ -44,6 +44,15 @@ def rows_for(n: int, shares: dict[str, float], role: str, seed: int = 0) -> np.n
     return role_rows(n, shares, seed)[role]
 
 
+def smallest_split(shares: dict[str, float], role: str, rows: int) -> int:
+    """The fewest rows a split needs for ``role`` to get ``rows`` of them (the roles' sizes do
+    not depend on the seed)."""
+    n = max(rows, int(np.floor((rows - 1) / shares[role])))
+    while len(role_rows(n, shares)[role]) < rows:
+        n += 1
+    return n
+
+
 def take(outputs: dict[str, Any], rows: np.ndarray | None) -> dict[str, Any]:
     """The outputs of a split (tensors whose first axis is the example) at ``rows``."""
     if rows is None:

@@ -162,9 +162,12 @@ class SupervisedTask(Kind):
         if math.isinf(fit["q"]):
             need = math.ceil(coverage / (1 - coverage) - 1e-9)  # 0.9 / 0.1 is 9.000000000000002 in floating point
             share = self.val_roles["conformal"]
+            from ..data.roles import smallest_split
+
             raise NetwrightError(f"--coverage {coverage:g} needs at least {need} conformal rows, {run.path} has "
                                  f"{fit['n']} ({share:.0%} of its validation split); lower --coverage or "
-                                 f"train with a larger data.val (at least {math.ceil(need / share)} validation rows)")
+                                 f"train with a larger data.val (at least "
+                                 f"{smallest_split(self.val_roles, 'conformal', need)} validation rows)")
         return {"method": method, "coverage_target": coverage, "calibrated_on": "val", "rows": "conformal", **fit}
 
     def conformal_threshold(self, out: torch.Tensor, y: torch.Tensor, coverage: float) -> tuple[dict[str, Any], str]:
