@@ -70,8 +70,9 @@ def apply_thresholds(score: np.ndarray, groups: np.ndarray, thresholds: dict[str
             continue
         s = score[m]
         pred = np.where(rng.random(m.sum()) < t["p0"], _op(t["operation0"], s), _op(t["operation1"], s))
-        if t["p_ignore"]:
-            pred = np.where(rng.random(m.sum()) < t["p_ignore"], bool(t["prediction_constant"]), pred)
+        if t["p_ignore"]:  # Fairlearn's prediction_constant is the probability of a positive decision there
+            ignore = rng.random(m.sum()) < t["p_ignore"]
+            pred = np.where(ignore, rng.random(m.sum()) < t["prediction_constant"], pred)
         out[m] = pred
     return out
 
