@@ -1150,3 +1150,18 @@ def test_equalized_odds_thresholds_give_fairlearns_rates_where_they_randomise():
         assert abs(ours[m & y].mean() - theirs[m & y].mean()) < 0.04, v
         assert abs(ours[m & ~y].mean() - theirs[m & ~y].mean()) < 0.04, v
     assert abs(ours[(g == "a") & y].mean() - ours[(g == "b") & y].mean()) < 0.05
+
+
+def test_an_audit_of_another_file_is_written_beside_the_test_splits_not_over_it(cli, tmp_path: Path):
+    """``audit --data FILE`` writes fairness/audit-FILE.json (and .png); the run's audit.json, which
+    the card and mitigate read, stays the test split's, byte for byte."""
+    run = netwright.train(fair_spec(), name="fair", progress="quiet")
+    assert cli("audit", run.path).code == 0
+    before = run.file("audit.json").read_bytes()
+    write_csv(str(tmp_path / "new.csv"), n=300, seed=3)
+    r = cli("audit", run.path, "--data", tmp_path / "new.csv")
+    assert r.code == 0, r.err
+    assert run.file("audit.json").read_bytes() == before
+    beside = run.read_json("fairness/audit-new.json")
+    assert beside["source"] == str(tmp_path / "new.csv") and run.has("fairness/audit-new.png")
+    assert f"wrote {run.file('fairness/audit-new.json')}" in r.out

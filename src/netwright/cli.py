@@ -501,7 +501,7 @@ def audit(
         out.print(line, markup=False)
     for w in result["warnings"]:
         err.print(f"warning: {w}", markup=False)
-    out.print(f"wrote {r.file('audit.json')} and {r.file('fairness/audit.png')}")
+    out.print("wrote " + " and ".join(str(r.file(f)) for f in result["written"]))
 
 
 @app.command()
