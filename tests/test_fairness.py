@@ -1165,3 +1165,38 @@ def test_an_audit_of_another_file_is_written_beside_the_test_splits_not_over_it(
     beside = run.read_json("fairness/audit-new.json")
     assert beside["source"] == str(tmp_path / "new.csv") and run.has("fairness/audit-new.png")
     assert f"wrote {run.file('fairness/audit-new.json')}" in r.out
+
+
+def _with_intervals(row: dict, dp: list[float] | None, eo: list[float] | None) -> dict:
+    return {**row, "intervals": {"demographic_parity_difference": {"ci": dp}, "equalized_odds_difference": {"ci": eo}}}
+
+
+def test_judge_weighs_gaps_against_the_originals_intervals():
+    """With the original's 95% intervals: a gap a little wider but inside the interval is not
+    called worse; a variant is recommended only below the targeted gap's interval and when no
+    other gap rises above its own (the randomised thresholds that raised equalized odds from
+    0.047 to 0.212 are flagged and passed over); when the original's interval includes no gap,
+    the original is kept and the reason says no mitigation is needed at this confidence; a
+    recommended thresholds variant says it needs the sensitive column at prediction time."""
+    from netwright.fairness.judging import judge
+
+    original = _with_intervals({**_variant("original", 0.80, 0.5, 0.065), "equalized_odds_difference": 0.047},
+                               [0.03, 0.10], [0.01, 0.09])
+    reweighed = {**_variant("reweighing", 0.80, 0.5, 0.069), "equalized_odds_difference": 0.05}
+    inside = {**_variant("thresholds", 0.80, 0.5, 0.01), "method": "thresholds", "equalized_odds_difference": 0.212}
+    rows = [original, reweighed, inside, {**_variant("penalty", 0.795, 0.5, 0.02), "equalized_odds_difference": 0.06}]
+    result = judge(rows, majority_accuracy=0.5, budget=1.0)
+    assert reweighed["flags"] == []  # 0.065 -> 0.069: inside [0.03, 0.10]
+    assert inside["flags"] == ["worse: widens the equalized odds gap it does not target (0.047 -> 0.212, beyond "
+                               "the original's interval [0.010, 0.090])"]
+    assert result["recommended"] == "penalty" and "below the original's interval" in result["reason"]
+    rows[3]["demographic_parity_difference"] = 0.04  # not below 0.03: inside the noise
+    assert judge(rows, majority_accuracy=0.5)["recommended"] == "original"
+    no_gap = [_with_intervals(original, [-0.01, 0.10], [0.01, 0.09]), *rows[1:]]
+    result = judge(no_gap, majority_accuracy=0.5)
+    assert result["recommended"] == "original"
+    assert result["reason"].startswith("no mitigation needed at this confidence: the original's demographic parity "
+                                       "gap 0.065 has a 95% interval [-0.010, 0.100]")
+    inside["equalized_odds_difference"] = 0.05
+    result = judge([original, inside], majority_accuracy=0.5)
+    assert result["recommended"] == "thresholds" and "sensitive column" in result["reason"]

@@ -27,10 +27,21 @@ def variant_row(method: str, label: str, pred: np.ndarray, y: np.ndarray, codes:
             "intervals": {k: intervals[k] for k in ("demographic_parity_difference", "equalized_odds_difference")}}
 
 
+def _interval(row: dict[str, Any], gap: str) -> list[float] | None:
+    """The 95% interval of one of a variant's gaps (``None`` without resamples)."""
+    return ((row.get("intervals") or {}).get(gap) or {}).get("ci")
+
+
 def judge(rows: list[dict[str, Any]], majority_accuracy: float, budget: float = BUDGET_POINTS) -> dict[str, Any]:
-    """Flag degenerate variants and those that widen their targeted gap (in place, ``flags``),
-    name the Pareto-optimal ones and recommend one: the smallest targeted gap among the sound
-    variants that lose at most ``budget`` accuracy points, or the original when none helps."""
+    """Flag degenerate variants and those that widen a gap (in place, ``flags``), name the
+    Pareto-optimal ones and recommend one: the smallest targeted gap among the sound variants
+    that lose at most ``budget`` accuracy points, or the original when none helps.
+
+    With the original's intervals (``variant_row`` with resamples) the noise decides: a gap is
+    "widened" only beyond the original's interval; a variant is recommended only when its targeted
+    gap falls below the original's interval and no other gap rises above its interval; and when
+    the original's targeted gap interval includes no gap, the original is kept (no mitigation is
+    needed at that confidence)."""
     base = rows[0]
     for r in rows:
         gap = f"{r['target']}_difference"
@@ -44,9 +55,16 @@ def judge(rows: list[dict[str, Any]], majority_accuracy: float, budget: float = 
         elif r["accuracy"] < majority_accuracy:
             flags.append(f"degenerate: accuracy {r['accuracy']:.3f} is below always predicting the majority outcome "
                          f"({majority_accuracy:.3f})")
-        if r is not base and r[gap] > base[gap]:
-            flags.append(f"worse: widens the {r['target'].replace('_', ' ')} gap it targets "
-                         f"({base[gap]:.3f} -> {r[gap]:.3f})")
+        if r is not base:
+            for other in (gap, *(g for g in ("demographic_parity_difference", "equalized_odds_difference")
+                                 if g != gap and g in r and g in base)):
+                ci = _interval(base, other)
+                beyond = r[other] > (ci[1] if ci else base[other])
+                if beyond:
+                    what = "it targets" if other == gap else "it does not target"
+                    flags.append(f"worse: widens the {other.removesuffix('_difference').replace('_', ' ')} gap {what} "
+                                 f"({base[other]:.3f} -> {r[other]:.3f}"
+                                 + (f", beyond the original's interval [{ci[0]:.3f}, {ci[1]:.3f}])" if ci else ")"))
         r["flags"] = flags
     sound = [r for r in rows if not any(f.startswith("degenerate") for f in r["flags"])]
     for r in rows:  # Pareto-optimal: no sound variant is at least as accurate with a smaller targeted gap
@@ -54,10 +72,28 @@ def judge(rows: list[dict[str, Any]], majority_accuracy: float, budget: float = 
         r["pareto"] = r in sound and not any(
             o is not r and o["accuracy"] >= r["accuracy"] and o[gap] <= r[gap]
             and (o["accuracy"] > r["accuracy"] or o[gap] < r[gap]) for o in sound)
-    within = [r for r in sound[1:] if not r["flags"] and r["accuracy_points"] >= -budget
-              and r[f"{r['target']}_difference"] < base[f"{r['target']}_difference"]]
-    best = min(within, key=lambda r: (r[f"{r['target']}_difference"], -r["accuracy"])) if within else base
-    reason = (f"the smallest targeted gap within {budget:g} accuracy points of the original" if within else
-              f"no sound variant narrows its gap within {budget:g} accuracy points; keep the original")
+    def narrower(r: dict[str, Any]) -> bool:  # below the original's interval, or its value without one
+        gap = f"{r['target']}_difference"
+        ci = _interval(base, gap)
+        return r[gap] < (ci[0] if ci else base[gap])
+
+    within = [r for r in sound[1:] if not r["flags"] and r["accuracy_points"] >= -budget and narrower(r)]
+    target = f"{base['target']}_difference"
+    ci = _interval(base, target)
+    no_gap = bool(ci and ci[0] <= 0.0 <= ci[1])
+    best = min(within, key=lambda r: (r[f"{r['target']}_difference"], -r["accuracy"])) if within and not no_gap else base
+    if no_gap:
+        named = target.removesuffix("_difference").replace("_", " ")
+        reason = (f"no mitigation needed at this confidence: the original's {named} gap {base[target]:.3f} has a "
+                  f"95% interval [{ci[0]:.3f}, {ci[1]:.3f}] that includes no gap; keep the original")
+    elif within:
+        reason = (f"the smallest targeted gap within {budget:g} accuracy points of the original"
+                  + (", below the original's interval" if ci else ""))
+    else:
+        reason = (f"no sound variant narrows its gap {'beyond the noise ' if ci else ''}within {budget:g} accuracy "
+                  "points; keep the original")
+    if best["method"] == "thresholds":
+        reason += ("; group thresholds decide with the sensitive column, so it must be given with every row at "
+                   "prediction time")
     return {"recommended": best["label"], "reason": reason, "budget_points": budget,
             "majority_accuracy": majority_accuracy, "pareto": [r["label"] for r in rows if r["pareto"]]}
