@@ -1199,4 +1199,4 @@ def test_judge_weighs_gaps_against_the_originals_intervals():
                                        "gap 0.065 has a 95% interval [-0.010, 0.100]")
     inside["equalized_odds_difference"] = 0.05
     result = judge([original, inside], majority_accuracy=0.5)
-    assert result["recommended"] == "thresholds" and "sensitive column" in result["reason"]
+    assert result["recommended"] == "thresholds" and "sensitive column" in result["needs"]

@@ -534,6 +534,8 @@ def mitigate(
     j = result["judgement"]
     out.print(f"recommended: {j['recommended']} ({j['reason']}; always predicting the majority outcome scores "
               f"{j['majority_accuracy']:.3f})", markup=False)
+    if j.get("needs"):
+        out.print(f"note: {j['needs']}", markup=False)
     out.print(f"wrote {r.file('fairness/mitigate.json')} and {r.file('fairness/tradeoff.png')}")
 
 

@@ -92,8 +92,7 @@ def judge(rows: list[dict[str, Any]], majority_accuracy: float, budget: float = 
     else:
         reason = (f"no sound variant narrows its gap {'beyond the noise ' if ci else ''}within {budget:g} accuracy "
                   "points; keep the original")
-    if best["method"] == "thresholds":
-        reason += ("; group thresholds decide with the sensitive column, so it must be given with every row at "
-                   "prediction time")
-    return {"recommended": best["label"], "reason": reason, "budget_points": budget,
+    needs = ("group thresholds decide with the sensitive column: it must be given with every row at prediction "
+             "time") if best["method"] == "thresholds" else None
+    return {"recommended": best["label"], "reason": reason, "budget_points": budget, **({"needs": needs} if needs else {}),
             "majority_accuracy": majority_accuracy, "pareto": [r["label"] for r in rows if r["pareto"]]}
