@@ -33,3 +33,16 @@ def test_cuda_and_cpu_agree_in_fp32():
     gpu = netwright.train({**spec, "train": {**spec["train"], "device": "cuda"}}, name="gpu", progress="quiet")
     a, b = cpu.metrics()[-1]["val_loss"], gpu.metrics()[-1]["val_loss"]
     assert a == pytest.approx(b, rel=1e-3)
+
+
+def test_cuda_training_with_balanced_class_weights_and_a_fairness_penalty():
+    """The class weights and the penalty's group terms are moved to the model's device (a weight
+    left on the CPU meets CUDA logits and training stops: mutation survivors of
+    ClassificationTask.loss/share and mitigation._spread that only a GPU can kill)."""
+    spec = {"data": {"name": "biased", "gap": 0.15}, "model": {"name": "mlp", "hidden": [16]},
+            "train": {"epochs": 2, "device": "cuda", "class_weight": "balanced"},
+            "fairness": {"sensitive": ["group"], "positive_label": "approved", "mitigation": "penalty",
+                         "penalty": {"constraint": "demographic_parity", "weight": 1.0}}}
+    run = netwright.train(spec, name="cuda-fair", progress="quiet")
+    assert run.read_json("train.json")["device"].startswith("cuda")
+    assert run.metrics()[-1]["val_loss"] is not None

@@ -1200,3 +1200,14 @@ def test_judge_weighs_gaps_against_the_originals_intervals():
     inside["equalized_odds_difference"] = 0.05
     result = judge([original, inside], majority_accuracy=0.5)
     assert result["recommended"] == "thresholds" and "sensitive column" in result["needs"]
+
+
+def test_audit_data_on_a_run_that_does_not_take_tables_says_what_it_takes(tmp_path: Path):
+    from netwright.fairness.audit import load_labelled
+
+    run = netwright.train({"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [4], "hidden": []},
+                           "train": {"epochs": 1, "threads": 1}}, runs_dir=tmp_path, name="digits", progress="quiet")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(netwright.NetwrightError, match="--data takes a CSV for tabular models; this model's inputs "
+                                                       "are image"):
+        load_labelled(run, tmp_path / "x.csv", "test", [])
