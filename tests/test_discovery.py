@@ -170,6 +170,8 @@ def test_init_errors_name_the_fix_and_leave_files_alone(cli, mixed_csv):
     assert_one_line_error(cli("init", mixed_csv, "--target", "age"), "exists", "--overwrite")
     assert spec_path.read_bytes() == before
     assert_one_line_error(cli("init", mixed_csv, "--target", "sex", "--sensitive", "sex"), "that is the target")
+    assert_one_line_error(cli("init", mixed_csv.parent, "--target", "y"), "a folder; init reads a table (.csv)",
+                          "data: {name: images, path: ")
 
 
 def test_positive_label_spelled_as_yaml_reads_it(tmp_path):

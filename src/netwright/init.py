@@ -54,6 +54,10 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
             ``overwrite``).
     """
     csv_path = Path(csv_path)
+    if csv_path.is_dir():
+        raise NetwrightError(f"{csv_path}: a folder; init reads a table (.csv). For a folder of images with a "
+                             f"sub-folder per class, a spec is: data: {{name: images, path: {csv_path}, image_size: "
+                             "[64, 64]}, model: {name: cnn}, train: {epochs: 10}")
     table = read_csv(csv_path)
     sensitive = list(sensitive or [])
     for col in [target, *sensitive]:
