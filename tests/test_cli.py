@@ -99,7 +99,8 @@ def csv_spec(tmp_path: Path, text: str, **data) -> Path:
 
 @pytest.mark.parametrize("text,fragments", [
     ("a,b\n1,2\n3,4\n", ["no column 'y'", "columns are a, b"]),
-    ("a,y\n" + "1,0\n2,1\n" * 5 + "x,0\n", ["numeric column 'a' row 11 holds text 'x'"]),
+    # a number written wrongly (a lone 'x' would be a missing-value marker, read as missing)
+    ("a,y\n" + "1,0\n2,1\n" * 5 + "1x,0\n", ["numeric column 'a' row 11 holds text '1x'"]),
     ("a,y\n" + "1,0\n2,1\n" * 5 + "inf,0\n", ["column 'a' row 11 is inf"]),  # nan is a missing cell: filled
     ("a,y\n", ["no data rows"]),
 ], ids=["no-target", "text-in-numeric", "inf", "empty"])
