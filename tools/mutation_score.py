@@ -55,22 +55,22 @@ MODULES: dict[str, list[str]] = {
     "stages/tune_score.py": ["src/netwright/stages/tune_score.py"],
 }
 
-# the gate: killed share at least this, per module and over all. Set a little below the shares of
-# the run of 2026-12-07 (benchmarks/results/mutation.json): conformal.py, explain/sanity.py,
-# tasks/regression.py and stages/tune_score.py were checked in full; the others from the 3,145
-# of 3,685 mutants checked when that session ended (the run needs about 2 hours on 2 shared
-# cores), so their thresholds are provisional: reset them from the first complete run.
+# the gate: killed share at least this, per module and over all. Set 2-3 points below the shares
+# measured on 2026-12-07 (benchmarks/results/mutation.json: every mutant checked, a fresh run of
+# 138fa35 where it got and the near-complete run of 700a0f3, the same mutated sources, elsewhere),
+# before the tests that the survivor triage added (benchmarks/results/mutation_survivors.md), which
+# kill about 550 more: a floor a weakened test falls through, not the current score.
 THRESHOLDS: dict[str, float] = {
-    "conformal.py": 0.80,
-    "calibration.py": 0.75,
-    "fairness/": 0.60,
-    "metrics.py": 0.75,
-    "explain/sanity.py": 0.75,
-    "tasks/supervised.py": 0.60,
-    "tasks/classification.py": 0.80,
-    "tasks/regression.py": 0.75,
-    "stages/tune_score.py": 0.90,
-    "overall": 0.68,
+    "conformal.py": 0.83,
+    "calibration.py": 0.78,
+    "fairness/": 0.70,
+    "metrics.py": 0.88,
+    "explain/sanity.py": 0.77,
+    "tasks/supervised.py": 0.70,
+    "tasks/classification.py": 0.82,
+    "tasks/regression.py": 0.77,
+    "stages/tune_score.py": 0.92,
+    "overall": 0.75,
 }
 
 KILLED = {1: "killed", 3: "killed", -11: "segfault", -9: "segfault",
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                          "not, and exit 2 all the same (an unfinished run never passes the gate)")
     ap.add_argument("--fallback", type=Path, help="an earlier run's mutants/ folder (same sources, fewer tests): "
                                                    "its verdicts for the mutants this run did not check")
+    ap.add_argument("--note", help="a line recorded in the JSON (which sources and tests the verdicts are of)")
     a = ap.parse_args(argv)
 
     verdicts = read_verdicts(a.mutants)
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     overall = summarise(all_counts, THRESHOLDS["overall"])
     result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": commit(),
               "complete": not unfinished, "unchecked": len(unfinished),
-              "seconds": a.seconds, "verdicts_from": sources, "counting": "killed share = (killed + timeout + segfault) / all mutants; "
+              "seconds": a.seconds, "verdicts_from": sources, **({"note": a.note} if a.note else {}), "counting": "killed share = (killed + timeout + segfault) / all mutants; "
               "'no tests' (no selected test reaches the function) and 'suspicious' count as not killed",
               "overall": overall, "modules": modules, "files": files, "not_killed": survivors}
     write_atomically(a.out, json.dumps(result, indent=1) + "\n")
