@@ -45,9 +45,8 @@ startup: $(STAMP)
 # the scoring code, each run against the selected tests that reach it in-process (a subprocess a
 # test starts, such as tune's workers, runs the unmutated code); writes
 # benchmarks/results/mutation.json and fails below a threshold. Not part of `make test`: 3,685
-# mutants; the 2026-12-07 run checked 3,145 in 95 minutes on 2 shared cores (the test suite ran
-# beside it for 30 of them), so expect about 2 hours. A fresh run each time: cached verdicts would outlive a
-# weakened test.
+# mutants, about 2 hours on 2 idle cores (the 2026-12-07 run checked 2,777 in 2 h 11 min on 2 cores
+# shared with other work). A fresh run each time: cached verdicts would outlive a weakened test.
 mutation: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt 'mutmut==3.8.1' 2>&1 | $(QUIET_PIP)
 	@rm -rf mutants && mkdir -p mutants/netwright-cache
