@@ -17,7 +17,8 @@ from .derive import column_sources
 from .images import IMAGE_SUFFIXES, open_image
 from .info import DataInfo
 from .missing import FILLED_WITH, count, is_missing
-from .preprocess import encode_array, encode_arrow, encode_image, encode_table, encode_text, encode_texts, normalize
+from .preprocess import (category_key, encode_array, encode_arrow, encode_image, encode_table, encode_text, encode_texts,
+                         normalize)
 from ..errors import DataError
 from .speech import encode_wav
 from .tabular import read_csv
@@ -155,7 +156,7 @@ def unseen_note(pre: dict[str, Any], table: dict[str, list[Any]]) -> str | None:
     for col in pre["columns"]:
         if col["kind"] != "categorical" or col["name"] not in table:
             continue
-        fold = (lambda v: v.lower()) if col.get("fold_case") else (lambda v: v)
+        fold = category_key(col)
         known, extra = {fold(c) for c in col["categories"]}, frozenset(col.get("na_values") or ())
         new = [cell_text(v) for v in table[col["name"]] if not is_missing(v, extra) and fold(cell_text(v)) not in known]
         if new:

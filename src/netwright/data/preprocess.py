@@ -58,6 +58,12 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
     return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
 
 
+def category_key(col: dict[str, Any]) -> Any:
+    """How a cell is matched to a column's categories: lower-cased where the column folds case
+    (``fold_case``), as it is otherwise (Arrow's ``utf8_lower`` is the same lower-casing)."""
+    return str.lower if col.get("fold_case") else (lambda v: v)
+
+
 def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarray, source: str) -> np.ndarray:
     """One-hot rows (or, for ``id`` columns, one column of category indices); a missing cell is the
     column's ``(missing)`` category, NaN (filled later with the most frequent one) or, when the
@@ -66,13 +72,14 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
     one; only an ``id`` column without ``(other)`` (users, items) refuses it."""
     name, cats, n = col["name"], col["categories"], len(values)
     index = {c: i for i, c in enumerate(cats)}
-    fold = {c.lower(): c for c in cats} if col.get("fold_case") else None  # 'BASIC' -> 'basic'
+    key_of = category_key(col)
+    fold = {key_of(c): c for c in cats} if col.get("fold_case") else None  # 'BASIC' -> 'basic'
     codes = np.zeros(n, dtype=np.int64)
     blank = np.zeros(n, dtype=bool)  # missing cells with no category of their own
     for row, v in enumerate(values):
         key = MISSING_CATEGORY if absent[row] else cell_text(v)
         if fold is not None and not absent[row]:
-            key = fold.get(key.lower(), key)
+            key = fold.get(key_of(key), key)
         if key not in index and OTHER_CATEGORY in index and not absent[row]:
             key = OTHER_CATEGORY  # an embedded column: a new category is '(other)'
         if key not in index:

@@ -62,7 +62,7 @@ class Predictor:
         if on_error not in ON_ERROR:
             raise NetwrightError(f"--on-error {on_error}: choose {', '.join(ON_ERROR)}")
         self.run, self.info, self.batch_size, self.on_error = run, run.info, batch_size, on_error
-        self.failed, self.first_error = 0, None
+        self.failed, self.first_error, self._empty = 0, None, None
         self.task = run_task(run)
         self.task.require("predict", run)
         self.model = run.load_model()
@@ -119,7 +119,9 @@ class Predictor:
                          if good else [])
         if self.on_error == "skip":
             return list(predicted)
-        empty = _emptied(self.outputs(torch.zeros((1, *self.info.input_shape)))[0])
+        if self._empty is None:  # the fields of a prediction, once: a row that failed gets them empty
+            self._empty = _emptied(self.outputs(torch.zeros((1, *self.info.input_shape)))[0])
+        empty = self._empty
         return [{**empty, "error": errors[i]} if i in errors else {**next(predicted), "error": None} for i in range(n)]
 
     def outputs(self, x: torch.Tensor, table: Any = None) -> list[dict[str, Any]]:
