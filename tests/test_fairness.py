@@ -546,7 +546,7 @@ def test_when_the_groups_select_alike_the_intervals_include_no_gap():
 
 def test_variant_rows_gaps_equal_fairlearns_and_a_variant_that_never_selects_has_no_parity_ratio():
     from netwright.fairness.audit import signed_gaps
-    from netwright.fairness.judging import variant_row
+    from netwright.fairness.judging import size_interval, variant_row
 
     rng = np.random.default_rng(0)
     g = rng.choice(["a", "b", "c"], 600)
@@ -566,7 +566,38 @@ def test_variant_rows_gaps_equal_fairlearns_and_a_variant_that_never_selects_has
     assert never["demographic_parity_difference"] == 0.0 and np.isnan(never["demographic_parity_ratio"])
     seeded = variant_row("none", "original", tpr_wide, y, codes, names, resamples=40, seed=2)
     direct = signed_gaps(codes, names, y, tpr_wide, 40, 2)
-    assert seeded["intervals"] == {k: direct[k] for k in ("demographic_parity_difference", "equalized_odds_difference")}
+    assert seeded["intervals"] == {k: {**direct[k], "ci": size_interval(direct[k]["ci"])}
+                                   for k in ("demographic_parity_difference", "equalized_odds_difference")}
+
+
+def test_every_gap_is_taken_in_one_order_the_more_selected_group_first():
+    """Group m is selected more (60% against 40%) but f's true positive rate is the higher (0.9
+    against 0.7): every gap is m's rate minus f's, so equal opportunity is negative, and the sizes
+    the mitigation table judges are the absolute values with intervals from 0 when they include 0."""
+    from netwright.fairness.audit import SIGN, signed_gaps
+    from netwright.fairness.judging import size_interval
+
+    n = 2000
+    rng = np.random.default_rng(1)
+    g = np.repeat(["f", "m"], n // 2)
+    y = np.r_[rng.random(n // 2) < 0.3, rng.random(n // 2) < 0.7]
+    tpr = np.where(g == "f", 0.9, 0.7)
+    fpr = np.where(g == "f", 0.2, 0.45)
+    pred = np.where(y, rng.random(n) < tpr, rng.random(n) < fpr)
+    codes, names = (g == "m").astype(int), ["f", "m"]
+    gaps = signed_gaps(codes, names, y, pred, 200, 0)
+    assert pred[g == "m"].mean() > pred[g == "f"].mean()
+    for name, gap in gaps.items():
+        assert gap["between"] == ["m", "f"], name
+    rate = {k: {grp: fn(grp) for grp in names} for k, fn in (
+        ("tpr", lambda grp: pred[(g == grp) & y].mean()), ("sel", lambda grp: pred[g == grp].mean()))}
+    assert gaps["equal_opportunity_difference"]["value"] == pytest.approx(rate["tpr"]["m"] - rate["tpr"]["f"])
+    assert gaps["equal_opportunity_difference"]["value"] < -0.1 < 0.1 < gaps["demographic_parity_difference"]["value"]
+    assert gaps["demographic_parity_ratio"]["value"] == pytest.approx(rate["sel"]["f"] / rate["sel"]["m"])
+    assert gaps["equal_opportunity_difference"]["ci"][1] < 0
+    assert "selects more" in SIGN
+    assert size_interval([-0.3, -0.1]) == [0.1, 0.3] and size_interval([-0.1, 0.2]) == [0.0, 0.2]
+    assert size_interval([0.05, 0.2]) == [0.05, 0.2] and size_interval(None) is None
 
 
 def _variant(label: str, accuracy: float, selection_rate: float, gap: float) -> dict:

@@ -477,6 +477,7 @@ def audit(
     data: Annotated[Optional[Path], typer.Option(help="a CSV with the training columns, target and sensitive columns")] = None,
 ) -> None:
     """Audit a classifier by group: rates, gaps with confidence intervals; writes audit.json."""
+    from .fairness.groups import gap_pair
     from .stages.audit import audit as audit_stage
     from .run import Run
 
@@ -492,11 +493,12 @@ def audit(
                           f"{g['accuracy']:.3f}", f"{g['true_positive_rate']:.3f}", f"{g['false_positive_rate']:.3f}",
                           f"{g['calibration_gap']:+.3f}")
         out.print(table)
+        if grouping["gaps"]:
+            out.print(f"  gaps (signed: {result['sign']}):", markup=False)
         for name, gap in grouping["gaps"].items():
             ci = f" [{gap['ci'][0]:.3f}, {gap['ci'][1]:.3f}]" if gap["ci"] else ""
             verdict = " (includes no gap)" if gap["includes_no_gap"] else ""
-            pair = " / ".join(gap["between"][::-1]) if name.endswith("ratio") else " - ".join(gap["between"])
-            out.print(f"  {name.replace('_', ' ')}, {pair}: {gap['value']:.3f}{ci}{verdict}", markup=False)
+            out.print(f"  {name.replace('_', ' ')}, {gap_pair(name, gap['between'])}: {gap['value']:.3f}{ci}{verdict}", markup=False)
     for line in result["summary"]:
         out.print(line, markup=False)
     for w in result["warnings"]:
@@ -522,7 +524,8 @@ def mitigate(
     result = mitigate_stage(r, methods=method, sweep=sweep, progress="quiet" if quiet else "lines", budget=budget)
     table = Table(title=f"{r.name}: mitigation ({', '.join(result['sensitive'])}; test split, Pareto-optimal and "
                         "recommended as judged on the validation split)")
-    for col in ("variant", "accuracy", "points", "parity gap [95%]", "reduction", "equalized odds gap", "judgement"):
+    for col in ("variant", "accuracy", "points", "parity gap size [95%]", "reduction", "equalized odds gap size",
+                "judgement"):
         table.add_column(col, justify="left" if col in ("variant", "judgement") else "right")
     for row in result["rows"]:
         ci = row["intervals"]["demographic_parity_difference"]["ci"]

@@ -3,9 +3,11 @@
 Per group (and per intersection of groups): count, the label rate in the data (base rate),
 accuracy, selection rate, true and false positive rates, calibration. Gaps: the data's
 base-rate difference, the model's demographic parity difference and ratio, equalized odds
-difference and equal opportunity difference. A gap is signed: the rate of the group highest
-on the full data minus that of the group lowest, a pair kept fixed in every resample, so its
-bias-corrected and accelerated (BCa) bootstrap interval (``scipy.stats.bootstrap``) can
+difference and equal opportunity difference. Every gap has one sign convention (``SIGN``): of
+the two groups furthest apart on the rate it compares, the rate of the group the model selects
+more minus that of the group it selects less, so a negative gap is one that goes against the
+model's favoured group. The pair is chosen on the full data and kept fixed in every resample, so
+its bias-corrected and accelerated (BCa) bootstrap interval (``scipy.stats.bootstrap``) can
 include 0, and the audit says when it does. Fairlearn's ``MetricFrame`` computes the group
 table. A proxy check says how well the model's inputs predict each sensitive column.
 """
@@ -25,6 +27,8 @@ from ..run import Run
 from .groups import group_index, group_labels, resolve
 
 CI_LEVEL = 0.95
+SIGN = ("each gap is the rate of the group the model selects more minus that of the group it selects less, "
+        "of the two groups furthest apart on that rate (a ratio: the less selected group's rate over the other's)")
 
 
 def _rates(codes: np.ndarray, k: int, t: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -70,8 +74,8 @@ GAPS = {"base_rate_difference": ("base_rate", "difference"),
 
 def signed_gaps(codes: np.ndarray, names: list[str], t: np.ndarray, p: np.ndarray, resamples: int,
                 seed: int) -> dict[str, dict[str, Any]]:
-    """Every gap of ``GAPS`` (plus equalized odds: the larger of the TPR and FPR differences)
-    between the groups highest and lowest on the full data, with BCa intervals over
+    """Every gap of ``GAPS`` (plus equalized odds: the larger of the TPR and FPR differences in
+    size) between the groups furthest apart on the full data, signed as ``SIGN`` says, with BCa intervals over
     ``resamples`` resamples of the rows (percentile intervals where BCa is undefined)."""
     import warnings
 
@@ -79,10 +83,12 @@ def signed_gaps(codes: np.ndarray, names: list[str], t: np.ndarray, p: np.ndarra
 
     k = len(names)
     point = _rates(codes, k, t, p)
+    favour = point["selection_rate"]  # the sign convention (SIGN): the more selected group first
     pairs = {}
     for gap, (rate, _) in GAPS.items():
         r = point[rate]
-        pairs[gap] = (int(np.nanargmax(r)), int(np.nanargmin(r)))
+        pair = (int(np.nanargmax(r)), int(np.nanargmin(r)))
+        pairs[gap] = pair if favour[pair[0]] >= favour[pair[1]] else pair[::-1]
 
     def statistic(c: np.ndarray, tt: np.ndarray, pp: np.ndarray, axis: int = -1) -> np.ndarray:
         tt, pp = tt.astype(bool), pp.astype(bool)
@@ -118,7 +124,7 @@ def signed_gaps(codes: np.ndarray, names: list[str], t: np.ndarray, p: np.ndarra
                     "includes_no_gap": bool(interval is not None and interval[0] <= null <= interval[1]),
                     "method": method}
     tpr, fpr = out["equal_opportunity_difference"], out["false_positive_rate_difference"]
-    out["equalized_odds_difference"] = dict(tpr if tpr["value"] >= fpr["value"] else fpr)
+    out["equalized_odds_difference"] = dict(tpr if abs(tpr["value"]) >= abs(fpr["value"]) else fpr)
     return out
 
 
@@ -181,6 +187,7 @@ def audit_predictions(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray,
         result["groupings"][key] = {"groups": rows, "gaps": signed_gaps(codes, names, y_true, y_pred, bootstrap,
                                                                          seed)}
     result["sensitive"] = sensitive
+    result["sign"] = SIGN
     result["ci_level"] = CI_LEVEL
     result["bootstrap"] = bootstrap
     return result

@@ -10,6 +10,11 @@ from ..data.info import DataInfo
 from ..errors import NetwrightError
 
 
+def gap_pair(gap: str, between: list[str]) -> str:
+    """How a gap is taken between its two groups: ``a - b``, or ``b / a`` for a ratio."""
+    return " / ".join(between[::-1]) if gap.endswith("ratio") else " - ".join(between)
+
+
 def resolve(info: DataInfo, fairness: Any) -> tuple[list[str], int]:
     """(sensitive columns, index of the positive class) for a fairness spec and data."""
     if info.task != "classification":

@@ -1,5 +1,6 @@
-"""Judging fairness mitigations side by side: each variant's accuracy and gaps (with the audit's
-signed intervals); degenerate variants (near-constant decisions, or less accurate than the majority
+"""Judging fairness mitigations side by side: each variant's accuracy and the size of its gaps
+(Fairlearn's largest difference between groups, with the interval of that size from the audit's
+signed one); degenerate variants (near-constant decisions, or less accurate than the majority
 outcome) excluded, a variant that widens its targeted gap flagged, the Pareto-optimal ones named
 and one recommended within an accuracy budget."""
 
@@ -24,7 +25,17 @@ def variant_row(method: str, label: str, pred: np.ndarray, y: np.ndarray, codes:
     intervals = signed_gaps(codes, names, y, pred, resamples, seed)
     return {"method": method, "label": label, "weight": weight, "target": target,
             "accuracy": float((pred == y).mean()), "selection_rate": float(pred.mean()), **gaps,
-            "intervals": {k: intervals[k] for k in ("demographic_parity_difference", "equalized_odds_difference")}}
+            "intervals": {k: {**intervals[k], "ci": size_interval(intervals[k]["ci"])}
+                          for k in ("demographic_parity_difference", "equalized_odds_difference")}}
+
+
+def size_interval(ci: list[float] | None) -> list[float] | None:
+    """The interval of a gap's size from the interval of the signed gap: from 0 when it
+    includes 0, otherwise between the sizes of its ends."""
+    if ci is None:
+        return None
+    lo, hi = sorted((abs(ci[0]), abs(ci[1])))
+    return [0.0, hi] if ci[0] <= 0.0 <= ci[1] else [lo, hi]
 
 
 def _interval(row: dict[str, Any], gap: str) -> list[float] | None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from ..fairness.groups import gap_pair
+
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;max-width:1080px;margin:0 auto;
 padding:24px;background:#fff}
@@ -254,8 +256,10 @@ def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
                 ["group", "count", "label rate (data)", "selection rate", "accuracy", "TPR", "FPR", "calibration gap"],
                 [[g["group"], g["count"], g.get("base_rate"), g["selection_rate"], g["accuracy"],
                   g["true_positive_rate"], g["false_positive_rate"], g["calibration_gap"]] for g in grouping["groups"]])
+            if a.get("sign"):
+                out += f"<p>Gaps are signed: {e(a['sign'])}.</p>"
             out += table(["gap", "between", "value", "95% interval", "no gap in the interval?"],
-                         [[k.replace("_", " "), " vs ".join(v.get("between", [])), v["value"],
+                         [[k.replace("_", " "), gap_pair(k, v.get("between", [])), v["value"],
                            f"{v['ci'][0]:.3f} to {v['ci'][1]:.3f}" if v["ci"] else "-",
                            ("yes: not shown to differ" if v.get("includes_no_gap") else "no") if v["ci"] else "-"]
                           for k, v in grouping["gaps"].items()])
@@ -270,7 +274,7 @@ def _fairness(card: dict[str, Any], pics: dict[str, Path]) -> str:
             out += (f"<p>Recommended: <b>{e(j['recommended'])}</b> ({e(j['reason'])}). Always predicting the "
                     f"majority outcome scores {j['majority_accuracy']:.3f}.</p>")
         out += table(
-            ["variant", "accuracy", "points", "parity gap", "reduction", "equalized odds gap", "judgement"],
+            ["variant", "accuracy", "points", "parity gap size", "reduction", "equalized odds gap size", "judgement"],
             [[r["label"], r["accuracy"], r["accuracy_points"], r["demographic_parity_difference"],
               f"{100 * r['parity_gap_reduction']:.0f}%", r["equalized_odds_difference"],
               "; ".join(r.get("flags", [])) or ("Pareto-optimal" if r.get("pareto") else "")] for r in m["rows"]])
