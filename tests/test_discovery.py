@@ -225,6 +225,20 @@ def test_init_keeps_a_money_column_with_a_few_markers_and_weighs_a_rare_class(cl
     assert cli("train", path.with_suffix(".yaml"), "-q", "--set", "train.epochs=2").code == 0
 
 
+def test_init_reads_money_written_with_signs_as_numbers_and_logs_a_long_tail(cli, tmp_path):
+    """'$1,250.00' cells are numbers (not an ID), with a long tail: init writes transform: log for
+    that column (and not for a column of ages), and the spec trains as written."""
+    rng = np.random.default_rng(0)
+    rows = [[f"${rng.lognormal(6, 1.2):,.2f}", str(int(rng.integers(18, 80))), str(i % 2)] for i in range(400)]
+    path = write_rows(tmp_path / "shop.csv", ["spend", "age", "left"], rows)
+    assert cli("init", path, "--target", "left").code == 0
+    text = path.with_suffix(".yaml").read_text()
+    spec = yaml.safe_load(text)
+    assert spec["data"]["features"] == ["spend", "age"] and spec["data"]["transform"] == {"spend": "log"}
+    assert "written with '$' ','" in text and "long tail" in text
+    assert cli("train", path.with_suffix(".yaml"), "-q", "--set", "train.epochs=2").code == 0
+
+
 def test_init_leaves_balanced_classes_unweighted(cli, mixed_csv):
     assert cli("init", mixed_csv, "--target", "approved").code == 0
     spec = yaml.safe_load(mixed_csv.with_suffix(".yaml").read_text())

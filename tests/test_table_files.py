@@ -281,3 +281,96 @@ def test_spellings_that_differ_in_case_are_one_category_in_training_and_at_predi
     assert got[0] == got[1] and got[2] != got[0]
     apart = load_dataset(load_spec({**spec, "data": {**spec["data"], "fold_case": False}}).data)
     assert apart.info.preprocess["columns"][0]["categories"] == ["BASIC", "Basic", "basic", "pro"]
+
+
+def test_numbers_written_with_currency_signs_and_separators_are_numbers_at_training_and_predict_time(tmp_path):
+    """'$1,234.50', '(1,200)', '12 €', '7%' are numbers (the note names the signs); a few 'n/a' still
+    read as missing; predicting '$2,000' gives what '2000' gives; a column that is mostly words
+    stays categories."""
+    from netwright.data.derive import formatted_number
+
+    assert formatted_number("$1,234.50") == (1234.5, frozenset({"$", ","}))
+    assert formatted_number("(1,200)") == (-1200.0, frozenset({"()", ","}))
+    assert formatted_number("-$5") == (-5.0, frozenset({"$"})) and formatted_number("12 €")[0] == 12.0
+    assert formatted_number("7%") == (7.0, frozenset({"%"}))
+    for bad in ("1,23", "12,34,567", "$", "abc", "1.2.3", "--5", ""):
+        assert formatted_number(bad) is None, bad
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        amount = rng.uniform(100, 5000)
+        cell = "n/a" if i == 7 else f'"${amount:,.2f}"' if i % 3 else f'"({amount:,.0f})"' if i % 2 else f"{amount:.2f}"
+        rows.append(f"{cell},{['red', 'blue'][i % 2]},{int(amount > 2500)}")
+    path = tmp_path / "t.csv"
+    path.write_text("spend,colour,y\n" + "\n".join(rows) + "\n")
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y"}, "model": {"name": "mlp", "hidden": [4]},
+            "train": {"epochs": 1}}
+    data = load_dataset(load_spec(spec).data)
+    spend, colour = data.info.preprocess["columns"][:2]
+    assert spend["kind"] == "numeric" and colour["kind"] == "categorical"
+    assert any("spend read as numbers written with '$' '()' ','" in n for n in data.info.preprocess["notes"])
+    assert data.info.preprocess["missing"]["cells"] == 1
+    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="money", progress="quiet")
+    probe = tmp_path / "probe.csv"
+    probe.write_text('spend,colour\n"$2,000",red\n2000,red\n(300),blue\n-300,blue\n')
+    out = tmp_path / "p.csv"
+    netwright.predict_file(run, probe, out)
+    got = out.read_text().splitlines()[1:]
+    assert got[0] == got[1] and got[2] == got[3]
+
+
+def test_log_and_quantile_transforms_are_applied_before_standardising_and_at_predict_time(tmp_path):
+    """data.transform: log is sign(x) log(1 + |x|); quantile is scikit-learn's QuantileTransformer
+    (uniform output, 101 quantiles) fitted on the train split only; both survive a run's reload."""
+    from sklearn.preprocessing import QuantileTransformer
+
+    from netwright.data.preprocess import normalize
+
+    rng = np.random.default_rng(0)
+    income = np.round(rng.lognormal(10, 1.5, 300), 2)
+    income[:5] = 0.0  # ties at the bottom
+    debt = np.round(rng.normal(0, 1000, 300), 2)
+    path = tmp_path / "t.csv"
+    path.write_text("income,debt,y\n" + "".join(f"{a},{b},{i % 2}\n" for i, (a, b) in enumerate(zip(income, debt))))
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y", "transform": {"income": "quantile",
+                                                                                     "debt": "log"}},
+            "model": {"name": "mlp", "hidden": [4]}, "train": {"epochs": 1}}
+    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="tails", progress="quiet")
+    pre = run.info.preprocess
+    mean, std = np.asarray(pre["mean"]), np.asarray(pre["std"])
+    train_rows = run.load_data().split("train").x.numpy()
+    assert np.allclose(train_rows.mean(0), 0, atol=1e-4)  # standardised after the transform, on the train split
+    logged = train_rows[:, 1] * std[1] + mean[1]
+    train_debt = np.sign(logged) * np.expm1(np.abs(logged))  # the train split's rows, found by their debt
+    rows = [int(np.argmin(np.abs(debt - d))) for d in train_debt]
+    assert len(set(rows)) == len(rows) < len(debt)
+    ref = QuantileTransformer(n_quantiles=101).fit(income[rows, None])
+    np.testing.assert_allclose(pre["columns"][0]["quantiles"], ref.quantiles_[:, 0], rtol=1e-6)
+    x = normalize(pre, np.stack([income, debt], 1).astype(np.float32)) * std + mean
+    np.testing.assert_allclose(x[:, 0], ref.transform(income[:, None])[:, 0], atol=1e-5)
+    np.testing.assert_allclose(x[:, 1], np.sign(debt) * np.log1p(np.abs(debt)), rtol=1e-5, atol=1e-4)
+    bad = {**spec, "data": {**spec["data"], "transform": {"y": "log"}}}
+    with pytest.raises(DataError, match="data.transform: 'y' is not a model input"):
+        load_dataset(load_spec(bad).data)
+
+
+def test_a_prefix_cuts_a_code_to_categories(tmp_path):
+    """data.prefix: {postcode: 3} makes the first three characters a category (at predict time too)."""
+    rng = np.random.default_rng(0)
+    codes = [f"{rng.integers(100, 104)}{rng.integers(10, 99)}" for _ in range(80)]
+    path = tmp_path / "t.csv"
+    path.write_text("postcode,y\n" + "".join(f"{c},{int(c[:3]) % 2}\n" for c in codes))
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y", "prefix": {"postcode": 3}},
+            "model": {"name": "mlp", "hidden": [4]}, "train": {"epochs": 1}}
+    data = load_dataset(load_spec(spec).data)
+    col = data.info.preprocess["columns"][0]
+    assert col["kind"] == "categorical" and col["categories"] == ["100", "101", "102", "103"]
+    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="codes", progress="quiet")
+    probe = tmp_path / "probe.csv"
+    probe.write_text("postcode\n10155\n10199\n10255\n")
+    out = tmp_path / "p.csv"
+    netwright.predict_file(run, probe, out)
+    got = out.read_text().splitlines()[1:]
+    assert got[0] == got[1] and got[2] != got[0]
+    with pytest.raises(DataError, match="data.prefix: postcode: 0"):
+        load_dataset(load_spec({**spec, "data": {**spec["data"], "prefix": {"postcode": 0}}}).data)

@@ -97,6 +97,9 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
     markers = sorted({m for c in features for m in c.markers})
     if markers:  # the loader reads them as missing anyway; the spec says so
         data["na_values"] = markers
+    tails = {c.name: c.transform for c in features if c.transform}
+    if tails:
+        data["transform"] = tails
     if sensitive:
         data["sensitive"] = sensitive
     minority = _minority(table[target]) if task == "classification" else None
@@ -136,6 +139,10 @@ def init_spec(csv_path: str | os.PathLike, target: str, sensitive: list[str] | N
                       "sees the rare class")
     if markers:
         header.append(f"# na_values: cells without a number in a column of numbers ({', '.join(markers)}) are missing")
+    if tails:
+        header.append(f"# transform: {', '.join(tails)} {'has' if len(tails) == 1 else 'have'} a long tail of large "
+                      "values: log(1 + x) before standardising keeps a few rows from setting the scale (quantile "
+                      "is the other choice)")
     if "fairness" in spec:
         header.append(f"# fairness: groups by {', '.join(sensitive)}; positive_label is the favourable outcome "
                       f"(here the last class, '{classes[-1]}': change it if another class is the good one)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .derive import DATE_SHARE, _when, formatted_column, formatted_number
 from .missing import is_missing, number_markers
 
 MAX_CATEGORIES = 50  # more distinct values than this (and than a fifth of the rows) is not a category
@@ -24,6 +25,7 @@ class Column:
     missing: int
     reason: str
     markers: list[str] = field(default_factory=list)  # cells of a number column read as missing ('?')
+    transform: str | None = None  # log: positive numbers with a long tail
 
 
 def _number(v: str) -> float | None:
@@ -36,6 +38,10 @@ def _number(v: str) -> float | None:
 def infer_column(name: str, values: list[str]) -> Column:
     """Classify one column of raw cells."""
     cells = [v.strip() for v in values]
+    signs = formatted_column(cells)  # '$1,200', '12%': numbers as the loader reads them
+    if signs:
+        cells = [c if (v := formatted_number(c)) is None else str(v[0]) for c in cells]
+    written = f", written with {' '.join(repr(s) for s in signs)}" if signs else ""
     marks = number_markers(cells)  # a few '?' or 'unknown' in a column of numbers: missing cells
     filled = [v for v in cells if not is_missing(v, frozenset(marks))]
     missing = len(cells) - len(filled)
@@ -48,10 +54,11 @@ def infer_column(name: str, values: list[str]) -> Column:
             return Column(name, "id", distinct, missing, "a different whole number in every row, counting up: "
                                                           "it names rows, it does not describe them")
         listed = ", ".join(f"'{m}'" for m in sorted(marks))
-        return Column(name, "numeric", distinct, missing, f"{distinct} distinct numbers"
-                      + (f"; {listed} read as missing" if marks else ""), sorted(marks))
-    from .derive import DATE_SHARE, _when
-
+        tail = _long_tail([float(x) for x in numbers if x is not None])
+        return Column(name, "numeric", distinct, missing, f"{distinct} distinct numbers{written}"
+                      + (f"; {listed} read as missing" if marks else "")
+                      + ("; a long tail (skewness {:.1f}): log-transformed".format(tail) if tail else ""),
+                      sorted(marks), "log" if tail else None)
     if filled and sum(_when(v) is not None for v in filled) >= DATE_SHARE * len(filled):
         return Column(name, "date", distinct, missing, f"{distinct} distinct dates")
     words = sum(len(v.split()) for v in filled) / n
@@ -60,7 +67,23 @@ def infer_column(name: str, values: list[str]) -> Column:
     if words >= 3:
         return Column(name, "text", distinct, missing, f"free text (about {words:.0f} words a cell)")
     return Column(name, "id", distinct, missing, f"{distinct} distinct codes in {n} rows: too many to be "
-                                                 "categories, too short to be text")
+                                                 "categories, too short to be text (a code with structure, such as "
+                                                 f"a postcode, becomes categories with data.prefix: {{{name}: 3}})")
+
+
+LONG_TAIL = 2.0  # skewness above which a column of non-negative numbers is log-transformed by init
+
+
+def _long_tail(values: list[float]) -> float | None:
+    """The skewness of non-negative numbers whose tail is long (above ``LONG_TAIL``, with a
+    largest value at least 10 times the median, on 20 values or more), else ``None``."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 20 or v.min() < 0 or v.std() == 0:
+        return None
+    skew = float(((v - v.mean()) ** 3).mean() / v.std() ** 3)
+    return skew if skew > LONG_TAIL and v.max() >= 10 * max(np.median(v), 1e-12) else None
 
 
 def _looks_like_id(name: str, numbers: list[float | None]) -> bool:

@@ -1,9 +1,12 @@
 """What a table's columns hold beyond numbers and categories, read the way a person would: a
 column of dates or times becomes its parts (year, month, day, weekday, hour, and the days since
 1970 for trends); a column of free text becomes counts of its words and word pairs hashed into a
-fixed number of buckets (scikit-learn's ``HashingVectorizer``); a column that names rows (a
-different whole number in every row, counting up, or a column named like an identifier) is left
-out of the inputs, with a note.
+fixed number of buckets (scikit-learn's ``HashingVectorizer``); a column of numbers written with a
+currency sign, thousands separators, a percent sign or accounting parentheses ('$1,234.50',
+'(1,200)', '12%') is read as those numbers; a code with structure (a postcode) can be cut to its
+first characters (the ``prefix`` key); a column that names rows (a different whole number in
+every row, counting up, or a column named like an identifier) is left out of the inputs, with a
+note.
 
 Derivations are fitted on the training table, recorded in ``DataInfo.preprocess["derived"]``
 and applied to every raw table that later reaches the model (``predict``, ``serve``,
@@ -13,7 +16,8 @@ and applied to every raw table that later reaches the model (``predict``, ``serv
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Any, Callable
 
 from ..errors import DataError
 from .missing import cell_text, is_missing
@@ -66,19 +70,80 @@ def _float(text: str) -> float | None:
         return None
 
 
+CURRENCY = "$€£¥₹"
+_DIGITS = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(\.\d*)?|\.\d+")  # thousands separated by ',' or none
+
+
+def formatted_number(cell: Any) -> tuple[float, frozenset[str]] | None:
+    """A number as people write it, with the signs it was written with: a currency sign before or
+    after ('$1,234.50', '12 €'), thousands separators (','), a percent sign ('12%': 12) and
+    accounting parentheses for a negative ('(1,200)'); ``None`` for anything else."""
+    t = cell_text(cell).replace("\u00a0", " ").strip()
+    signs: set[str] = set()
+    negative = False
+    if len(t) > 2 and t[0] == "(" and t[-1] == ")":
+        negative, t = True, t[1:-1].strip()
+        signs.add("()")
+    signed = False
+    for _ in range(2):  # a sign and a currency in either order: '-$5', '$-5'
+        if t[:1] in ("+", "-") and not signed:
+            negative ^= t[0] == "-"
+            signed, t = True, t[1:].strip()
+        elif t[:1] and t[0] in CURRENCY:
+            signs.add(t[0])
+            t = t[1:].strip()
+    if t[-1:] and t[-1] in CURRENCY:
+        signs.add(t[-1])
+        t = t[:-1].strip()
+    if t.endswith("%"):
+        signs.add("%")
+        t = t[:-1].strip()
+    if not _DIGITS.fullmatch(t):
+        return None
+    if "," in t:
+        signs.add(",")
+    value = float(t.replace(",", ""))
+    return (-value if negative else value), frozenset(signs)
+
+
+def formatted_column(cells: list[Any], extra: frozenset[str] = frozenset()) -> list[str]:
+    """The signs a column of numbers is written with ('$', ',', '%', '()'), when this share
+    (``DATE_SHARE``) of its filled cells reads as :func:`formatted_number` and some carry a sign
+    (a column of plain numbers needs nothing); empty otherwise."""
+    filled = [c for c in cells if not is_missing(c, extra)]
+    read = [v for v in map(formatted_number, filled) if v is not None]
+    signs = frozenset().union(*(v[1] for v in read))
+    return sorted(signs) if filled and signs and len(read) >= DATE_SHARE * len(filled) else []
+
+
 def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categorical: list[str] | None,
-        extra: frozenset[str] = frozenset()) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+        extra: frozenset[str] = frozenset(), prefix: dict[str, int] | None = None
+        ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """(features kept, derivations, notes) for the training table. ``chosen``: the user listed the
     features, so none is left out; a column the user calls ``categorical`` is never dates;
-    ``extra``: the data's own missing markers (``na_values``)."""
+    ``extra``: the data's own missing markers (``na_values``); ``prefix``: columns to cut to
+    their first characters (then categories)."""
     kept, derived, notes = [], [], []
     for name in features:
         cells = table[name]
+        if name in (prefix or {}):
+            length = prefix[name]
+            cut = {cell_text(c)[:length] for c in cells if not is_missing(c, extra)}
+            derived.append({"column": name, "kind": "prefix", "parts": [], "length": length})
+            notes.append(f"{name} cut to its first {length} characters: {len(cut)} categories "
+                         f"({len({cell_text(c) for c in cells if not is_missing(c, extra)})} before)")
+            kept.append(name)
+            continue
         if not chosen and _looks_like_id(name, cells, extra):
             notes.append(f"{name} left out: it names rows (a different value in every row); list it in "
                          "data.features to use it")
             continue
         filled = [c for c in cells if not is_missing(c, extra)]
+        if filled and name not in (categorical or []) and (signs := formatted_column(filled)):
+            derived.append({"column": name, "kind": "number", "parts": [], "signs": signs})
+            notes.append(f"{name} read as numbers written with {' '.join(repr(s) for s in signs)}")
+            kept.append(name)
+            continue
         if filled and name not in (categorical or []):
             times = [_when(c) for c in filled]
             dates = sum(t is not None for t in times)
@@ -119,31 +184,51 @@ def _hashed(texts: list[str], buckets: int) -> Any:
     return vec.transform(texts).toarray()
 
 
+def _text_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
+    counts = _hashed([cell_text(c) for c in cells], len(d["parts"]))  # an empty cell: a text without words
+    return {f"{d['column']}.{p}": counts[:, i].tolist() for i, p in enumerate(d["parts"])}
+
+
+def _date_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
+    parts: dict[str, list[Any]] = {p: [] for p in d["parts"]}
+    for cell in cells:
+        t = None if is_missing(cell, marks) else _when(cell)
+        for p in parts:
+            parts[p].append("" if t is None else _part(t, p))
+    return {f"{d['column']}.{p}": v for p, v in parts.items()}
+
+
+def _numbers(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
+    """A formatted cell as its number; any other cell as it was (a marker, or text to refuse)."""
+    return {d["column"]: [c if is_missing(c, marks) or (v := formatted_number(c)) is None else str(v[0])
+                          for c in cells]}
+
+
+def _prefix(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
+    return {d["column"]: [c if is_missing(c, marks) else cell_text(c)[:d["length"]] for c in cells]}
+
+
+# each kind of derivation: (derivation, the column's raw cells, missing markers) -> its output columns
+APPLY: dict[str, Callable[[dict[str, Any], list[Any], frozenset[str]], dict[str, list[Any]]]] = {
+    "datetime": _date_parts, "text": _text_parts, "number": _numbers, "prefix": _prefix}
+
+
 def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, source: str,
           extra: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
     """``table`` with each derived column replaced by its parts (a missing cell, or one that is
-    no date in a column of dates: missing parts)."""
+    no date in a column of dates: missing parts), or by its cells read anew (a formatted number,
+    a prefix)."""
     if not derived:
         return table
     out = dict(table)
     for d in derived:
         name = d["column"]
         if name not in out:
-            if all(f"{name}.{p}" in out for p in d["parts"]):
+            if d["parts"] and all(f"{name}.{p}" in out for p in d["parts"]):
                 continue  # given as its parts already
             raise DataError(f"{source}: missing column '{name}'; give it as the training file had it "
                             f"({d['kind']})")
-        if d["kind"] == "text":  # an empty cell is a text without words
-            counts = _hashed([cell_text(c) for c in out.pop(name)], len(d["parts"]))
-            out.update({f"{name}.{p}": counts[:, i].tolist() for i, p in enumerate(d["parts"])})
-            continue
-        parts: dict[str, list[Any]] = {p: [] for p in d["parts"]}
-        marks = extra | frozenset(d.get("na_values", ()))
-        for cell in out.pop(name):
-            t = None if is_missing(cell, marks) else _when(cell)
-            for p in parts:
-                parts[p].append("" if t is None else _part(t, p))
-        out.update({f"{name}.{p}": v for p, v in parts.items()})
+        out.update(APPLY[d["kind"]](d, out.pop(name), extra | frozenset(d.get("na_values", ()))))
     return out
 
 

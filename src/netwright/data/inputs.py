@@ -180,14 +180,14 @@ def input_fields(pre: dict[str, Any]) -> list[dict[str, Any]]:
     from .layout import column_blocks
     from .missing import MISSING_CATEGORY, OTHER_CATEGORY
 
-    derived = {d["column"]: d for d in pre.get("derived") or []}
+    derived = {d["column"]: d for d in pre.get("derived") or [] if d["parts"]}  # dates and text: their own field
     sources = column_sources(pre.get("derived"))
     means = pre.get("mean")
     fields: dict[str, dict[str, Any]] = {}
     for col, at in column_blocks(pre["columns"]):
         name = sources.get(col["name"], col["name"])
         typical = col.get("fill")
-        if typical is None and col["kind"] == "numeric" and means is not None:
+        if typical is None and col["kind"] == "numeric" and means is not None and not col.get("transform"):
             typical = float(means[at.start])
         if name in derived:
             d = derived[name]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .layout import column_width
+from .layout import column_blocks, column_width
 from .missing import MISSING_CATEGORY, MISSING_TOKENS, OTHER_CATEGORY, cell_text, impute, is_missing
 
 # --------------------------------------------------------------------------- tables
@@ -326,12 +326,50 @@ def encode_text(pre: dict[str, Any], text: str, source: str) -> np.ndarray:
 # --------------------------------------------------------------------------- normalisation
 
 
+QUANTILES = 101  # a quantile transform's reference points: the train split's 0th to 100th percentile
+
+
+def fit_transforms(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any]:
+    """A table's ``quantile`` columns with the train split's quantiles (``log`` needs none)."""
+    if not any(c.get("transform") == "quantile" for c in pre["columns"]):
+        return dict(pre)
+    columns = []
+    for col, at in column_blocks(pre["columns"]):
+        if col.get("transform") == "quantile":
+            values = x_train[:, at.start].astype(np.float64)
+            values = values[np.isfinite(values)]
+            q = np.quantile(values, np.linspace(0, 1, QUANTILES)) if len(values) else np.zeros(QUANTILES)
+            col = {**col, "quantiles": q.tolist()}
+        columns.append(col)
+    return {**pre, "columns": columns}
+
+
+def apply_transforms(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """A table's numeric columns through their ``transform``: log is sign(x) log(1 + |x|);
+    quantile is the value's place among the train split's quantiles, 0 to 1 (ties averaged
+    from both sides, as scikit-learn's ``QuantileTransformer`` does)."""
+    if pre.get("kind") != "table" or not any(c.get("transform") for c in pre["columns"]):
+        return x
+    x = np.array(x, dtype=np.float32)
+    for col, at in column_blocks(pre["columns"]):
+        v = x[:, at.start].astype(np.float64)
+        if col.get("transform") == "log":
+            x[:, at.start] = np.sign(v) * np.log1p(np.abs(v))
+        elif col.get("transform") == "quantile":
+            q, r = np.asarray(col["quantiles"]), np.linspace(0, 1, QUANTILES)
+            ranks = 0.5 * (np.interp(v, q, r) - np.interp(-v, -q[::-1], -r[::-1]))
+            x[:, at.start] = np.where(v <= q[0], 0.0, np.where(v >= q[-1], 1.0, ranks))  # the ends as they are
+    return x
+
+
 def fit_normalization(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any]:
-    """Mean and std per channel (images, sequences) or per numeric feature (tables)."""
-    pre = dict(pre)
+    """Mean and std per channel (images, sequences) or per numeric feature (tables, after each
+    column's ``transform``)."""
+    pre = fit_transforms(pre, x_train) if pre["kind"] == "table" else dict(pre)
     if pre["kind"] == "tokens" or pre.get("normalize") is False:  # token ids; inputs a loader keeps as they are
         return pre
     if pre["kind"] == "table":
+        x_train = apply_transforms(pre, x_train)
         numeric = numeric_mask(pre)
         mean = np.where(numeric, x_train.mean(axis=0), 0.0)
         std = np.where(numeric, x_train.std(axis=0), 1.0)
@@ -344,8 +382,9 @@ def fit_normalization(pre: dict[str, Any], x_train: np.ndarray) -> dict[str, Any
 
 
 def normalize(pre: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Fill missing table cells and apply the stored statistics (a no-op when there are none)."""
-    x = impute(pre, x)
+    """Fill missing table cells, apply each column's transform and the stored statistics (a no-op
+    when there are none)."""
+    x = apply_transforms(pre, impute(pre, x))
     if "mean" not in pre:
         return x
     mean, std = np.asarray(pre["mean"], np.float32), np.asarray(pre["std"], np.float32)

@@ -97,6 +97,8 @@ def csv_file(
     na_values: list[str] = [],
     embed_above: int = 50,
     fold_case: bool = True,
+    transform: dict[str, Literal["log", "quantile"]] = {},
+    prefix: dict[str, int] = {},
 ) -> RawData:
     """A CSV file with a header row: one target column, numeric and categorical features.
 
@@ -123,11 +125,17 @@ def csv_file(
             not as one-hot columns; a category first seen at predict time is '(other)'.
         fold_case: spellings of a category that differ only in case ('basic', 'Basic', 'BASIC') are
             one category, named by its most frequent spelling; at predict time too.
+        transform: column -> log or quantile, for a column of numbers with a long tail (incomes,
+            counts): log is sign(x) log(1 + |x|); quantile maps each value to its rank among the
+            train split's (101 quantiles, 0 to 1); either before standardising, at predict time too.
+        prefix: column -> n: a code with structure (a postcode) cut to its first n characters,
+            then a category.
     """
     table = read_csv(path, delimiter)
     src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
     return table_dataset(table, src, target, task, features, categorical, sensitive, sensitive_as_feature, missing,
-                         missing_indicator, fill_value, na_values, embed_above, fold_case)
+                         missing_indicator, fill_value, na_values, embed_above, fold_case, transform=transform,
+                         prefix=prefix)
 
 
 def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str = "auto",
@@ -135,15 +143,20 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
                   sensitive: list[str] = [], sensitive_as_feature: bool = False,
                   missing: Strategy | dict[str, Strategy] = "median", missing_indicator: bool = True,
                   fill_value: float = 0.0, na_values: list[str] = [], embed_above: int = 50, fold_case: bool = True,
-                  categories: dict[str, list[str]] | None = None, classes: list[str] | None = None) -> RawData:
+                  categories: dict[str, list[str]] | None = None, classes: list[str] | None = None,
+                  transform: dict[str, str] = {}, prefix: dict[str, int] = {}) -> RawData:
     """A table of raw cells ``{column: [cell, ...]}`` (from any file) as a data set: the options
     are the ``csv`` loader's. ``categories`` and ``classes``: the values each categorical column
     and the target take in the whole file, when ``table`` is a sample of it (a streamed table)."""
     known = list(table)
     named = list(missing) if isinstance(missing, dict) else []
-    for col in [target, *(features or []), *(categorical or []), *sensitive, *(c for c in named if c != "default")]:
+    for col in [target, *(features or []), *(categorical or []), *sensitive, *(c for c in named if c != "default"),
+                *transform, *prefix]:
         if col not in table:
             raise DataError(f"{src}: no column '{col}'; columns are {', '.join(known)}")
+    for col, n in prefix.items():
+        if n < 1:
+            raise DataError(f"data.prefix: {col}: {n}; give how many first characters to keep, 1 or more")
     if not table[target]:
         raise DataError(f"{src}: the file has a header but no data rows")
 
@@ -153,7 +166,11 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     if target in features:
         raise DataError(f"{src}: the target '{target}' cannot also be a feature; remove it from data.features")
     na = frozenset(na_values)
-    features, derived, notes = derive.fit(table, features, chosen, categorical, na)  # ID-like out, dates into parts
+    features, derived, notes = derive.fit(table, features, chosen, categorical, na, prefix)  # IDs out, dates in parts
+    for key, named in (("transform", transform), ("prefix", prefix)):
+        if unused := [c for c in named if c not in features]:
+            raise DataError(f"{src}: data.{key}: '{unused[0]}' is not a model input ({', '.join(features[:8])}"
+                            f"{' ...' if len(features) > 8 else ''}); list it in data.features or drop the key")
     table = derive.apply(table, derived, src, na)
     if not features:
         raise DataError(f"{src}: no feature columns left besides the target '{target}'"
@@ -164,7 +181,7 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     notes += [describe_markers(c, m) for c, m in marks.items()]
     na_of = {c: na | frozenset(marks.get(c, ())) for c in features}
     table, facts = _handle_missing(table, target, features, missing, na, na_of, src)
-    cat = set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}
+    cat = (set(categorical) if categorical is not None else {c for c in features if _mostly_text(table[c])}) | set(prefix)
     columns, facts_notes, sources = [], [], derive.column_sources(derived)
     for c in features:
         strategy = strategy_of(missing, c)
@@ -184,6 +201,11 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
             if many:
                 col["kind"] = "id"
                 facts_notes.append(f"{c}: {len(cats)} categories, embedded (more than data.embed_above: {embed_above})")
+        if c in transform:
+            if col["kind"] != "numeric":
+                raise DataError(f"{src}: data.transform: '{c}' holds categories; a transform applies to a column "
+                                "of numbers")
+            col["transform"] = transform[c]
         if strategy == "constant":
             col["fill_value"] = fill_value
         if na_of[c]:
