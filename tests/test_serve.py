@@ -138,6 +138,10 @@ BAD = [
      "datatype": "BYTES", "data": ["x"] * 64}]}).encode(), 400, "datatype 'BYTES'"),
     ("v2 missing field", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
      "datatype": "FP32"}]}).encode(), 400, "missing the field 'data'"),
+    ("v2 every wrong field", "/v2/models/digits/infer", json.dumps({"id": 7, "inputs": [{"name": "x", "shape": [1, 8, 8],
+     "datatype": "BYTES"}]}).encode(), 400, "id must be a string; inputs[0] is missing the field 'data'; unknown input "
+     "'x'; this model's input is 'input'; datatype 'BYTES' is not supported; use FP32, FP64, INT64, INT32; shape "
+     "[1, 8, 8] does not fit"),
     ("v2 count mismatch", "/v2/models/digits/infer", json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8],
      "datatype": "FP32", "data": [0] * 10}]}).encode(), 400, "needs 64"),
     ("unknown model", "/v2/models/nope/infer", b"{}", 404, "unknown model 'nope'"),

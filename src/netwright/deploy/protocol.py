@@ -88,23 +88,22 @@ def input_tensor(request: dict, tail: bytes, name: str, sample_shape: tuple[int,
         raise BadRequest(400, 'expected {"inputs": [{"name", "shape", "datatype", "data"}]}')
     if len(inputs) != 1:
         raise BadRequest(400, f"this model takes one input tensor, got {len(inputs)}")
-    if not isinstance(request.get("id", ""), str):
-        raise BadRequest(400, "id must be a string")
+    problems = [] if isinstance(request.get("id", ""), str) else ["id must be a string"]
     t = _object(inputs[0], "inputs[0]")
     size = _object(t.get("parameters", {}), "inputs[0].parameters").get("binary_data_size")
-    for key in ("name", "shape", "datatype") + (() if size is not None else ("data",)):
-        if key not in t:
-            raise BadRequest(400, f"inputs[0] is missing the field '{key}'")
-    if t["name"] != name:
-        raise BadRequest(400, f"unknown input {_show(t['name'])}; this model's input is '{name}'")
-    datatype = t["datatype"]
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise BadRequest(400, f"datatype {_show(datatype)} is not supported; use {', '.join(DATATYPES)}")
-    shape = t["shape"]
-    if not (isinstance(shape, list) and all(type(s) is int and s > 0 for s in shape)):
-        raise BadRequest(400, "shape must be a list of positive integers")
-    if tuple(shape[1:]) != sample_shape:
-        raise BadRequest(400, f"shape {_show(shape)} does not fit: this model takes [N, {', '.join(map(str, sample_shape))}]")
+    problems += [f"inputs[0] is missing the field '{key}'"
+                 for key in ("name", "shape", "datatype") + (() if size is not None else ("data",)) if key not in t]
+    if "name" in t and t["name"] != name:
+        problems.append(f"unknown input {_show(t['name'])}; this model's input is '{name}'")
+    datatype, shape = t.get("datatype"), t.get("shape")
+    if "datatype" in t and not (isinstance(datatype, str) and datatype in DATATYPES):
+        problems.append(f"datatype {_show(datatype)} is not supported; use {', '.join(DATATYPES)}")
+    if "shape" in t and not (isinstance(shape, list) and all(type(s) is int and s > 0 for s in shape)):
+        problems.append("shape must be a list of positive integers")
+    elif "shape" in t and tuple(shape[1:]) != sample_shape:
+        problems.append(f"shape {_show(shape)} does not fit: this model takes [N, {', '.join(map(str, sample_shape))}]")
+    if problems:  # every wrong field at once, not the first
+        raise BadRequest(400, "; ".join(problems))
     count, dtype = math.prod(shape), np.dtype(DATATYPES[datatype])
     if size is None:
         if tail:
