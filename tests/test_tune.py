@@ -30,7 +30,7 @@ def study_spec(trials: int = 4, epochs: int = 3, **tune) -> dict:
     """A fast study: a small MLP on iris, its learning rate and width searched."""
     return {"data": {"name": "iris", "val": 0.2}, "model": {"name": "mlp", "hidden": [16]},
             "train": {"epochs": epochs, "batch_size": 16, "threads": 1, "checkpoint_interval": 0},
-            "tune": {"metric": "val_accuracy", "trials": trials, "startup_trials": 1, "warmup_epochs": 1,
+            "tune": {"metric": "val_accuracy", "trials": trials, "startup_trials": 1, "warmup_epochs": 1, "folds": "off",
                      "params": {"train.optimizer.lr": {"type": "log", "low": 1e-3, "high": 0.1},
                                 "model.hidden": {"type": "categorical", "choices": [[8], [16, 16]]}},
                      **tune}}
@@ -397,3 +397,42 @@ def test_the_best_trial_without_weights_has_no_test_metrics(tmp_path):
 
     (tmp_path / "trial-0").mkdir()
     assert test_metrics(None) is None and test_metrics(tmp_path / "trial-0") is None
+
+
+def test_a_small_table_tunes_on_cross_validation_folds(_runs_dir):
+    """tune.folds: auto on iris (a validation split of about 25 rows): each trial trains 5 folds
+    and scores the mean of their kept val_accuracy; the best trial's test metrics are its folds'
+    ensemble on the shared test split. A larger validation split (digits) keeps one split; folds:
+    1 is refused."""
+    import statistics
+
+    from netwright.spec import load_spec
+    from netwright.stages.folds import evaluate_study
+    from netwright.stages.tune import folds_of, tune
+
+    spec = study_spec(trials=2, epochs=2, sampler="random")
+    spec["tune"]["folds"] = "auto"
+    assert folds_of(load_spec(spec)) == 5
+    summary = tune(spec, name="small", quiet=True)
+    done = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
+    assert len(done) == 2
+    for t in done:
+        folder = _runs_dir / "small" / t["run"]
+        kept = []
+        for i in range(1, 6):
+            train = json.loads((folder / f"fold-{i}" / "train.json").read_text())
+            kept.append(train["best" if train["kept"] == "best" else "final"]["val_accuracy"])
+            assert load_spec(folder / f"fold-{i}" / "spec.yaml").data.fold == i
+        assert t["value"] == pytest.approx(statistics.fmean(kept))
+    best = summary["best"]
+    ensemble = evaluate_study(_runs_dir / "small" / best["run"])["ensemble"]["metrics"]
+    assert best["test"] == pytest.approx({k: v for k, v in ensemble.items() if isinstance(v, (int, float))})
+    from netwright.report.compare import resolve
+
+    entries = resolve([_runs_dir / "small"])[0]  # compare shows each trial's folds
+    assert len(entries) == 10 and sum(x.best for x in entries) == 5
+    digits = {**spec, "data": {"name": "digits", "val": 0.15}}
+    assert folds_of(load_spec(digits)) is None
+    assert folds_of(load_spec({**spec, "tune": {**spec["tune"], "folds": "off"}})) is None
+    with pytest.raises(Exception, match="at least 2 folds"):
+        load_spec({**spec, "tune": {**spec["tune"], "folds": 1}})

@@ -326,8 +326,19 @@ class TuneSpec(_Section):
                                                                "chosen (Optuna's samplers)")
     pruner: Literal["median", "hyperband", "none"] = Field(
         "median", description="stops a trial whose metric lags the others' at the same epoch")
+    folds: int | Literal["auto", "off"] = Field(
+        "auto", description="each trial as K-fold cross-validation, scored by the mean of the K folds' validation "
+        "metric (each at the epoch its run keeps), for a table whose validation split is a few dozen rows; auto: 5 "
+        "folds when the validation split holds fewer than 100 rows, else off; trials on folds are not pruned")
     warmup_epochs: int = Field(5, ge=0, description="median pruner: epochs a trial trains before it can be stopped")
     startup_trials: int = Field(5, ge=0, description="median pruner: trials that finish before any is stopped")
+
+    @field_validator("folds")
+    @classmethod
+    def _two_folds(cls, folds: int | str) -> int | str:
+        if isinstance(folds, int) and folds < 2:
+            raise ValueError(f"{folds}: cross-validation needs at least 2 folds (off: one validation split)")
+        return folds
 
 
 class Spec(_Section):

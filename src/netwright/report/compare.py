@@ -103,7 +103,8 @@ def _natural(name: str) -> list[Any]:
 
 def _expand(folder: Path, notes: list[str]) -> tuple[list[Entry], dict[str, Any] | None]:
     """The runs in ``folder``'s subfolders; a tuning study's in trial order, its best marked."""
-    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / SPEC).is_file()]
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+            and ((p / SPEC).is_file() or (p / "folds.json").is_file())]  # a tuning trial on folds: its folds
     if not subs:
         raise NetwrightError(f"{folder}: not a run (no spec.yaml) and holds no runs (no subfolder has a spec.yaml); "
                              "give run directories, a tuning study or a cross-validation folder")
@@ -113,13 +114,17 @@ def _expand(folder: Path, notes: list[str]) -> tuple[list[Entry], dict[str, Any]
               is not None else (1, _natural(p.name)))
     entries = []
     for p in subs:
-        if not (p / DATA).is_file():
-            notes.append(f"skipped {p}: not a complete run (no data.json)")
-            continue
         trial = by_run.get(p.name)
         best = study is not None and trial is not None and study["best"] is not None \
             and trial.get("number") == study["best"]
-        entries.append(Entry(Run(p), f"{folder.name}/{p.name}", group=str(folder), trial=trial, best=best))
+        runs = [p] if (p / SPEC).is_file() else sorted((f for f in p.iterdir() if (f / SPEC).is_file()),
+                                                       key=lambda f: _natural(f.name))
+        for run in runs:
+            if not (run / DATA).is_file():
+                notes.append(f"skipped {run}: not a complete run (no data.json)")
+                continue
+            entries.append(Entry(Run(run), f"{folder.name}/{run.relative_to(folder)}", group=str(folder), trial=trial,
+                                 best=best))
     if study is None and (folder / "folds.json").is_file():
         try:
             folds = json.loads((folder / "folds.json").read_text(encoding="utf-8"))

@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from typing import Any
 
 from ..atomic import pid_alive, write_json, write_text
 from ..errors import NetwrightError, SpecError, TrainingError, TrainingInterrupted
-from ..run import NAME_RE, TRAIN, default_runs_dir
+from ..run import NAME_RE, TRAIN, Run, default_runs_dir
 from ..spec import Spec, SpecSource, TuneParamSpec, apply_override, load_spec, raw_spec, safe_load, set_path
 from ..training.callbacks import Callback
 from .tune_score import direction_of, metric_of, test_metrics, trial_value
@@ -87,6 +88,28 @@ def trial_spec(raw: dict[str, Any], values: dict[str, Any], threads: int | None 
     if threads is not None and train.get("threads", "auto") == "auto":
         train["threads"] = threads
     return spec
+
+
+AUTO_FOLDS, SMALL_VAL = 5, 100  # tune.folds: auto: 5 folds when the validation split holds fewer than 100 rows
+
+
+def folds_of(spec: Spec) -> int | None:
+    """How many cross-validation folds each trial trains (``None``: one validation split):
+    ``tune.folds``, or with ``auto`` 5 when the data's validation split is small."""
+    folds = spec.tune.folds
+    if folds == "off" or spec.data.folds is not None:
+        return None
+    if isinstance(folds, int):
+        return folds
+    from ..data import load_dataset
+
+    data = load_dataset(spec.data)
+    try:
+        if any(hasattr(s, "close") for s in (data.train, data.val, data.test)) or data.val is None:
+            return None  # streamed data is not cross-validated; without a validation split there is nothing to fold
+        return AUTO_FOLDS if len(data.val) < SMALL_VAL else None
+    finally:
+        data.close()
 
 
 def _check(raw: dict[str, Any], spec: Spec) -> None:
@@ -306,6 +329,8 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
         values = {path: _suggest(trial, path, p) for path, p in spec.tune.params.items()}
         pruning = _Pruning(trial, metric)
         try:
+            if config.get("folds"):  # the mean over K folds; a fold's epochs are not comparable across trials
+                return _on_folds(trial, trial_spec(raw, values, threads), config["folds"], metric)
             run = train(trial_spec(raw, values, threads), name=trial_name(trial.number), runs_dir=study_dir,
                         overwrite=True, progress="quiet", callbacks=[pruning])
         except TrainingError as e:  # e.g. a learning rate that makes the loss non-finite: this trial fails
@@ -322,6 +347,19 @@ def work(study_dir: Path, index: int = 0, workers: int = 1, quiet: bool = False)
         if pruning.pruned:
             raise optuna.TrialPruned(f"stopped after epoch {summary['epochs']}")
         return trial_value(summary, metric)
+
+    def _on_folds(trial: Any, fold_spec: dict[str, Any], folds: int, metric: str) -> float:
+        from .folds import train_folds
+
+        result = train_folds(fold_spec, folds, name=trial_name(trial.number), runs_dir=study_dir, overwrite=True,
+                             progress="quiet")
+        runs = [Run.open(study_dir / trial_name(trial.number) / r["run"]).read_json(TRAIN) for r in result["rows"]]
+        values = [trial_value(summary, metric) for summary in runs]
+        trial.set_user_attr("run", trial_name(trial.number))
+        trial.set_user_attr("folds", values)
+        trial.set_user_attr("epochs", round(statistics.fmean(int(s["epochs"]) for s in runs), 1))
+        trial.set_user_attr("seconds", round(sum(float(s["seconds"]) for s in runs), 3))
+        return statistics.fmean(values)
 
     def told(study: Any, t: Any) -> None:
         if t.user_attrs.get(SURPLUS):
@@ -408,8 +446,10 @@ def tune(spec: SpecSource, overrides: list[str] | None = None, name: str | None 
     recover(study, say)
     done = finished(study)
     say(f"tune {config['name']}: {config['metric']} ({config['direction']}), {done} of {config['trials']} trials "
-        f"finished, {workers} worker{'s' * (workers > 1)}, sampler {config['sampler']}, pruner {config['pruner']}, "
-        f"storage {shown_url(config['storage'])} -> {study_dir}")
+        f"finished, {workers} worker{'s' * (workers > 1)}, sampler {config['sampler']}, "
+        + (f"each trial on {config['folds']} cross-validation folds (a small validation split; tune.folds: off "
+           "for one), not pruned, " if config.get("folds") else f"pruner {config['pruner']}, ")
+        + f"storage {shown_url(config['storage'])} -> {study_dir}")
     if workers == 1:
         work(study_dir, 0, 1, quiet)
     else:
@@ -488,7 +528,7 @@ def _open(source: SpecSource, overrides: list[str] | None, name: str | None, run
     config = {"name": study_dir.name, "storage": _storage_url(storage, study_dir), "metric": metric_of(spec),
               "direction": direction_of(spec), "trials": trials or spec.tune.trials,
               "timeout": timeout or spec.tune.timeout, "sampler": spec.tune.sampler, "pruner": spec.tune.pruner,
-              "params": list(spec.tune.params)}
+              "params": list(spec.tune.params), "folds": folds_of(spec)}
     return study_dir, raw, config
 
 

@@ -41,8 +41,15 @@ def trial_value(summary: dict[str, Any], metric: str) -> float:
 
 def test_metrics(run_dir: Path | None) -> dict[str, float] | None:
     """The best trial's metrics on the test split (``evaluate``), scored after the choice was made
-    on validation; None when its run has no weights."""
-    if run_dir is None or not (run_dir / WEIGHTS).is_file():
+    on validation (a trial on cross-validation folds: its folds' models together); None when its
+    run has no weights."""
+    if run_dir is None:
+        return None
+    from .folds import evaluate_study, is_study
+
+    if is_study(run_dir):
+        return {k: v for k, v in evaluate_study(run_dir)["ensemble"]["metrics"].items() if isinstance(v, (int, float))}
+    if not (run_dir / WEIGHTS).is_file():
         return None
     from ..run import Run
     from .evaluate import evaluate
