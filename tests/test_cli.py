@@ -188,6 +188,6 @@ def test_validate_refuses_a_spec_whose_data_file_is_missing(cli, tmp_path, monke
     spec = write_spec(tmp_path / "s.yaml", {"data": {"name": "csv", "path": "nope.csv", "target": "y"},
                                             "model": {"name": "mlp"}})
     assert_one_line_error(cli("validate", spec), "data.path: no such file or folder 'nope.csv'",
-                          str(tmp_path / "nope.csv"))
+                          str(tmp_path / "nope.csv"), "read from its folder")
     (tmp_path / "nope.csv").write_text("a,y\n1,0\n2,1\n")
     assert cli("validate", spec).code == 0

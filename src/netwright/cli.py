@@ -668,9 +668,9 @@ def validate(spec: Annotated[str, typer.Argument(help="spec YAML")], set_: SetOp
     resolved = load_spec(spec, set_)
     path = resolved.data.params.get("path")
     if isinstance(path, str) and "://" not in path and not Path(path).exists():
-        raise NetwrightError(f"data.path: no such file or folder '{path}' (looked for {Path(path).resolve()}; data "
-                             "paths are read from the current folder); fix the path or run from the folder it is "
-                             "relative to")
+        beside = Path(spec).parent / path if Path(spec).is_file() else Path(path)
+        raise NetwrightError(f"data.path: no such file or folder '{path}' (looked for {beside.resolve()}: a spec "
+                             "file's data paths are read from its folder); fix the path, relative to the spec")
     out.print(resolved.to_yaml(), end="")
 
 
