@@ -200,7 +200,8 @@ def test_unknown_run_and_busy_port_are_clear_errors(cli, digits):
 @pytest.mark.slow
 @needs_packages("chromium")
 def test_page_in_a_real_browser(digits, tmp_path: Path):
-    """Headless Chromium draws a digit on the canvas, submits, and reads a prediction and an overlay."""
+    """Headless Chromium draws a digit on the canvas, submits, and reads a prediction and an overlay;
+    then uploads a photo and reads the prediction the server gives for it."""
     exe = shutil.which("chromium")
     from playwright.sync_api import sync_playwright
 
@@ -228,6 +229,18 @@ def test_page_in_a_real_browser(digits, tmp_path: Path):
         assert page.locator("#bars .bar").count() == 10
         assert page.locator("#overlay").evaluate("i => i.naturalWidth > 0")
         page.screenshot(path=str(tmp_path / "page.png"))
+        # an uploaded photo (a colour PNG of another size) is sent and answered the same way
+        from PIL import Image
+
+        photo = tmp_path / "photo.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(photo)
+        page.evaluate("document.getElementById('label').textContent = '-'")
+        with page.expect_request(lambda r: r.url.endswith("/predict")) as sent:
+            page.set_input_files("#upload", str(photo))
+        page.wait_for_function("document.getElementById('label').textContent !== '-'", timeout=30000)
+        replayed = httpx.post(url + "/predict", content=sent.value.post_data,
+                              headers={"Content-Type": "application/json"}).json()["predictions"][0]
+        assert page.text_content("#label") == replayed["label"]
         browser.close()
 
 
