@@ -140,6 +140,11 @@ def test_a_study_folder_expands_in_trial_order_and_marks_the_best(study: Path, c
     t = Tables((tmp_path / "out" / "compare.html").read_text())
     order = [r[0] for r in t.one("runs-table")[1:]]
     assert order == ["tuned/trial-0002", "tuned/trial-0000 (best trial)", "tuned/trial-0001"]
+    header = t.one("runs-table")[0]
+    reached = {r[0]: r[header.index("to 99% of best")] for r in t.one("runs-table")[1:]}
+    for trial in ("trial-0002", "trial-0000", "trial-0001"):
+        level = json.loads((folder / trial / "train.json").read_text())["time_to"]["levels"][-1]
+        assert reached[next(k for k in reached if trial in k)] == f"{level['seconds']:.1f} s (epoch {level['epoch']})"
     trials_shown = t.one("study-trials")
     assert [r[0] for r in trials_shown[1:]] == ["0", "1 (best)", "2", "3"]
     assert [r[2] for r in trials_shown[1:]] == [num(0.9, 4), num(0.4, 4), num(0.1, 4), "-"]

@@ -44,6 +44,7 @@ def test_report_renders_for_any_subset_of_stages(stages, monkeypatch):
     card = netwright.report(run)
     page = run.file("report.html").read_text()
     assert set(card["missing_stages"]) >= {"mitigate", "monitor"}
+    assert "Time to be good: val_accuracy reached 90% of the best" in page
     for s in ("evaluate", "explain", "audit", "compress", "export"):
         assert (s in card["missing_stages"]) == (s not in stages)
         if s not in stages:

@@ -325,3 +325,40 @@ def test_onecycle_on_very_short_runs(epochs, batch):
     run = netwright.train(tiny_spec(epochs=epochs, batch_size=batch, schedule={"name": "onecycle"}),
                           name=f"short-{epochs}-{batch}", progress="quiet")
     assert run.read_json("train.json")["finished"]
+
+
+def test_time_to_levels_of_the_best_on_planted_histories():
+    """A rising accuracy reaches 90% of its best (0.9) at epoch 2, 99% at epoch 4; a falling loss
+    reaches best / 0.9 and best / 0.99 at the epochs where it first goes below them; the seconds
+    are the training time summed through that epoch; a best that is not above 0 gives nothing."""
+    from netwright.training.time_to import describe, time_to_levels, to_best
+
+    history = [{"epoch": e, "val_accuracy": a, "val_loss": l}
+               for e, a, l in ((1, 0.5, 1.0), (2, 0.82, 0.30), (3, 0.88, 0.22), (4, 0.9, 0.2), (5, 0.89, 0.201))]
+    timing = [{"epoch": e, "seconds": s} for e, s in ((1, 2.0), (2, 1.0), (3, 1.5), (4, 1.0), (5, 1.0))]
+    acc = time_to_levels(history, timing, "val_accuracy", False, 100)
+    assert acc["best"] == 0.9 and acc["seconds"] == 6.5
+    assert [(lv["epoch"], lv["seconds"], lv["examples"]) for lv in acc["levels"]] == [(2, 3.0, 200), (3, 4.5, 300),
+                                                                                      (4, 5.5, 400)]
+    loss = time_to_levels(history, timing, "val_loss", True, 100)
+    assert [lv["epoch"] for lv in loss["levels"]] == [3, 4, 4]  # 0.222, 0.2105, 0.2020
+    assert to_best(acc) == "5.5 s (epoch 4)" and to_best(None) == "-"
+    assert "90% of the best (0.81) at epoch 2" in describe(acc)
+    assert time_to_levels([{"epoch": 1, "val_r2": -0.3}], timing, "val_r2", False, 10) is None
+    assert time_to_levels([{"epoch": 1, "val_accuracy": None}], timing, "val_accuracy", False, 10) is None
+
+
+def test_a_run_records_when_it_reached_each_level_of_its_best(tmp_path):
+    """train.json's time_to agrees with the run's own metrics.jsonl and timing.jsonl."""
+    run = netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [8]},
+                           "train": {"epochs": 6, "threads": 1}}, runs_dir=tmp_path, name="t", progress="quiet")
+    summary = json.loads((run.path / "train.json").read_text())
+    metrics = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    timing = [json.loads(line) for line in (run.path / "timing.jsonl").read_text().splitlines()]
+    t = summary["time_to"]
+    best = max(r["val_accuracy"] for r in metrics)
+    assert t["metric"] == "val_accuracy" and t["best"] == best
+    for lv in t["levels"]:
+        first = next(r["epoch"] for r in metrics if r["val_accuracy"] >= lv["level"] * best)
+        assert lv["epoch"] == first
+        assert lv["seconds"] == pytest.approx(sum(x["seconds"] for x in timing if x["epoch"] <= first), abs=1e-3)

@@ -59,6 +59,7 @@ def train(
     import os
 
     from .stages.train import train as train_stage
+    from .training.time_to import to_best
 
     if folds is not None:
         if resume or nproc is not None:
@@ -93,6 +94,8 @@ def train(
     out.print(f"{run.path}: {summary['epochs']} epochs in {summary['seconds']:.1f}s; "
               f"kept epoch {summary['best_epoch'] if summary['kept'] == 'best' else summary['epochs']}"
               f"{'  ' + shown if shown else ''}")
+    if summary.get("time_to"):
+        out.print(f"99% of the best {summary['time_to']['metric']} after {to_best(summary['time_to'])}", markup=False)
     out.print(f"next: netwright evaluate {run.path}")
 
 

@@ -24,6 +24,7 @@ import yaml
 from ..errors import NetwrightError
 from ..run import AUDIT, COMPRESS, DATA, EVAL, MITIGATE, SPEC, TRAIN, WEIGHTS, Run, default_runs_dir
 from ..spec import flatten
+from ..training.time_to import to_best
 from .html import CSS, e, img, num
 
 STUDY_FILE = "study.json"  # a tuning study: metric, direction, trials [{number, state, value, params, run}]
@@ -291,8 +292,9 @@ def _runs(entries: list[Entry], notes: list[str]) -> str:
                                  ("mitigate", x.mitigate)) if v]
         rows.append([f'<span class="{"best" if x.best else ""}">{e(_name(x))}</span>', e(x.run.path),
                      e(x.spec.get("data.name", "-")), e(x.spec.get("model.name", "-")), num(len(x.history)), e(best),
-                     e(", ".join(stages) or "-")])
-    out = _grid(["run", "folder", "dataset", "model", "epochs", "best validation", "stages"], rows, "runs-table")
+                     e(to_best(s.get("time_to"))), num(s.get("seconds"), 1), e(", ".join(stages) or "-")])
+    out = _grid(["run", "folder", "dataset", "model", "epochs", "best validation", "to 99% of best",
+                 "training (s)", "stages"], rows, "runs-table")
     return out + "".join(f"<p class=muted>{e(n)}</p>" for n in notes)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..fairness.groups import gap_pair
+from ..training.time_to import describe as describe_time_to
 
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;max-width:1080px;margin:0 auto;
@@ -196,6 +197,8 @@ def _training(card: dict[str, Any], pics: dict[str, Path]) -> str:
               "best value": s.get("best_value"), "stopped early": s.get("stopped_early"), "weights kept": s.get("kept"),
               "optimizer": card["model_details"]["spec"]["train"]["optimizer"]["name"],
               "schedule": card["model_details"]["spec"]["train"]["schedule"]["name"]})
+    if s.get("time_to"):
+        out += f"<p>Time to be good: {e(describe_time_to(s['time_to']))}.</p>"
     o = t["overfitting"]
     out += f'<p class="{"flag" if o["flag"] else "ok"}">{e(o["detail"])}</p>'
     c = card.get("continual")

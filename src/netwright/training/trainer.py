@@ -31,6 +31,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .distributed import Dist, all_sum
 from .optim import build_scheduler
 from .progress import TrainingProgress
+from .time_to import quality_metric, time_to_levels
 
 
 def callback_name(cb: Any) -> str:
@@ -454,7 +455,14 @@ class Trainer:
             "torch": torch.__version__,
             "processes": self.dist.world,
             **({"compute": self._compute()} if self.flops_per_example and st["timing"] else {}),
+            **({"time_to": reached} if (reached := self._time_to()) else {}),
         }
+
+    def _time_to(self) -> dict[str, Any] | None:
+        """When validation first reached 90/95/99% of the run's best (``netwright.training.time_to``)."""
+        history = self.state["history"]
+        metric = quality_metric(history, self.monitor)
+        return time_to_levels(history, self.state["timing"], metric, lower_is_better(metric), self.n_used)
 
     def _compute(self) -> dict[str, Any]:
         """Training FLOP/s (3 x forward FLOPs per example, for forward and backward, x the median
