@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,79 @@ def test_a_run_records_when_it_reached_each_level_of_its_best(tmp_path):
         first = next(r["epoch"] for r in metrics if r["val_accuracy"] >= lv["level"] * best)
         assert lv["epoch"] == first
         assert lv["seconds"] == pytest.approx(sum(x["seconds"] for x in timing if x["epoch"] <= first), abs=1e-3)
+
+
+def _iris(tmp_path, name, **train):
+    return netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp", "hidden": [16]},
+                            "train": {"epochs": 6, "threads": 1, "keep": "last", **train}},
+                           runs_dir=tmp_path, name=name, progress="quiet")
+
+
+def test_ema_weights_differ_from_the_raw_ones_are_validated_and_saved(tmp_path):
+    """The same seed with and without train.ema trains the same raw weights; with it, the saved
+    weights are the average (not the raw ones), the checkpoint carries it, and the last epoch's
+    validation loss is the saved model's own; a decay near 0 gives back the raw weights."""
+    from netwright.data.roles import take
+    from netwright.tasks.supervised import collect_outputs
+    from netwright.tasks import run_task
+    from netwright.training.checkpoint import read_weights
+
+    raw, avg, near = _iris(tmp_path, "raw"), _iris(tmp_path, "avg", ema=0.8), _iris(tmp_path, "near", ema=1e-6)
+    w_raw, w_avg, w_near = (r.load_model().state_dict() for r in (raw, avg, near))
+    assert any(not torch.allclose(w_raw[k], w_avg[k]) for k in w_raw)
+    assert all(torch.allclose(w_raw[k], w_near[k], atol=1e-5) for k in w_raw)
+    tensors, _ = read_weights(avg.path / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(tensors[f"ema.{k}"], w_avg[k]) for k in w_avg)
+    last = [json.loads(line) for line in (avg.path / "metrics.jsonl").read_text().splitlines()][-1]
+    task, data = run_task(avg), avg.load_data()
+    out = take(collect_outputs(avg.load_model(), task, data.val, 1024, torch.device("cpu")),
+               task.val_rows(len(data.val), "select", avg.spec.data.split_seed))
+    assert task.metrics(out)["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    raw_last = [json.loads(line) for line in (raw.path / "metrics.jsonl").read_text().splitlines()][-1]
+    assert raw_last["val_loss"] != pytest.approx(last["val_loss"], rel=1e-4)
+
+
+def test_stop_at_stops_at_the_first_epoch_that_reaches_the_value(tmp_path):
+    """train.stop_at {metric: accuracy, value: v}: v set to what the free run reaches at epoch 3
+    stops it there (not before, not after); a loss stops at or below its value; an unknown
+    metric is one line before training."""
+    free = _iris(tmp_path, "free", epochs=8)
+    history = [json.loads(line) for line in (free.path / "metrics.jsonl").read_text().splitlines()]
+    value = history[2]["val_accuracy"]
+    first = next(r["epoch"] for r in history if r["val_accuracy"] >= value)
+    stopped = _iris(tmp_path, "stopped", epochs=8, stop_at={"metric": "accuracy", "value": value})
+    summary = json.loads((stopped.path / "train.json").read_text())
+    assert summary["epochs"] == first and summary["stopped_by"] == "stop_at"
+    loss = history[4]["val_loss"]
+    by_loss = _iris(tmp_path, "loss", epochs=8, stop_at={"metric": "val_loss", "value": loss})
+    assert json.loads((by_loss.path / "train.json").read_text())["epochs"] == next(
+        r["epoch"] for r in history if r["val_loss"] <= loss)
+    with pytest.raises(netwright.NetwrightError, match="train.stop_at.metric: unknown metric 'val_acc'"):
+        _iris(tmp_path, "bad", stop_at={"metric": "acc", "value": 1})
+
+
+def test_budget_s_sets_the_schedule_and_ends_within_an_epoch_of_the_budget(tmp_path, monkeypatch):
+    """train.budget_s: the measured step time sets how many epochs the schedule spans (at most
+    train.epochs), and training ends before the epoch that would pass the budget: planted step
+    costs (a sleep in every step) make both predictable."""
+    import time as clock
+
+    from netwright.tasks.supervised import SupervisedTask as Supervised
+
+    step = Supervised.train_step
+
+    def slow(self, model, batch, optimizers):
+        clock.sleep(0.01)
+        return step(self, model, batch, optimizers)
+
+    monkeypatch.setattr(Supervised, "train_step", slow)
+    run = _iris(tmp_path, "budget", epochs=200, batch_size=32, budget_s=1.0, schedule={"name": "onecycle"})
+    summary = json.loads((run.path / "train.json").read_text())
+    timing = [json.loads(line)["seconds"] for line in (run.path / "timing.jsonl").read_text().splitlines()]
+    per_epoch = statistics.median(timing)
+    assert 1 <= summary["epochs_planned"] < 200
+    assert summary["epochs_planned"] == pytest.approx(1.0 / per_epoch, rel=0.5)
+    assert summary["seconds"] <= 1.0 + per_epoch and summary["seconds"] >= 1.0 - 2 * per_epoch
+    assert summary["epochs"] <= summary["epochs_planned"]
+    lr = [json.loads(line)["lr"] for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert lr[-1] < 0.05 * max(lr) or summary.get("stopped_by") == "budget_s"  # the one-cycle schedule spans the budget

@@ -160,6 +160,13 @@ class AdversarialSpec(_Section):
 SUPERVISED_ONLY = ("optimizer", "schedule", "l1", "l2", "label_smoothing", "augment", "grad_clip")
 
 
+class StopAtSpec(_Section):
+    """``train.stop_at:`` - stop at the first epoch whose validation metric reaches a value."""
+
+    metric: str = Field(description="a validation metric: accuracy (or val_accuracy), f1, loss, ...")
+    value: float = Field(description="the value to reach: at least it for a score, at most it for a loss or error")
+
+
 class TrainSpec(_Section):
     epochs: int = Field(20, ge=1, description="passes over the training split")
     batch_size: int = Field(64, ge=1, description="examples per optimizer step")
@@ -198,6 +205,14 @@ class TrainSpec(_Section):
         "checkpoints at epoch ends only (each rank's loss sum so far is its own share's)")
     callbacks: list[dict[str, Any]] = Field(default_factory=list, description="code run at points of the loop, "
                                             "by name: [{name: stop_at, metric: val_accuracy, value: 0.95}]")
+    stop_at: StopAtSpec | None = Field(None, description="stop at the first epoch whose validation metric reaches "
+                                       "a value: {metric: accuracy, value: 0.92}")
+    budget_s: float | None = Field(None, gt=0, description="seconds of training: the schedule is as long as the "
+                                   "epochs that fit, from a measured step time, and training stops before an epoch "
+                                   "that would end past it (epochs stays the most)")
+    ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the weights, "
+                              "updated after every step (e.g. 0.99): validation, the kept weights and checkpoints "
+                              "use the average")
     calibrate: bool = Field(False, description="classification: fit a temperature on the validation split after "
                                                "training (calibration.json; netwright calibrate RUN does it later)")
     log: list[Literal["tensorboard", "mlflow"]] = Field(

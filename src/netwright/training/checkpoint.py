@@ -77,13 +77,16 @@ def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: str | 
 
 def save_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                     schedulers: list[Any], best: dict[str, torch.Tensor] | None, state: dict[str, Any],
-                    rng: dict[str, torch.Tensor] | None = None) -> None:
+                    rng: dict[str, torch.Tensor] | None = None, ema: dict[str, torch.Tensor] | None = None) -> None:
     """Write ``last.safetensors`` (everything needed to resume) and ``last.json``; ``rng`` holds
-    random generator states for a checkpoint taken inside an epoch."""
+    random generator states for a checkpoint taken inside an epoch, ``ema`` the moving average of
+    the weights (``train.ema``)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"rng.{k}": v for k, v in (rng or {}).items()})
     if best is not None:
         tensors.update({f"best.{k}": v for k, v in best.items()})
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.items()})
     opt_meta = []
     for i, opt in enumerate(optimizers):
         sd = opt.state_dict()
@@ -115,7 +118,8 @@ def _match_layouts(opt: torch.optim.Optimizer) -> None:
 def load_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                     schedulers: list[Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """Restore model, optimizers and schedulers in place; returns (trainer state, best weights).
-    Generator states of a checkpoint taken inside an epoch come back as ``state["rng"]``."""
+    Generator states of a checkpoint taken inside an epoch come back as ``state["rng"]``, the
+    weights' moving average as ``state["ema"]`` (``None`` without one)."""
     path = folder / "last.safetensors"
     tensors, state = read_weights(path)
     if state is None or "epoch" not in state:
@@ -123,6 +127,7 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizers: list[torch.optim
     _load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    state["ema"] = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or None
     if len(state["optimizers"]) != len(optimizers):
         raise CheckpointError(f"{path}: holds {len(state['optimizers'])} optimizers, the task has {len(optimizers)}")
     for i, (opt, meta) in enumerate(zip(optimizers, state["optimizers"])):

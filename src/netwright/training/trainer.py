@@ -4,6 +4,7 @@ early stopping, checkpoints and resume, metrics files and progress."""
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import statistics
@@ -88,12 +89,12 @@ class Trainer:
         tail = n % ts.batch_size
         self.n_used = n - tail if (tail == 1 or 0 < tail < self.dist.world) and n > tail else n
         self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
-        self.optimizers = task.optimizers(model)
-        constant = ts.schedule.name == "constant" and not ts.schedule.warmup_epochs
-        self.schedulers = [] if constant else [
-            build_scheduler(o, ts.schedule, ts.optimizer, self.steps_per_epoch, ts.epochs) for o in self.optimizers]
-        self.shuffle = torch.Generator()
         task.fit_to(data.train)  # what the step learns from the train split first (class weights)
+        # train.budget_s: the schedule is as long as the epochs that fit, from a measured step time
+        self.epochs = self._epochs_in_budget() if ts.budget_s else ts.epochs
+        self.optimizers = task.optimizers(model)
+        self.schedulers = self._schedulers()
+        self.shuffle = torch.Generator()
         draw = task.sampling_weights(data.train.y)  # None: each example once an epoch
         self.draw = None if draw is None else draw.double().cpu()
         if self.stream and (self.draw is not None or self.extras):
@@ -106,8 +107,15 @@ class Trainer:
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "batch": 0, "partial": None,
                                       "best_value": None, "best_epoch": None,
                                       "bad_epochs": 0, "stopped_early": False, "finished": False,
-                                      "history": [], "timing": []}
+                                      "history": [], "timing": [], "epochs_planned": self.epochs}
         self.best: dict[str, torch.Tensor] | None = None
+        # train.ema: a moving average of the weights, updated after every step, which validation,
+        # the kept weights and checkpoints use; (average, live) pairs of state tensors
+        self.ema = {k: v.detach().clone() for k, v in self.module.state_dict().items()} if ts.ema else None
+        self._ema_pairs = [(self.ema[k], v) for k, v in self.module.state_dict().items()] if self.ema else []
+        if ts.stop_at is not None:
+            self.stop_metric = self._known_metric(ts.stop_at.metric if ts.stop_at.metric.startswith(("val_", "train_"))
+                                                  else f"val_{ts.stop_at.metric}", "train.stop_at.metric")
         # file writes are throttled so that tiny epochs do not pay for I/O: metrics at most
         # once a second, checkpoints every train.checkpoint_interval seconds (after a step, inside
         # an epoch too, in a single process), both at the end
@@ -118,6 +126,52 @@ class Trainer:
         self._augment_np: dict[str, Any] | None = None  # and the augmenter's NumPy generator state
         self._inside: tuple[int, int] | None = None  # (epoch, batch) of the checkpoint whose hooks run now
         self._signal: int | None = None  # SIGINT or SIGTERM received: stop after this step
+
+    def _schedulers(self) -> list[Any]:
+        ts = self.spec.train
+        constant = ts.schedule.name == "constant" and not ts.schedule.warmup_epochs
+        return [] if constant else [build_scheduler(o, ts.schedule, ts.optimizer, self.steps_per_epoch, self.epochs)
+                                    for o in self.optimizers]
+
+    def _epochs_in_budget(self) -> int:
+        """How many epochs fit in ``train.budget_s`` (1 to ``train.epochs``): a few steps timed on
+        a copy of the model (the run's own weights and generators untouched), validation counted
+        as forward passes at a third of a step's cost per example. Every rank agrees on one number."""
+        import copy
+
+        ts = self.spec.train
+        if self.stream:  # no batches to time before the stream starts: the budget only stops training
+            return ts.epochs
+        model = copy.deepcopy(self.module)
+        optimizers = self.task.optimizers(model)
+        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.spec.seed))
+        bs, steps = ts.batch_size, min(self.steps_per_epoch, 4)
+        state = torch.default_generator.get_state()
+        model.train()
+        seconds = 0.0
+        for i in range(steps + 1):  # the first step warms up and is not counted
+            idx = order[(i % self.steps_per_epoch) * bs:(i % self.steps_per_epoch + 1) * bs]
+            batch = (self.x[idx].to(self.device), self.y[idx].to(self.device))
+            if self.extras:
+                batch = (*batch, {k: v[idx.to(v.device)] for k, v in self.extras.items()})
+            t0 = time.perf_counter()
+            self.task.train_step(model, batch, optimizers)
+            seconds += (time.perf_counter() - t0) if i else 0.0
+        torch.default_generator.set_state(state)
+        step = seconds / max(steps, 1)
+        evaluated = len(self.data.val) if self.data.val is not None else 0
+        epoch = step * self.steps_per_epoch + step / 3 * evaluated / bs
+        fit = max(1, min(ts.epochs, int(ts.budget_s / max(epoch, 1e-9))))
+        if self.dist.active:
+            fit = int(all_sum([float(fit)], self.dist)[0] / self.dist.world)
+        return fit
+
+    def _known_metric(self, metric: str, key: str) -> str:
+        known = ["val_" + k for k in self.task.metric_names] + ["train_loss"]
+        if metric not in known or (self.data.val is None and metric != "train_loss"):
+            raise NetwrightError(f"{key}: unknown metric '{metric}'; choose from "
+                                 f"{', '.join(known if self.data.val is not None else ['train_loss'])}")
+        return metric
 
     def _monitor(self) -> str:
         ts = self.spec.train
@@ -143,7 +197,15 @@ class Trainer:
         if not (folder / "last.safetensors").is_file():
             raise NetwrightError(f"{self.run.path}: no checkpoint to resume from (checkpoints/last.safetensors); "
                                  "start a new run instead")
+        planned = json.loads((folder / "last.json").read_text()).get("epochs_planned", self.spec.train.epochs)
+        if planned != self.epochs:  # a budget measured again: the checkpoint's schedule goes on
+            self.epochs = planned
+            self.schedulers = self._schedulers()
         self.state, self.best = load_checkpoint(folder, self.module, self.optimizers, self.schedulers)
+        ema = self.state.pop("ema", None)
+        if self.ema is not None and ema is not None:
+            for k, v in ema.items():
+                self.ema[k].copy_(v)
         self._rng = self.state.pop("rng")
         self._augment_np = self.state.pop("augment_np", None)  # generator state, not trainer state
         self.state.setdefault("batch", 0)
@@ -157,11 +219,11 @@ class Trainer:
         if st["finished"]:
             self.progress.message(f"{self.run.path} finished already (epoch {st['epoch']}); nothing to resume")
             return self._summary()
-        self.progress.start(ts.epochs, self.steps_per_epoch, st["epoch"])
+        self.progress.start(self.epochs, self.steps_per_epoch, st["epoch"])
         self._hook("on_train_start", st)
         with self._interruptible():
             try:
-                for epoch in range(st["epoch"] + 1, ts.epochs + 1):
+                for epoch in range(st["epoch"] + 1, self.epochs + 1):
                     t0 = time.perf_counter()
                     record = self._epoch(epoch)
                     seconds = time.perf_counter() - t0
@@ -175,11 +237,16 @@ class Trainer:
                         st["stopped_by"] = asked[0]
                         self.progress.message(f"stopped by callback {asked[0]} after epoch {epoch}")
                         break
+                    limit = self._limit(record, epoch)
+                    if limit and not stop:
+                        st["stopped_by"] = limit[0]
+                        self.progress.message(f"stopped after epoch {epoch}: {limit[1]}")
+                        break
                     if stop:
                         self.progress.message(f"early stopping: {self.monitor} has not improved for "
                                               f"{st['bad_epochs']} epochs; best was epoch {st['best_epoch']}")
                         break
-                    if self._signal is not None and epoch < ts.epochs:
+                    if self._signal is not None and epoch < self.epochs:
                         self._interrupted(epoch + 1, 0, 0.0, {})
             finally:
                 self.progress.close()
@@ -233,7 +300,7 @@ class Trainer:
         if self._logged != len(st["history"]):  # the metrics files match the checkpoint
             self._write_metrics()
         save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
-                        self.best, saved, rng=rng)
+                        self.best, saved, rng=rng, ema=self.ema)
 
     def _write_metrics(self) -> None:
         """metrics.jsonl and timing.jsonl from the state (no fsync: a checkpoint rebuilds them)."""
@@ -277,7 +344,7 @@ class Trainer:
         self.model.train()
         for m in self.frozen:
             m.eval()
-        self.task.start_epoch(epoch, ts.epochs)
+        self.task.start_epoch(epoch, self.epochs)
         total, bs, n = 0.0, ts.batch_size, self.n_used
         parts: dict[str, float] = {}
         first = st["batch"]  # > 0: resuming inside this epoch, where the checkpoint was taken
@@ -319,6 +386,8 @@ class Trainer:
                                     f"{st['step'] + 1}); {kept}; lower train.optimizer.lr or set train.grad_clip")
             for s in self.schedulers:
                 s.step()
+            if self._ema_pairs:
+                self._ema_update()
             total += loss * len(yb)
             st["step"] += 1
             self.progress.step(epoch, st["step"], loss)
@@ -339,8 +408,9 @@ class Trainer:
                                   "train_loss": total / self.n_used,
                                   **{f"train_{k}": v / self.n_used for k, v in parts.items()}}
         if self.data.val is not None:  # the rows that choose the kept epoch (netwright.data.roles)
-            outputs = take(collect_outputs(self.module, self.task, self.data.val, ts.eval_batch_size, self.device),
-                           self.task.val_rows(len(self.data.val), "select", self.spec.data.split_seed))
+            with self._averaged():
+                outputs = take(collect_outputs(self.module, self.task, self.data.val, ts.eval_batch_size, self.device),
+                               self.task.val_rows(len(self.data.val), "select", self.spec.data.split_seed))
             # a diverged validation metric is recorded as null (JSON has no NaN) and never "improves"
             record.update({f"val_{k}": v if math.isfinite(v) else None for k, v in self.task.metrics(outputs).items()})
         return record
@@ -360,14 +430,15 @@ class Trainer:
         if improved:
             st["best_value"], st["best_epoch"], st["bad_epochs"] = value, epoch, 0
             if ts.keep == "best":
-                self.best = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                weights = self.ema if self.ema is not None else self.module.state_dict()
+                self.best = {k: v.detach().clone() for k, v in weights.items()}
         else:
             st["bad_epochs"] += 1
         patience = ts.early_stopping.patience
         stop = bool(patience and st["bad_epochs"] >= patience)
         st["stopped_early"] = stop
         now = time.monotonic()
-        last = stop or epoch == ts.epochs  # _finish writes the final checkpoint
+        last = stop or epoch == self.epochs  # _finish writes the final checkpoint
         checkpoint = not last and now >= self._next_checkpoint
         if self.dist.main and (last or checkpoint or now >= self._next_log):
             self._write_metrics()
@@ -377,17 +448,64 @@ class Trainer:
             self._checkpointed()
         return stop
 
+    def _ema_update(self) -> None:
+        """average <- decay x average + (1 - decay) x weights, for every floating state tensor
+        (batch-norm statistics too); counters are copied."""
+        decay = self.spec.train.ema
+        with torch.no_grad():
+            floats = [(a, w) for a, w in self._ema_pairs if a.is_floating_point()]
+            if floats:
+                torch._foreach_lerp_([a for a, _ in floats], [w for _, w in floats], 1.0 - decay)
+            for a, w in self._ema_pairs:
+                if not a.is_floating_point():
+                    a.copy_(w)
+
+    @contextlib.contextmanager
+    def _averaged(self) -> Iterator[None]:
+        """The moving average in the model for the block (validation), the live weights after it."""
+        if self.ema is None:
+            yield
+            return
+        live = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self.module.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.module.load_state_dict(live)
+
+    def _limit(self, record: dict[str, Any], epoch: int) -> tuple[str, str] | None:
+        """(key, why) when ``train.stop_at`` is reached or the next epoch would end past
+        ``train.budget_s``; every rank of a job decides alike."""
+        ts, reason = self.spec.train, None
+        if ts.stop_at is not None:
+            v = record.get(self.stop_metric)
+            low = lower_is_better(self.stop_metric)
+            if v is not None and (v <= ts.stop_at.value if low else v >= ts.stop_at.value):
+                reason = ("stop_at", f"{self.stop_metric} {v:.4g} reached train.stop_at {ts.stop_at.value:g}")
+        if reason is None and ts.budget_s and epoch < self.epochs:
+            spent = sum(t["seconds"] for t in self.state["timing"])
+            if spent + spent / len(self.state["timing"]) > ts.budget_s:
+                reason = ("budget_s", f"{spent:.1f} s of training, and another epoch would pass train.budget_s "
+                                      f"{ts.budget_s:g}")
+        if self.dist.active and (ts.stop_at is not None or ts.budget_s):
+            if all_sum([float(reason is not None)], self.dist)[0] and reason is None:
+                reason = ("budget_s" if ts.budget_s else "stop_at", "another rank reached its limit")
+        return reason
+
     def _finish(self) -> dict[str, Any]:
         st = self.state
         if self.spec.train.keep == "best" and self.best is not None:
             self.module.load_state_dict(self.best)
+        elif self.ema is not None:  # the last weights are the average's
+            self.module.load_state_dict(self.ema)
         st["finished"] = True
         summary = self._summary()
         if self.dist.main:
             save_weights(self.run.file(WEIGHTS), self.module.state_dict(),
                          {"model": self.spec.model.name,
                           "epoch": st["best_epoch"] if self.spec.train.keep == "best" else st["epoch"]})
-            save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers, self.best, st)
+            save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers, self.best, st,
+                            ema=self.ema)
             self.run.write_json(TRAIN, summary)
             self._hook("on_checkpoint", self.run.file("checkpoints/last.safetensors"))
             self._hook("on_train_end", summary)
@@ -419,7 +537,7 @@ class Trainer:
         if self.dist.main and not st["finished"] and inside is None:
             self._write_metrics()
             save_checkpoint(self.run.file("checkpoints"), self.module, self.optimizers, self.schedulers,
-                            self.best, st)
+                            self.best, st, ema=self.ema)
         problem = str(error) if isinstance(error, NetwrightError) else f"{type(error).__name__}: {error}"
         where = (f"epoch {inside[0]}, step {inside[1]} of {self.steps_per_epoch}" if inside
                  else f"the end of epoch {st['epoch']}")
@@ -442,6 +560,7 @@ class Trainer:
             **({"callbacks": [callback_name(cb) for cb in self.callbacks]}
                if self.callbacks else {}),
             "monitor": self.monitor,
+            **({"epochs_planned": self.epochs, "budget_s": self.spec.train.budget_s} if self.spec.train.budget_s else {}),
             "best_epoch": st["best_epoch"],
             "best_value": st["best_value"],
             "kept": self.spec.train.keep,
