@@ -5,6 +5,7 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -439,3 +440,46 @@ def test_budget_s_sets_the_schedule_and_ends_within_an_epoch_of_the_budget(tmp_p
     assert summary["epochs"] <= summary["epochs_planned"]
     lr = [json.loads(line)["lr"] for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert lr[-1] < 0.05 * max(lr) or summary.get("stopped_by") == "budget_s"  # the one-cycle schedule spans the budget
+
+
+def test_tta_averages_the_outputs_of_the_named_views_everywhere_a_run_is_used(tmp_path):
+    """train.tta [flip, shift]: the loaded model's output is the mean of the plain model's outputs
+    for the input, its mirror and its two shifts (computed here by hand); training is untouched
+    (the same weights as without it); predict's probabilities are the softmax of that mean;
+    evaluate says so; tabular data and box targets are refused in one line."""
+    from netwright.models import build_model
+    from netwright.training.checkpoint import load_model_weights
+
+    spec = {"data": {"name": "digits"}, "model": {"name": "cnn", "channels": [4, 8], "hidden": [16]},
+            "train": {"epochs": 2, "threads": 1}}
+    plain = netwright.train(spec, runs_dir=tmp_path, name="plain", progress="quiet")
+    tta = netwright.train({**spec, "train": {**spec["train"], "tta": ["flip", "shift"]}}, runs_dir=tmp_path,
+                          name="tta", progress="quiet")
+    model = tta.load_model()
+    bare = build_model("cnn", tta.info, channels=[4, 8], hidden=[16])
+    load_model_weights(bare, tta.path / "model.safetensors")
+    bare.eval()
+    assert all(torch.equal(a, b) for a, b in zip(bare.state_dict().values(),
+                                                 plain.load_model().state_dict().values()))
+    x = tta.load_data().split("test").x[:16]
+    zero = torch.zeros_like(x[..., :1])
+    by_hand = torch.stack([bare(x), bare(x.flip(-1)), bare(torch.cat([zero, x[..., :-1]], -1)),
+                           bare(torch.cat([x[..., 1:], zero], -1))]).mean(0)
+    with torch.no_grad():
+        assert torch.allclose(model(x), by_hand, atol=1e-6)
+        assert not torch.allclose(model(x), bare(x), atol=1e-3)
+    probs = torch.softmax(by_hand.detach().double(), 1)
+    from netwright.stages.predict import Predictor
+
+    got = Predictor(tta).outputs(x)  # the encoded inputs, as predict and serve pass them on
+    assert np.allclose([list(r["probabilities"].values()) for r in got], probs.numpy(), atol=1e-5)
+    model.train(), bare.train()  # training mode: one pass, as the plain model
+    with torch.no_grad():
+        torch.manual_seed(0)
+        trained = model(x)
+        torch.manual_seed(0)
+        assert torch.allclose(trained, bare(x), atol=1e-6)
+    assert netwright.evaluate(tta)["tta"] == ["flip", "shift"]
+    with pytest.raises(netwright.SpecError, match="train.tta: flip applies to image data"):
+        netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp"}, "train": {"epochs": 1, "tta": ["flip"]}},
+                        runs_dir=tmp_path, name="t", progress="quiet")

@@ -343,9 +343,11 @@ class Run:
                                      f"(resume it with 'netwright train {self.path} --resume')")
             raise NetwrightError(f"{path}: missing, and the run has no checkpoint to resume; train it again with "
                                  f"'netwright train SPEC --name {self.name} --overwrite'")
+        from .models.tta import add_tta
+
         model = build_model(spec.model.name, self.info, **spec.model.params)
         load_model_weights(model, path)
-        return model.eval()
+        return add_tta(model, spec.train.tta).eval()  # train.tta: outputs averaged over the input's views
 
 
 def _acquire(path: Path, command: str, home: Path, keep: Path) -> None:

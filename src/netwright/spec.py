@@ -127,14 +127,16 @@ AUGMENT_MODALITIES = {
 }
 
 
-def check_augment(augment: AugmentSpec, modality: str, dataset: str) -> list[str]:
-    """Problems with augmentation options that do not fit the data's modality."""
+def check_augment(augment: AugmentSpec, modality: str, dataset: str, tta: list[str] = ()) -> list[str]:
+    """Problems with augmentation options (and test-time ones, ``train.tta``) that do not fit the
+    data's modality."""
     return [
         f"train.augment.{k}: applies to {' and '.join(AUGMENT_MODALITIES[k])} data, "
         f"but '{dataset}' is {modality}; remove it"
         for k in augment.active()
         if modality not in AUGMENT_MODALITIES[k]
-    ]
+    ] + [f"train.tta: {k} applies to {' and '.join(AUGMENT_MODALITIES[k])} data, but '{dataset}' is {modality}; "
+         "remove it" for k in tta if modality not in AUGMENT_MODALITIES[k]]
 
 
 class EarlyStoppingSpec(_Section):
@@ -210,6 +212,10 @@ class TrainSpec(_Section):
     budget_s: float | None = Field(None, gt=0, description="seconds of training: the schedule is as long as the "
                                    "epochs that fit, from a measured step time, and training stops before an epoch "
                                    "that would end past it (epochs stays the most)")
+    tta: list[Literal["flip", "shift"]] = Field(
+        default_factory=list, description="test-time augmentation: evaluate, predict, serve and export average "
+        "the outputs for the input and its views (flip: mirrored left to right, images; shift: one step or pixel "
+        "either way along the last axis, images and sequences)")
     ema: float | None = Field(None, gt=0, lt=1, description="decay of an exponential moving average of the weights, "
                               "updated after every step (e.g. 0.99): validation, the kept weights and checkpoints "
                               "use the average")
@@ -575,7 +581,7 @@ def validate(raw: dict[str, Any]) -> Spec:
     if spec is not None and "data" in resolved:
         modality = DATASETS.get(spec.data.name).meta.get("modality")
         if modality:
-            problems += check_augment(spec.train.augment, modality, spec.data.name)
+            problems += check_augment(spec.train.augment, modality, spec.data.name, spec.train.tta)
 
     if problems:
         raise SpecError(problems)

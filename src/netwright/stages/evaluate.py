@@ -37,7 +37,8 @@ def evaluate(run: Run | str | os.PathLike, split: str = "test", plots: bool = Tr
         if split == "val":
             raise NetwrightError("--coverage fits its threshold on the validation split, so coverage there holds by "
                                  "construction; evaluate --split test (or train)")
-    result = {**task.evaluate(run, split, batch_size=batch_size, coverage=coverage), "headline": task.headline}
+    result = {**task.evaluate(run, split, batch_size=batch_size, coverage=coverage), "headline": task.headline,
+              **({"tta": run.spec.train.tta} if run.spec.train.tta else {})}  # outputs averaged over views
     run.write_json(EVAL, result)
     if plots:
         folder = run.file("eval")

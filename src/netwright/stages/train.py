@@ -114,7 +114,7 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
     data = run.load_data() if resume else load_dataset(resolved.data)
     scope.callback(data.close)  # a streamed split's decoding processes end with the run
     info = data.info
-    problems = check_augment(resolved.train.augment, info.modality, resolved.data.name)
+    problems = check_augment(resolved.train.augment, info.modality, resolved.data.name, resolved.train.tta)
     if problems:
         raise SpecError(problems)
     check_groups(data, resolved.fairness)
@@ -127,9 +127,10 @@ def _train(scope: contextlib.ExitStack, spec: SpecSource, overrides: list[str] |
 
     check_calibrate_spec(resolved, info)
     kind = task_class(info, resolved.model.name)  # the kind of run, resolved once
-    moving = [k for k in resolved.train.augment.active() if k in ("shift", "rotate", "flip")]
+    moving = [f"augment.{k}" for k in resolved.train.augment.active() if k in ("shift", "rotate", "flip")]
+    moving += [f"tta: {k}" for k in resolved.train.tta]
     if kind.spatial_targets and moving:  # the targets are places in the image: moving it alone misaligns them
-        raise SpecError([f"train.augment.{k}: moves the image but not the {kind.plural}' targets in it; remove it"
+        raise SpecError([f"train.{k}: moves the image but not the {kind.plural}' targets in it; remove it"
                          for k in moving])
     fairness_term, extras = training_terms(resolved, data)
     if resolved.continual is not None:  # checked before a run directory is written or replaced
