@@ -483,3 +483,20 @@ def test_tta_averages_the_outputs_of_the_named_views_everywhere_a_run_is_used(tm
     with pytest.raises(netwright.SpecError, match="train.tta: flip applies to image data"):
         netwright.train({"data": {"name": "iris"}, "model": {"name": "mlp"}, "train": {"epochs": 1, "tta": ["flip"]}},
                         runs_dir=tmp_path, name="t", progress="quiet")
+
+
+def test_a_tie_on_the_monitored_score_goes_to_the_epoch_with_the_lower_validation_loss(tmp_path):
+    """Monitoring val_accuracy on iris (its few select rows tie for many epochs while the loss
+    falls): the kept epoch is the last that raised the accuracy or tied it with a lower loss,
+    recomputed here from metrics.jsonl, and not the first epoch of the plateau."""
+    run = _iris(tmp_path, "ties", epochs=30, keep="best", monitor="val_accuracy")
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    best = None
+    for r in history:
+        if best is None or r["val_accuracy"] > best["val_accuracy"] or (
+                r["val_accuracy"] == best["val_accuracy"] and r["val_loss"] < best["val_loss"]):
+            best = r
+    first = next(r["epoch"] for r in history if r["val_accuracy"] == max(h["val_accuracy"] for h in history))
+    summary = json.loads((run.path / "train.json").read_text())
+    assert summary["best_epoch"] == best["epoch"] != first
+    assert summary["best_value"] == best["val_accuracy"]

@@ -185,7 +185,8 @@ class TrainSpec(_Section):
         "shuffle", description="shuffle: every training example once an epoch; balanced (classification): an epoch "
                                "of draws with replacement, every class equally likely")
     augment: AugmentSpec = AugmentSpec()
-    monitor: str = Field("auto", description="metric that picks the best epoch (val_loss, val_accuracy...); auto: val_loss")
+    monitor: str = Field("auto", description="metric that picks the best epoch (val_loss, val_accuracy...); auto: "
+                         "val_loss; a tie on another metric goes to the epoch with the lower val_loss")
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     keep: Literal["best", "last"] = Field("best", description="weights saved as model.safetensors")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when a GPU is present")

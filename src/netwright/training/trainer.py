@@ -427,8 +427,15 @@ class Trainer:
         delta = ts.early_stopping.min_delta
         improved = value is not None and (
             best is None or (value < best - delta if self.minimize else value > best + delta))
-        if improved:
-            st["best_value"], st["best_epoch"], st["bad_epochs"] = value, epoch, 0
+        # a score that ties its best (an F1 of a few validation rows stays put for epochs) improves
+        # when the validation loss does: the kept epoch is not the first of a plateau
+        loss = record.get("val_loss")
+        tied = (not improved and value is not None and best is not None and abs(value - best) <= delta
+                and self.monitor != "val_loss" and loss is not None and st.get("best_loss") is not None
+                and loss < st["best_loss"])
+        if improved or tied:
+            st["best_value"], st["best_epoch"], st["bad_epochs"] = (best if tied else value), epoch, 0
+            st["best_loss"] = loss
             if ts.keep == "best":
                 weights = self.ema if self.ema is not None else self.module.state_dict()
                 self.best = {k: v.detach().clone() for k, v in weights.items()}
