@@ -71,19 +71,22 @@ def infer_column(name: str, values: list[str]) -> Column:
                                                  f"a postcode, becomes categories with data.prefix: {{{name}: 3}})")
 
 
-LONG_TAIL = 2.0  # skewness above which a column of non-negative numbers is log-transformed by init
+# a column of non-negative numbers that init log-transforms: skewness above LONG_TAIL and its 99th
+# percentile at least TAIL_SPAN times its median (money spread over orders of magnitude; a
+# measurement with a few large values, such as breast_cancer's area error at 7.2 times, is not)
+LONG_TAIL, TAIL_SPAN = 2.0, 9.0
 
 
 def _long_tail(values: list[float]) -> float | None:
-    """The skewness of non-negative numbers whose tail is long (above ``LONG_TAIL``, with a
-    largest value at least 10 times the median, on 20 values or more), else ``None``."""
+    """The skewness of non-negative numbers whose tail is long (``LONG_TAIL``, ``TAIL_SPAN``, on
+    20 values or more), else ``None``."""
     import numpy as np
 
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 20 or v.min() < 0 or v.std() == 0:
         return None
     skew = float(((v - v.mean()) ** 3).mean() / v.std() ** 3)
-    return skew if skew > LONG_TAIL and v.max() >= 10 * max(np.median(v), 1e-12) else None
+    return skew if skew > LONG_TAIL and np.percentile(v, 99) >= TAIL_SPAN * max(np.median(v), 1e-12) else None
 
 
 def _looks_like_id(name: str, numbers: list[float | None]) -> bool:
