@@ -283,6 +283,14 @@ def test_spellings_that_differ_in_case_are_one_category_in_training_and_at_predi
     assert apart.info.preprocess["columns"][0]["categories"] == ["BASIC", "Basic", "basic", "pro"]
 
 
+def predicted_rows(tmp_path: Path, spec: dict, probe: str) -> list[str]:
+    """The rows ``predict`` writes for the CSV text ``probe`` with a run of ``spec`` trained here."""
+    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="probe", progress="quiet")
+    (tmp_path / "probe.csv").write_text(probe)
+    netwright.predict_file(run, tmp_path / "probe.csv", tmp_path / "p.csv")
+    return (tmp_path / "p.csv").read_text().splitlines()[1:]
+
+
 def test_numbers_written_with_currency_signs_and_separators_are_numbers_at_training_and_predict_time(tmp_path):
     """'$1,234.50', '(1,200)', '12 €', '7%' are numbers (the note names the signs); a few 'n/a' still
     read as missing; predicting '$2,000' gives what '2000' gives; a column that is mostly words
@@ -310,12 +318,7 @@ def test_numbers_written_with_currency_signs_and_separators_are_numbers_at_train
     assert spend["kind"] == "numeric" and colour["kind"] == "categorical"
     assert any("spend read as numbers written with '$' '()' ','" in n for n in data.info.preprocess["notes"])
     assert data.info.preprocess["missing"]["cells"] == 1
-    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="money", progress="quiet")
-    probe = tmp_path / "probe.csv"
-    probe.write_text('spend,colour\n"$2,000",red\n2000,red\n(300),blue\n-300,blue\n')
-    out = tmp_path / "p.csv"
-    netwright.predict_file(run, probe, out)
-    got = out.read_text().splitlines()[1:]
+    got = predicted_rows(tmp_path, spec, 'spend,colour\n"$2,000",red\n2000,red\n(300),blue\n-300,blue\n')
     assert got[0] == got[1] and got[2] == got[3]
 
 
@@ -365,12 +368,7 @@ def test_a_prefix_cuts_a_code_to_categories(tmp_path):
     data = load_dataset(load_spec(spec).data)
     col = data.info.preprocess["columns"][0]
     assert col["kind"] == "categorical" and col["categories"] == ["100", "101", "102", "103"]
-    run = netwright.train(spec, runs_dir=tmp_path / "runs", name="codes", progress="quiet")
-    probe = tmp_path / "probe.csv"
-    probe.write_text("postcode\n10155\n10199\n10255\n")
-    out = tmp_path / "p.csv"
-    netwright.predict_file(run, probe, out)
-    got = out.read_text().splitlines()[1:]
+    got = predicted_rows(tmp_path, spec, "postcode\n10155\n10199\n10255\n")
     assert got[0] == got[1] and got[2] != got[0]
     with pytest.raises(DataError, match="data.prefix: postcode: 0"):
         load_dataset(load_spec({**spec, "data": {**spec["data"], "prefix": {"postcode": 0}}}).data)
