@@ -128,12 +128,15 @@ def interrupt_at(step: int, signum: int) -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupt_inside_an_epoch_checkpoints_and_resumes_exactly(signum: int):
+@pytest.mark.parametrize("signum, extra", [(signal.SIGINT, {}), (signal.SIGTERM, {}),
+                                           (signal.SIGINT, {"ema": 0.9, "keep": "last"})],
+                         ids=["SIGINT", "SIGTERM", "SIGINT-ema"])
+def test_an_interrupt_inside_an_epoch_checkpoints_and_resumes_exactly(signum: int, extra: dict):
     # dropout and augmentation draw random numbers inside the epoch: the resume must restore them
+    # (and the weights' moving average, with train.ema)
     spec = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [32], "dropout": 0.3},
             "train": {"epochs": 3, "batch_size": 64, "threads": 1, "augment": {"shift": 1, "noise": 0.05},
-                      "schedule": {"name": "onecycle"}, "optimizer": {"name": "adamw", "lr": 0.01}}}
+                      "schedule": {"name": "onecycle"}, "optimizer": {"name": "adamw", "lr": 0.01}, **extra}}
     before = signal.getsignal(signal.SIGINT)  # what this process had (an earlier test in this worker may have set it)
     full = netwright.train(spec, name="full", progress="quiet")
     steps = full.read_json("train.json")["steps"]

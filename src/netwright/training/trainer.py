@@ -112,7 +112,9 @@ class Trainer:
         # train.ema: a moving average of the weights, updated after every step, which validation,
         # the kept weights and checkpoints use; (average, live) pairs of state tensors
         self.ema = {k: v.detach().clone() for k, v in self.module.state_dict().items()} if ts.ema else None
-        self._ema_pairs = [(self.ema[k], v) for k, v in self.module.state_dict().items()] if self.ema else []
+        pairs = [(self.ema[k], v) for k, v in self.module.state_dict().items()] if self.ema else []
+        self._ema_floats = [p for p in pairs if p[0].is_floating_point()]  # averaged
+        self._ema_counts = [p for p in pairs if not p[0].is_floating_point()]  # copied (batch-norm counters)
         if ts.stop_at is not None:
             self.stop_metric = self._known_metric(ts.stop_at.metric if ts.stop_at.metric.startswith(("val_", "train_"))
                                                   else f"val_{ts.stop_at.metric}", "train.stop_at.metric")
@@ -167,10 +169,10 @@ class Trainer:
         return fit
 
     def _known_metric(self, metric: str, key: str) -> str:
-        known = ["val_" + k for k in self.task.metric_names] + ["train_loss"]
-        if metric not in known or (self.data.val is None and metric != "train_loss"):
-            raise NetwrightError(f"{key}: unknown metric '{metric}'; choose from "
-                                 f"{', '.join(known if self.data.val is not None else ['train_loss'])}")
+        """``metric`` when it is a column of metrics.jsonl (``val_*`` only with a validation split)."""
+        known = (["val_" + k for k in self.task.metric_names] if self.data.val is not None else []) + ["train_loss"]
+        if metric not in known:
+            raise NetwrightError(f"{key}: unknown metric '{metric}'; choose from {', '.join(known)}")
         return metric
 
     def _monitor(self) -> str:
@@ -182,11 +184,7 @@ class Trainer:
             if ts.early_stopping.patience:
                 raise NetwrightError("train.early_stopping needs a validation split; set data.val above 0")
             return "train_loss"
-        monitor = self.task.default_monitor if ts.monitor == "auto" else ts.monitor
-        known = ["val_" + k for k in self.task.metric_names] + ["train_loss"]
-        if monitor not in known:
-            raise NetwrightError(f"train.monitor: unknown metric '{monitor}'; choose from {', '.join(known)}")
-        return monitor
+        return self._known_metric(self.task.default_monitor if ts.monitor == "auto" else ts.monitor, "train.monitor")
 
     # ------------------------------------------------------------------ resume
 
@@ -386,7 +384,7 @@ class Trainer:
                                     f"{st['step'] + 1}); {kept}; lower train.optimizer.lr or set train.grad_clip")
             for s in self.schedulers:
                 s.step()
-            if self._ema_pairs:
+            if self.ema is not None:
                 self._ema_update()
             total += loss * len(yb)
             st["step"] += 1
@@ -458,14 +456,12 @@ class Trainer:
     def _ema_update(self) -> None:
         """average <- decay x average + (1 - decay) x weights, for every floating state tensor
         (batch-norm statistics too); counters are copied."""
-        decay = self.spec.train.ema
         with torch.no_grad():
-            floats = [(a, w) for a, w in self._ema_pairs if a.is_floating_point()]
-            if floats:
-                torch._foreach_lerp_([a for a, _ in floats], [w for _, w in floats], 1.0 - decay)
-            for a, w in self._ema_pairs:
-                if not a.is_floating_point():
-                    a.copy_(w)
+            if self._ema_floats:
+                torch._foreach_lerp_([a for a, _ in self._ema_floats], [w for _, w in self._ema_floats],
+                                     1.0 - self.spec.train.ema)
+            for a, w in self._ema_counts:
+                a.copy_(w)
 
     @contextlib.contextmanager
     def _averaged(self) -> Iterator[None]:
