@@ -147,18 +147,18 @@ class Trainer:
         model = copy.deepcopy(self.module)
         optimizers = self.task.optimizers(model)
         order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.spec.seed))
-        bs, steps = ts.batch_size, min(self.steps_per_epoch, 4)
+        bs, warm, steps = ts.batch_size, 2, min(self.steps_per_epoch, 6)
         state = torch.default_generator.get_state()
         model.train()
         seconds = 0.0
-        for i in range(steps + 1):  # the first step warms up and is not counted
+        for i in range(warm + steps):  # the first steps warm up (kernels chosen, memory taken) and are not counted
             idx = order[(i % self.steps_per_epoch) * bs:(i % self.steps_per_epoch + 1) * bs]
             batch = (self.x[idx].to(self.device), self.y[idx].to(self.device))
             if self.extras:
                 batch = (*batch, {k: v[idx.to(v.device)] for k, v in self.extras.items()})
             t0 = time.perf_counter()
             self.task.train_step(model, batch, optimizers)
-            seconds += (time.perf_counter() - t0) if i else 0.0
+            seconds += (time.perf_counter() - t0) if i >= warm else 0.0
         torch.default_generator.set_state(state)
         step = seconds / max(steps, 1)
         evaluated = len(self.data.val) if self.data.val is not None else 0
