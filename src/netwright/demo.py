@@ -54,11 +54,15 @@ def demo(runs_dir: str | os.PathLike | None = None, say: Callable[[str], Any] = 
     """Run both lives; returns the paths of the two model cards."""
     import netwright
     from netwright.data.synthetic import write_csv
+    from netwright.training.time_to import to_best
 
     cards = {}
     run = netwright.train(DIGITS, name="demo", runs_dir=runs_dir, overwrite=True, progress="quiet")
     acc = netwright.evaluate(run)["metrics"]["accuracy"]
     say(f"digits CNN: test accuracy {acc:.4f} ({run.path})")
+    reached = run.read_json("train.json").get("time_to")
+    if reached:
+        say(f"  99% of its best {reached['metric']} after {to_best(reached)} of {reached['seconds']:.1f} s training")
     ex = netwright.explain(run, samples=4)
     gap = ex.get("completeness", {}).get("mean_relative_gap")
     say(f"  explained {len(ex['samples'])} examples with {len(ex['methods'])} methods; "
