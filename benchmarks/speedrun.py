@@ -6,9 +6,10 @@ same for MNIST-1D and digits) and each seed, the whole ``netwright train`` proce
 (start-up, data loading and the writing of the run included), then ``netwright evaluate`` reads
 the test accuracy. The plain script (``--plain SPEC SEED``, run as its own process too) loads the
 same data and builds the same model with netwright's loaders and builders, then trains with a
-hand-written loop of the recipe: the optimizer, the one-cycle schedule, label smoothing, flips and
-shifts, the weights' moving average and flip test-time augmentation where the spec asks for them;
-so the trainer's share of the time is visible. Runs alternate (recipe, example, plain) within a
+hand-written loop of the recipe for as many epochs as the recipe's run trained (its ``budget_s``
+sets them): the optimizer, the one-cycle schedule, label smoothing, flips and shifts (a shift per
+batch), the weights' moving average and flip and shift test-time augmentation where the spec asks
+for them; so the trainer's share of the time is visible. Runs alternate (recipe, example, plain) within a
 seed so that machine noise hits all three. Prints mean +- sd test accuracy, the median wall time
 and the lowest accuracy of each.
 
@@ -42,26 +43,30 @@ def netwright(*args: str, cwd: Path) -> float:
     return time.perf_counter() - t0
 
 
-def run_netwright(spec: Path, seed: int, folder: Path, name: str) -> tuple[float, float, float]:
-    """(wall seconds of the train process, test accuracy, seconds of training in train.json)."""
+def run_netwright(spec: Path, seed: int, folder: Path, name: str) -> tuple[float, float, float, int]:
+    """(wall seconds of the train process, test accuracy, seconds of training, epochs trained)."""
     seconds = netwright("train", str(spec), "--name", name, "--runs-dir", str(folder), "--set", f"seed={seed}",
                         "--set", "train.checkpoint_interval=0", "-q", "--overwrite", cwd=folder)
     netwright("evaluate", str(folder / name), cwd=folder)
+    summary = json.loads((folder / name / "train.json").read_text())
     return (seconds, json.loads((folder / name / "eval.json").read_text())["metrics"]["accuracy"],
-            json.loads((folder / name / "train.json").read_text())["seconds"])
+            summary["seconds"], summary.get("epochs_planned", summary["epochs"]))
 
 
-def run_plain(spec: Path, seed: int) -> tuple[float, float, float]:
+def run_plain(spec: Path, seed: int, epochs: int) -> tuple[float, float, float, int]:
+    """As :func:`run_netwright`, for the plain loop trained for ``epochs`` (the recipe's run's, whose
+    budget_s set them)."""
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, __file__, "--plain", str(spec), str(seed)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, __file__, "--plain", str(spec), str(seed), str(epochs)], capture_output=True,
+                       text=True)
     if r.returncode:
         raise SystemExit(f"plain {spec.name}: {r.stderr.strip()[-400:]}")
     accuracy, seconds = map(float, r.stdout.split())
-    return time.perf_counter() - t0, accuracy, seconds
+    return time.perf_counter() - t0, accuracy, seconds, epochs
 
 
-def plain(spec_path: str, seed: int) -> tuple[float, float]:
-    """The recipe by hand: (test accuracy, seconds of training)."""
+def plain(spec_path: str, seed: int, epochs: int) -> tuple[float, float]:
+    """The recipe by hand for ``epochs``: (test accuracy, seconds of training)."""
     import torch
     import torch.nn.functional as F
     import yaml
@@ -86,13 +91,13 @@ def plain(spec_path: str, seed: int) -> tuple[float, float]:
         opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
     x, y = data.train.x, data.train.y
     n, bs = len(y), tr.batch_size
-    steps = math.ceil(n / bs) * tr.epochs
+    steps = math.ceil(n / bs) * epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps) \
         if tr.schedule.name == "onecycle" else None
     ema = copy.deepcopy(model) if tr.ema else None
     shift = int(tr.augment.shift)
     t0 = time.perf_counter()
-    for _ in range(tr.epochs):
+    for _ in range(epochs):
         model.train()
         perm = torch.randperm(n)
         for i in range(0, n, bs):
@@ -131,26 +136,27 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--only", nargs="*", choices=sorted(PAIRS))
     ap.add_argument("--no-plain", action="store_true", help="leave out the plain PyTorch script")
-    ap.add_argument("--plain", nargs=2, metavar=("SPEC", "SEED"), help=argparse.SUPPRESS)
+    ap.add_argument("--plain", nargs=3, metavar=("SPEC", "SEED", "EPOCHS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.plain:
-        print(*plain(a.plain[0], int(a.plain[1])))
+        print(*plain(a.plain[0], int(a.plain[1]), int(a.plain[2])))
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for pair in a.only or PAIRS:
             recipe, example = (ROOT / "examples" / f for f in PAIRS[pair])
-            got: dict[str, list[tuple[float, float, float]]] = {recipe.name: [], example.name: []}
+            got: dict[str, list[tuple[float, float, float, int]]] = {recipe.name: [], example.name: []}
             if not a.no_plain:
                 got[f"plain PyTorch, {recipe.name}"] = []
             for seed in range(a.seeds):
                 got[recipe.name].append(run_netwright(recipe, seed, folder, f"{pair}-recipe"))
                 got[example.name].append(run_netwright(example, seed, folder, f"{pair}-example"))
                 if not a.no_plain:
-                    got[f"plain PyTorch, {recipe.name}"].append(run_plain(recipe, seed))
+                    got[f"plain PyTorch, {recipe.name}"].append(run_plain(recipe, seed, got[recipe.name][-1][3]))
                 print(f"{pair} seed {seed}: " + "; ".join(f"{k} {v[-1][1]:.4f} in {v[-1][0]:.1f} s ({v[-1][2]:.1f} s "
-                                                          "training)" for k, v in got.items()), flush=True)
+                                                          f"training, {v[-1][3]} epochs)" for k, v in got.items()),
+                      flush=True)
             for k, v in got.items():
                 acc = [x[1] for x in v]
                 rows.append((pair, k, statistics.fmean(acc), statistics.stdev(acc) if len(acc) > 1 else 0.0,
