@@ -90,6 +90,7 @@ class Trainer:
         self.n_used = n - tail if (tail == 1 or 0 < tail < self.dist.world) and n > tail else n
         self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
         task.fit_to(data.train)  # what the step learns from the train split first (class weights)
+        self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)  # reseeded every epoch
         # train.budget_s: the schedule is as long as the epochs that fit, from a measured step time
         self.epochs = self._epochs_in_budget() if ts.budget_s else ts.epochs
         self.optimizers = task.optimizers(model)
@@ -100,7 +101,6 @@ class Trainer:
         if self.stream and (self.draw is not None or self.extras):
             raise NetwrightError("a streamed table is read in a shuffled order of its row groups: train.sampler: "
                                  "balanced and per-example fairness terms need it in memory (data.stream: false)")
-        self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)
         self.monitor = self._monitor()
         self.minimize = lower_is_better(self.monitor)
         # "batch" and "partial": how far into epoch + 1 a checkpoint taken inside it had got
@@ -150,17 +150,17 @@ class Trainer:
         bs, warm, steps = ts.batch_size, 2, min(self.steps_per_epoch, 6)
         state = torch.default_generator.get_state()
         model.train()
-        seconds = 0.0
+        timed = []
         for i in range(warm + steps):  # the first steps warm up (kernels chosen, memory taken) and are not counted
             idx = order[(i % self.steps_per_epoch) * bs:(i % self.steps_per_epoch + 1) * bs]
-            batch = (self.x[idx].to(self.device), self.y[idx].to(self.device))
+            t0 = time.perf_counter()  # a step as an epoch takes it: gathered, augmented, trained
+            batch = self.augment(self.x[idx].to(self.device), self.y[idx].to(self.device))
             if self.extras:
                 batch = (*batch, {k: v[idx.to(v.device)] for k, v in self.extras.items()})
-            t0 = time.perf_counter()
             self.task.train_step(model, batch, optimizers)
-            seconds += (time.perf_counter() - t0) if i >= warm else 0.0
+            timed.append(time.perf_counter() - t0)
         torch.default_generator.set_state(state)
-        step = seconds / max(steps, 1)
+        step = statistics.median(timed[warm:])  # a step slowed by another process does not set the plan
         evaluated = len(self.data.val) if self.data.val is not None else 0
         epoch = step * self.steps_per_epoch + step / 3 * evaluated / bs
         fit = max(1, min(ts.epochs, int(ts.budget_s / max(epoch, 1e-9))))
