@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .derive import DATE_SHARE, _when, formatted_column, formatted_number
+from .derive import DATE_SHARE, _when, formatted_column, read_formatted
 from .missing import is_missing, number_markers
 
 MAX_CATEGORIES = 50  # more distinct values than this (and than a fifth of the rows) is not a category
@@ -40,7 +40,7 @@ def infer_column(name: str, values: list[str]) -> Column:
     cells = [v.strip() for v in values]
     signs = formatted_column(cells)  # '$1,200', '12%': numbers as the loader reads them
     if signs:
-        cells = [c if (v := formatted_number(c)) is None else str(v[0]) for c in cells]
+        cells = read_formatted(cells)
     written = f", written with {' '.join(repr(s) for s in signs)}" if signs else ""
     marks = number_markers(cells)  # a few '?' or 'unknown' in a column of numbers: missing cells
     filled = [v for v in cells if not is_missing(v, frozenset(marks))]

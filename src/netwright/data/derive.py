@@ -106,6 +106,12 @@ def formatted_number(cell: Any) -> tuple[float, frozenset[str]] | None:
     return (-value if negative else value), frozenset(signs)
 
 
+def read_formatted(cells: list[Any], marks: frozenset[str] = frozenset()) -> list[Any]:
+    """Each formatted cell as its number (text); any other cell as it was (a missing marker, or text
+    the encoder refuses)."""
+    return [c if is_missing(c, marks) or (v := formatted_number(c)) is None else str(v[0]) for c in cells]
+
+
 def formatted_column(cells: list[Any], extra: frozenset[str] = frozenset()) -> list[str]:
     """The signs a column of numbers is written with ('$', ',', '%', '()'), when this share
     (``DATE_SHARE``) of its filled cells reads as :func:`formatted_number` and some carry a sign
@@ -126,19 +132,19 @@ def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categori
     kept, derived, notes = [], [], []
     for name in features:
         cells = table[name]
+        filled = [c for c in cells if not is_missing(c, extra)]
         if name in (prefix or {}):
             length = prefix[name]
-            cut = {cell_text(c)[:length] for c in cells if not is_missing(c, extra)}
+            codes = {cell_text(c) for c in filled}
             derived.append({"column": name, "kind": "prefix", "parts": [], "length": length})
-            notes.append(f"{name} cut to its first {length} characters: {len(cut)} categories "
-                         f"({len({cell_text(c) for c in cells if not is_missing(c, extra)})} before)")
+            notes.append(f"{name} cut to its first {length} characters: {len({c[:length] for c in codes})} "
+                         f"categories ({len(codes)} before)")
             kept.append(name)
             continue
         if not chosen and _looks_like_id(name, cells, extra):
             notes.append(f"{name} left out: it names rows (a different value in every row); list it in "
                          "data.features to use it")
             continue
-        filled = [c for c in cells if not is_missing(c, extra)]
         if filled and name not in (categorical or []) and (signs := formatted_column(filled)):
             derived.append({"column": name, "kind": "number", "parts": [], "signs": signs})
             notes.append(f"{name} read as numbers written with {' '.join(repr(s) for s in signs)}")
@@ -199,9 +205,7 @@ def _date_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> d
 
 
 def _numbers(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
-    """A formatted cell as its number; any other cell as it was (a marker, or text to refuse)."""
-    return {d["column"]: [c if is_missing(c, marks) or (v := formatted_number(c)) is None else str(v[0])
-                          for c in cells]}
+    return {d["column"]: read_formatted(cells, marks)}
 
 
 def _prefix(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:

@@ -24,13 +24,9 @@ VIEWS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
 }
 
 
-def views(x: torch.Tensor, transforms: list[str]) -> list[torch.Tensor]:
-    """The input and each view ``transforms`` names, in order."""
-    return [x] + [view(x) for t in transforms for view in VIEWS[t]]
-
-
 def add_tta(model: nn.Module, transforms: list[str]) -> nn.Module:
-    """``model`` whose eval-mode output is the mean over :func:`views` (a no-op without transforms)."""
+    """``model`` whose eval-mode output is the mean of its outputs for the input and each of its
+    ``VIEWS`` that ``transforms`` names (a no-op without transforms)."""
     if not transforms:
         return model
     inside = [False]  # the views' own forward passes are not augmented again
@@ -40,11 +36,10 @@ def add_tta(model: nn.Module, transforms: list[str]) -> nn.Module:
             return output
         inside[0] = True
         try:
-            outs = [output] + [module(v, *args[1:]) for v in views(args[0], transforms)[1:]]
+            outs = [output] + [module(view(args[0]), *args[1:]) for t in transforms for view in VIEWS[t]]
         finally:
             inside[0] = False
         return torch.stack(outs).mean(0)
 
     model.register_forward_hook(average)
-    model.tta = list(transforms)
     return model

@@ -102,10 +102,11 @@ def folds_of(spec: Spec) -> int | None:
     if isinstance(folds, int):
         return folds
     from ..data import load_dataset
+    from ..data.stream import StreamedSplit
 
     data = load_dataset(spec.data)
     try:
-        if any(hasattr(s, "close") for s in (data.train, data.val, data.test)) or data.val is None:
+        if isinstance(data.train, StreamedSplit) or data.val is None:
             return None  # streamed data is not cross-validated; without a validation split there is nothing to fold
         return AUTO_FOLDS if len(data.val) < SMALL_VAL else None
     finally:
