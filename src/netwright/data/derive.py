@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from itertools import compress
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import DataError
-from .missing import cell_text, is_missing
+from .cells import Cells
+from .missing import absent_of, cell_text, is_missing
 
 DATE_SHARE = 0.9  # a column is dates when this share of its filled cells read as ISO dates (and not as numbers)
 DATE_PARTS = ("year", "month", "day", "weekday", "days")  # days: since 1970-01-01, fractional with a time
@@ -51,6 +55,8 @@ def _named_like_id(name: str) -> bool:
 def _looks_like_id(name: str, cells: list[Any], extra: frozenset[str]) -> bool:
     """A different value in every row that is a whole number or a code (not a measurement), and
     either counts up by one in file order or sits in a column named like an identifier."""
+    if len(cells) < 20 or len(set(cells)) != len(cells):
+        return False  # the same cell twice (or few rows): the same text twice
     filled = [cell_text(c) for c in cells if not is_missing(c, extra)]
     if len(filled) < 20 or len(set(filled)) != len(filled) or len(filled) < len(cells):
         return False
@@ -116,10 +122,46 @@ def formatted_column(cells: list[Any], extra: frozenset[str] = frozenset()) -> l
     """The signs a column of numbers is written with ('$', ',', '%', '()'), when this share
     (``DATE_SHARE``) of its filled cells reads as :func:`formatted_number` and some carry a sign
     (a column of plain numbers needs nothing); empty otherwise."""
-    filled = [c for c in cells if not is_missing(c, extra)]
-    read = [v for v in map(formatted_number, filled) if v is not None]
-    signs = frozenset().union(*(v[1] for v in read))
-    return sorted(signs) if filled and signs and len(read) >= DATE_SHARE * len(filled) else []
+    filled = list(compress(cells, ~absent_of(cells, extra)))
+    if not filled or not _has_sign(cells, filled):
+        return []  # plain numbers or text: no sign to read
+    read = _mostly(formatted_number, filled)
+    signs = frozenset().union(*(v[1] for v in (read or ((), 0))[0]))
+    return sorted(signs) if read is not None and signs else []
+
+
+_SIGNS = CURRENCY + ",%("
+
+
+def _has_sign(cells: Any, filled: list[Any]) -> bool:
+    """Whether a filled cell holds a sign of :func:`formatted_number` (one pass in Arrow when the
+    column is read there)."""
+    text = cells.text() if isinstance(cells, Cells) else None
+    if text is not None:  # ASCII: no currency sign but '$'
+        import pyarrow.compute as pc
+
+        return bool(pc.any(pc.match_substring_regex(text, r"[$,%(]")).as_py())
+    joined = "\n".join(map(cell_text, filled))
+    return any(ch in joined for ch in _SIGNS)
+
+
+def _mostly(read: Callable[[Any], Any], filled: list[Any]) -> tuple[list[Any], int] | None:
+    """(what ``read`` makes of each distinct cell that reads (is not None), how many cells read)
+    when at least ``DATE_SHARE`` of the cells read, else None. Each distinct cell is read once,
+    and the reading stops as soon as too many cells have failed."""
+    from collections import Counter
+
+    allowed, failed, out, count = len(filled) - DATE_SHARE * len(filled), 0, [], 0
+    for cell, times in Counter(filled).items():
+        v = read(cell)
+        if v is None:
+            failed += times
+            if failed > allowed:
+                return None
+        else:
+            out.append(v)
+            count += times
+    return out, count
 
 
 def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categorical: list[str] | None,
@@ -132,7 +174,7 @@ def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categori
     kept, derived, notes = [], [], []
     for name in features:
         cells = table[name]
-        filled = [c for c in cells if not is_missing(c, extra)]
+        filled = list(compress(cells, ~absent_of(cells, extra)))
         if name in (prefix or {}):
             length = prefix[name]
             codes = {cell_text(c) for c in filled}
@@ -145,16 +187,16 @@ def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categori
             notes.append(f"{name} left out: it names rows (a different value in every row); list it in "
                          "data.features to use it")
             continue
-        if filled and name not in (categorical or []) and (signs := formatted_column(filled)):
+        if filled and name not in (categorical or []) and (signs := formatted_column(cells, extra)):
             derived.append({"column": name, "kind": "number", "parts": [], "signs": signs})
             notes.append(f"{name} read as numbers written with {' '.join(repr(s) for s in signs)}")
             kept.append(name)
             continue
         if filled and name not in (categorical or []):
-            times = [_when(c) for c in filled]
-            dates = sum(t is not None for t in times)
-            if dates >= DATE_SHARE * len(filled):
-                timed = any(t is not None and (t.hour or t.minute or t.second) for t in times)
+            read = _mostly(_when, filled)
+            if read is not None:
+                times, dates = read
+                timed = any(t.hour or t.minute or t.second for t in times)
                 parts = list(DATE_PARTS + (TIME_PARTS if timed else ()))
                 derived.append({"column": name, "kind": "datetime", "parts": parts,
                                 **({"na_values": sorted(extra)} if extra else {})})
@@ -176,9 +218,11 @@ def fit(table: dict[str, list[Any]], features: list[str], chosen: bool, categori
 
 
 def _is_text(filled: list[Any]) -> bool:
-    texts = [cell_text(c) for c in filled]
-    if any(_float(t) is not None for t in texts[:1000]):
+    if any(_float(cell_text(c)) is not None for c in filled[:1000]):
         return False
+    if len(set(filled)) < TEXT_DISTINCT * len(filled):
+        return False  # few distinct cells (categories): fewer distinct texts still
+    texts = [cell_text(c) for c in filled]
     words = sum(len(t.split()) for t in texts) / len(texts)
     return words >= TEXT_WORDS and len(set(texts)) >= TEXT_DISTINCT * len(texts)
 
@@ -187,21 +231,25 @@ def _hashed(texts: list[str], buckets: int) -> Any:
     from sklearn.feature_extraction.text import HashingVectorizer
 
     vec = HashingVectorizer(n_features=buckets, ngram_range=(1, 2), alternate_sign=False, norm="l2")
-    return vec.transform(texts).toarray()
+    return vec.transform(texts).astype(np.float32).toarray(order="F")  # float32: what the model reads; by column
 
 
-def _text_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
+def _text_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, Any]:
     counts = _hashed([cell_text(c) for c in cells], len(d["parts"]))  # an empty cell: a text without words
-    return {f"{d['column']}.{p}": counts[:, i].tolist() for i, p in enumerate(d["parts"])}
+    return {f"{d['column']}.{p}": counts[:, i] for i, p in enumerate(d["parts"])}
 
 
-def _date_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
-    parts: dict[str, list[Any]] = {p: [] for p in d["parts"]}
-    for cell in cells:
-        t = None if is_missing(cell, marks) else _when(cell)
-        for p in parts:
-            parts[p].append("" if t is None else _part(t, p))
-    return {f"{d['column']}.{p}": v for p, v in parts.items()}
+def _date_parts(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, Any]:
+    """Each part as a column of numbers, NaN where the cell is missing or no date."""
+    parts = np.full((len(d["parts"]), len(cells)), np.nan)
+    read: dict[Any, list[float] | None] = {}  # each distinct cell read once (dates repeat)
+    for row, cell in enumerate(cells):
+        if cell not in read:
+            t = None if is_missing(cell, marks) else _when(cell)
+            read[cell] = None if t is None else [_part(t, p) for p in d["parts"]]
+        if (values := read[cell]) is not None:
+            parts[:, row] = values
+    return {f"{d['column']}.{p}": parts[i] for i, p in enumerate(d["parts"])}
 
 
 def _numbers(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[str, list[Any]]:
@@ -213,12 +261,13 @@ def _prefix(d: dict[str, Any], cells: list[Any], marks: frozenset[str]) -> dict[
 
 
 # each kind of derivation: (derivation, the column's raw cells, missing markers) -> its output columns
-APPLY: dict[str, Callable[[dict[str, Any], list[Any], frozenset[str]], dict[str, list[Any]]]] = {
+# (a list of cells, or an array of numbers with NaN where missing)
+APPLY: dict[str, Callable[[dict[str, Any], list[Any], frozenset[str]], dict[str, Any]]] = {
     "datetime": _date_parts, "text": _text_parts, "number": _numbers, "prefix": _prefix}
 
 
 def apply(table: dict[str, list[Any]], derived: list[dict[str, Any]] | None, source: str,
-          extra: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
+          extra: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``table`` with each derived column replaced by its parts (a missing cell, or one that is
     no date in a column of dates: missing parts), or by its cells read anew (a formatted number,
     a prefix)."""

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .cells import Cells, absent_text
 from .layout import column_blocks
 
 Strategy = Literal["median", "mean", "most_frequent", "constant", "iterative", "drop", "error"]
@@ -40,6 +41,18 @@ def is_missing(cell: Any, extra: frozenset[str] = frozenset()) -> bool:
     return text in MISSING_TOKENS or text in extra
 
 
+def absent_of(cells: Any, extra: frozenset[str] = frozenset()) -> np.ndarray:
+    """:func:`is_missing` of every cell of a column at once: a float array (a derived column) is
+    missing where it is NaN; cells of text are compared once each with the markers."""
+    if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
+        return np.isnan(cells)
+    tokens = MISSING_TOKENS | extra
+    if isinstance(cells, Cells) and (absent := absent_text(cells, tokens)) is not None:
+        return absent
+    return np.fromiter((c is None or (c != c if isinstance(c, float) else str(c).strip() in tokens) for c in cells),
+                       dtype=bool, count=len(cells))
+
+
 # a column of numbers may mark a missing cell its own way ('?', '-', 'unknown'): read as missing when
 # such cells are few (at most this share of the filled cells, or MARKERS_FEW in a small table)
 MARKERS_SHARE, MARKERS_FEW = 0.01, 2
@@ -50,6 +63,10 @@ def number_markers(cells: list[Any], extra: frozenset[str] = frozenset()) -> dic
     a digit ('?', '-', 'unknown', 'not given'), few of them (at most 1% of the filled cells, or 2 in
     a small table, and under a tenth) and every other filled cell a number. Marker -> how many
     cells hold it; empty when the column is no such column (numbers throughout, or text)."""
+    if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
+        return {}  # numbers throughout (a derived column)
+    if isinstance(cells, Cells) and (read := cells.numbers()) is not None:
+        return _markers_read(cells, read[0], absent_of(cells, extra))
     markers: dict[str, int] = {}
     numbers = 0
     for cell in cells:
@@ -70,6 +87,22 @@ def number_markers(cells: list[Any], extra: frozenset[str] = frozenset()) -> dic
     if not numbers or few > max(MARKERS_FEW, MARKERS_SHARE * filled) or few * 10 >= filled:
         return {}
     return markers
+
+
+def _markers_read(cells: Cells, numbers: np.ndarray, absent: np.ndarray) -> dict[str, int]:
+    """:func:`number_markers` of a column read at once (:meth:`Cells.numbers`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    others = ~numbers & ~absent
+    count, few = int((numbers & ~absent).sum()), int(others.sum())
+    filled = count + few
+    if not count or few > max(MARKERS_FEW, MARKERS_SHARE * filled) or few * 10 >= filled:
+        return {}
+    texts = cells.text().filter(pa.array(others))
+    if pc.any(pc.match_substring_regex(texts, r"\d")).as_py():
+        return {}  # '12 kg', '1O5': a value written wrongly, not a marker
+    return {v["values"]: v["counts"] for v in pc.value_counts(texts).to_pylist()}
 
 
 def describe_markers(column: str, markers: dict[str, int]) -> str:

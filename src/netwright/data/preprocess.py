@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import DataError
 from .layout import column_blocks, column_width
-from .missing import MISSING_CATEGORY, MISSING_TOKENS, OTHER_CATEGORY, cell_text, impute, is_missing
+from .cells import Cells, cells_of
+from .missing import MISSING_CATEGORY, MISSING_TOKENS, OTHER_CATEGORY, absent_of, cell_text, impute
 
 # --------------------------------------------------------------------------- tables
 
@@ -31,7 +32,7 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
     """
     from .derive import apply
 
-    table = apply(table, derived, source)  # dates into their parts (preprocess["derived"])
+    table = cells_of(apply(table, derived, source))  # dates into their parts (preprocess["derived"])
     n = len(next(iter(table.values()))) if table else 0
     blocks = []
     for col in columns:
@@ -43,19 +44,33 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
         strategy = col.get("missing", "error")  # runs written before missing-value handling: "error"
         absent = np.zeros(n, dtype=bool)
         if strategy != "error":
-            extra = frozenset(col.get("na_values", ()))
-            absent = np.array([is_missing(v, extra) for v in values], dtype=bool)
+            absent = absent_of(values, frozenset(col.get("na_values", ())))
             if strategy == "drop" and absent.any():
                 raise DataError(f"{source}: column '{name}' row {int(np.argmax(absent)) + 1} is missing, and this run "
                                 "was trained with data.missing: drop there (nothing to fill it with); fill the cell")
         if col["kind"] == "numeric":
-            blocks.append(parse_numeric([np.nan if a else v for v, a in zip(values, absent)], name, source,
-                                        allow_nan=bool(absent.any()), trained=trained)[:, None])
+            cells = _read_numbers(values, absent)
+            if cells is None:
+                cells = [np.nan if a else v for v, a in zip(values, absent)]
+            blocks.append(parse_numeric(cells, name, source, allow_nan=bool(absent.any()), trained=trained)[:, None])
         else:
             blocks.append(_encode_categories(col, values, absent, source))
         if col.get("indicator"):
             blocks.append(absent.astype(np.float32)[:, None])
     return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
+
+
+def _read_numbers(values: Any, absent: np.ndarray) -> np.ndarray | None:
+    """A column's numbers with NaN where a cell is missing: the array itself (a derived column), or
+    its cells read at once (:class:`Cells`) when every filled cell is a finite number; None
+    otherwise (read cell by cell, which names the offending row)."""
+    if isinstance(values, np.ndarray):
+        return values
+    read = values.numbers() if isinstance(values, Cells) else None
+    if read is None or not (read[0] | absent).all():
+        return None
+    numbers = np.where(absent, np.nan, read[1])
+    return numbers if np.isfinite(numbers[~absent]).all() else None
 
 
 def category_key(col: dict[str, Any]) -> Any:
@@ -71,6 +86,9 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
     ``(other)`` in an embedded column and a row of zeros (none of the known ones) in a one-hot
     one; only an ``id`` column without ``(other)`` (users, items) refuses it."""
     name, cats, n = col["name"], col["categories"], len(values)
+    read = _category_codes(col, values, absent) if isinstance(values, Cells) else None
+    if read is not None:
+        return _category_block(col, *read, absent)
     index = {c: i for i, c in enumerate(cats)}
     key_of = category_key(col)
     fold = {key_of(c): c for c in cats} if col.get("fold_case") else None  # 'BASIC' -> 'basic'
@@ -90,9 +108,49 @@ def _encode_categories(col: dict[str, Any], values: list[Any], absent: np.ndarra
             raise DataError(f"{source}: column '{name}' row {row + 1} holds '{key}', a category not seen "
                             f"in training; known: {known}")
         codes[row] = index[key]
+    return _category_block(col, codes, blank, absent)
+
+
+def _category_codes(col: dict[str, Any], values: Cells, absent: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, blank) of ``_encode_categories`` from the column's Arrow text, or None where it is
+    read cell by cell (no Arrow text, or a new category that an ``id`` column refuses)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = values.text()
+    if text is None:
+        return None
+    cats = col["categories"]
+    if col.get("fold_case"):  # a cell matches a category by its lower case ('BASIC' -> 'basic')
+        text = pc.utf8_lower(text)
+        keys = [c.lower() for c in cats]
+    else:
+        keys = list(cats)
+    found = pc.index_in(text, value_set=pa.array(keys, pa.string())).to_numpy(zero_copy_only=False)
+    known = ~np.isnan(found) if found.dtype.kind == "f" else np.ones(len(found), dtype=bool)  # NaN: not found
+    codes = np.where(known, np.nan_to_num(found), 0).astype(np.int64)
+    new = ~known & ~absent
+    if new.any():
+        if OTHER_CATEGORY in cats:
+            codes[new] = cats.index(OTHER_CATEGORY)
+        elif col["kind"] != "categorical":
+            return None  # an id column refuses it, naming the row
+    blank = new & (OTHER_CATEGORY not in cats)
+    if MISSING_CATEGORY in cats:
+        codes[absent] = cats.index(MISSING_CATEGORY)
+    else:
+        blank = blank | absent
+    codes[blank] = 0
+    return codes, blank
+
+
+def _category_block(col: dict[str, Any], codes: np.ndarray, blank: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    """One-hot rows (an ``id`` column: its column of indices) from the codes, blank rows zero (NaN
+    where a missing cell is filled later)."""
+    n = len(codes)
     if col["kind"] == "id":  # one column of category indices (users, items: too many for one-hot)
         return codes[:, None].astype(np.float32)
-    onehot = np.zeros((n, len(cats)), dtype=np.float32)
+    onehot = np.zeros((n, len(col["categories"])), dtype=np.float32)
     onehot[np.arange(n), codes] = 1.0
     onehot[blank] = 0.0  # a new category: a row of zeros (unseen_note says so)
     onehot[blank & absent] = np.nan if col.get("missing") == "most_frequent" else 0.0
@@ -210,6 +268,11 @@ def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = F
     """Parse one column as float32; text, empty cells, NaN (unless ``allow_nan``: a missing cell
     to fill) and inf fail with the row (``trained``: rows for a trained model, whose spec is
     settled: the message says what predict can do)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # numbers already (a derived column)
+        values = values.astype(np.float32)
+        if (allow_nan or not np.isnan(values).any()) and not np.isinf(values).any():
+            return values
+        values = values.tolist()  # through the cells below, to name the row
     out = np.empty(len(values), dtype=np.float32)
     for row, v in enumerate(values):
         try:

@@ -13,9 +13,10 @@ import numpy as np
 
 from ..errors import DataError
 from .info import RawData, StreamRequest
-from .missing import (MISSING_CATEGORY, OTHER_CATEGORY, Strategy, cell_text, describe_markers, fills_value, is_missing,
-                      number_markers, strategy_of)
+from .missing import (MISSING_CATEGORY, OTHER_CATEGORY, Strategy, absent_of, cell_text, describe_markers, fills_value,
+                      is_missing, number_markers, strategy_of)
 from . import derive
+from .cells import Cells, cells_of
 from .preprocess import encode_table, table_feature_names
 from .registry import register_dataset
 
@@ -76,7 +77,12 @@ def _is_number(v: str) -> bool:
         return False
 
 
-def _mostly_text(values: list[str]) -> bool:
+def _mostly_text(values: Any) -> bool:
+    if isinstance(values, np.ndarray):
+        return False  # numbers (a derived column)
+    if isinstance(values, Cells) and (read := values.numbers()) is not None:
+        filled = ~absent_of(values)
+        return bool(filled.any()) and int((filled & ~read[0]).sum()) > filled.sum() / 2
     filled = [v for v in values if not is_missing(v)]
     return bool(filled) and sum(not _is_number(v) for v in filled) > len(filled) / 2
 
@@ -149,6 +155,7 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     are the ``csv`` loader's. ``categories`` and ``classes``: the values each categorical column
     and the target take in the whole file, when ``table`` is a sample of it (a streamed table)."""
     known = list(table)
+    table = cells_of(table)  # each column's cells read at once where Arrow reads them alike
     named = list(missing) if isinstance(missing, dict) else []
     for col in [target, *(features or []), *(categorical or []), *sensitive, *(c for c in named if c != "default"),
                 *transform, *prefix]:
@@ -185,10 +192,10 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
     columns, facts_notes, sources = [], [], derive.column_sources(derived)
     for c in features:
         strategy = strategy_of(missing, c)
-        absent = [is_missing(v, na_of[c]) for v in table[c]]
+        absent = absent_of(table[c], na_of[c])
         col: dict = {"name": c, "kind": "categorical" if c in cat else "numeric", "missing": strategy}
         if col["kind"] == "categorical":
-            seen = [v.strip() for v, a in zip(table[c], absent) if not a] + list((categories or {}).get(c, ()))
+            seen = [v.strip() for v, a in zip(table[c], absent.tolist()) if not a] + list((categories or {}).get(c, ()))
             cats, folded = fold_spellings(seen) if fold_case else (sorted(set(seen)), [])
             if folded:
                 col["fold_case"] = True
@@ -196,7 +203,7 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
                                    "(spellings that differ in case are one category; data.fold_case: false keeps them apart)")
             many = len(cats) > embed_above  # an index the model embeds, not a one-hot block
             # a column never filled in training: its only category is '(missing)'
-            own = any(absent) and (strategy != "most_frequent" or many or not cats)
+            own = bool(absent.any()) and (strategy != "most_frequent" or many or not cats)
             col["categories"] = cats + ([MISSING_CATEGORY] if own else []) + ([OTHER_CATEGORY] if many else [])
             if many:
                 col["kind"] = "id"
@@ -210,12 +217,12 @@ def table_dataset(table: dict[str, list[str]], src: str, target: str, task: str 
             col["fill_value"] = fill_value
         if na_of[c]:
             col["na_values"] = sorted(na_of[c])
-        if any(absent) and fills_value(col) and missing_indicator:
+        if absent.any() and fills_value(col) and missing_indicator:
             col["indicator"] = True
             facts["indicators"].append(c)
-        if any(absent):  # a date's blank cell is missing in each of its parts: counted once, by its column
+        if absent.any():  # a date's blank cell is missing in each of its parts: counted once, by its column
             source = sources.get(c, c)
-            facts["cells"] += sum(absent) if source not in facts["strategies"] else 0
+            facts["cells"] += int(absent.sum()) if source not in facts["strategies"] else 0
             facts["strategies"][source] = strategy if fills_value(col) else "category"
         columns.append(col)
     x = encode_table(columns, table, src)
@@ -378,14 +385,14 @@ def _handle_missing(table: dict[str, list[str]], target: str, features: list[str
     n = len(table[target])
     keep = np.ones(n, dtype=bool)
     dropped: dict[str, int] = {}
-    no_target = np.array([is_missing(v, na) for v in table[target]])
+    no_target = absent_of(table[target], na)
     if no_target.all():
         raise DataError(f"{src}: the target '{target}' is missing in every row")
     if no_target.any():
         dropped[f"no {target}"] = int(no_target.sum())
         keep &= ~no_target
     for c in features:
-        absent = np.array([is_missing(v, na_of[c]) for v in table[c]]) & keep
+        absent = absent_of(table[c], na_of[c]) & keep
         strategy = strategy_of(missing, c)
         if not absent.any():
             continue
@@ -401,5 +408,5 @@ def _handle_missing(table: dict[str, list[str]], target: str, features: list[str
                         "fill them instead (data.missing: median)")
     if not keep.all():
         rows = np.flatnonzero(keep)
-        table = {c: [v[i] for i in rows] for c, v in table.items()}
+        table = {c: v[rows] if isinstance(v, np.ndarray) else Cells([v[i] for i in rows]) for c, v in table.items()}
     return table, {"cells": 0, "strategies": {}, "indicators": [], "dropped_rows": dropped}

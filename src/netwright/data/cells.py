@@ -1,0 +1,88 @@
+"""A column of raw table cells read at once in Arrow instead of one cell at a time in Python.
+
+:class:`Cells` is the list of a column's cells (it is a ``list``: every per-cell function still
+reads it) that also holds the column as Arrow text, trimmed, once. The questions asked of a whole
+column (which cells are missing, which read as numbers and as what) are answered from it in
+Arrow compute, with the same answers as ``missing.is_missing`` and Python's ``float`` give cell by
+cell: Arrow's trimming and number parsing agree with Python's on ASCII text, so a column holding
+any other character (or a cell that is not text) is read the per-cell way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_ODD = r"[^\t\n\x0b\x0c\r\x20-\x7e]"  # outside printable ASCII and the whitespace both trim alike
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"  # a number Arrow and Python read alike
+_MAYBE = r"(?i)^[+-]?(inf|infinity|nan|[0-9_.e+-]+)$"  # what else Python's float might read ('1_000', 'Inf')
+
+
+class Cells(list):
+    """A column's raw cells, with its Arrow text made once (see the module)."""
+
+    _text: Any = None
+    _made = False
+
+    def text(self) -> Any:
+        """The cells as a trimmed Arrow string array (a missing value as ''), or None where the
+        column holds a cell that is not text, or a character outside ASCII."""
+        if not self._made:
+            self._made = True
+            self._text = _arrow_text(self)
+        return self._text
+
+    def numbers(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(is a number, its value or NaN) for each cell, as Python's ``float`` reads its text; None
+        where :meth:`text` is None."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        t = self.text()
+        if t is None:
+            return None
+        sure = np.asarray(pc.match_substring_regex(t, _NUMBER).to_numpy(zero_copy_only=False), dtype=bool)
+        values = np.full(len(self), np.nan)
+        if sure.any():
+            values[sure] = pc.cast(t.filter(pa.array(sure)), pa.float64()).to_numpy(zero_copy_only=False)
+        maybe = ~sure & np.asarray(pc.match_substring_regex(t, _MAYBE).to_numpy(zero_copy_only=False), dtype=bool)
+        for row in np.flatnonzero(maybe):
+            try:
+                values[row] = float(self[row])
+                sure[row] = True
+            except ValueError:
+                pass
+        return sure, values
+
+
+def cells_of(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` with each list of cells as :class:`Cells` (arrays of numbers as they are)."""
+    return {c: v if isinstance(v, (Cells, np.ndarray)) else Cells(v) for c, v in table.items()}
+
+
+def _arrow_text(cells: list[Any]) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not cells:
+        return None
+    try:
+        arr = pa.array(cells, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None  # numbers, bools: read cell by cell
+    if pc.any(pc.match_substring_regex(arr, _ODD)).as_py():
+        return None
+    return pc.ascii_trim_whitespace(arr.fill_null(""))
+
+
+def absent_text(cells: Cells, tokens: frozenset[str]) -> np.ndarray | None:
+    """Which cells are missing (their trimmed text one of ``tokens``), or None (see :meth:`Cells.text`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = cells.text()
+    if t is None:
+        return None
+    return np.asarray(pc.is_in(t, value_set=pa.array(sorted(tokens), pa.string())).to_numpy(zero_copy_only=False),
+                      dtype=bool)
