@@ -6,6 +6,7 @@ from __future__ import annotations
 from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,13 @@ CELL = st.one_of(
     st.sampled_from(["basic", "Basic", "BASIC", " pro ", "plus", "café", "(missing)", "(other)"]),
 )
 COLUMN = st.lists(CELL, min_size=1, max_size=40)
+
+
+@pytest.fixture(autouse=True)
+def _every_column_at_once():
+    """Columns of any length read in Arrow (outside the tests only those of ``at_once`` cells or more)."""
+    with mock.patch.object(Cells, "at_once", 1):
+        yield
 
 
 def _per_cell():
@@ -93,3 +101,23 @@ def test_a_table_loads_and_encodes_as_it_does_cell_by_cell(data, n, missing, emb
     with _per_cell():
         slow_new = _outcome(encode)
     _same(fast_new, slow_new)
+
+
+FIELD = st.text(alphabet=st.sampled_from(list('ab1 ,"\n\r\t.-é')), max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(FIELD, min_size=3, max_size=3), min_size=1, max_size=8),
+       quote_all=st.booleans(), bom=st.booleans())
+def test_a_csv_file_reads_the_same_cells_with_arrow_as_with_the_csv_module(tmp_path_factory, rows, quote_all, bom):
+    import csv
+
+    from netwright.data import tabular
+
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    with open(path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
+        csv.writer(fh, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL).writerows([["a", " b", "c"], *rows])
+    fast = _outcome(lambda: tabular.read_csv(path))
+    with mock.patch.object(tabular, "_arrow_csv", lambda *a: None):
+        slow = _outcome(lambda: tabular.read_csv(path))
+    assert fast == slow

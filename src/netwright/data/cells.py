@@ -22,16 +22,26 @@ _MAYBE = r"(?i)^[+-]?(inf|infinity|nan|[0-9_.e+-]+)$"  # what else Python's floa
 class Cells(list):
     """A column's raw cells, with its Arrow text made once (see the module)."""
 
+    at_once = 64  # fewer cells (a served request) are read one at a time: quicker than a trip to Arrow
     _text: Any = None
     _made = False
+    _numbers: tuple[np.ndarray, np.ndarray] | None = None
 
     def text(self) -> Any:
         """The cells as a trimmed Arrow string array (a missing value as ''), or None where the
-        column holds a cell that is not text, or a character outside ASCII."""
+        column is short, holds a cell that is not text, or a character outside ASCII."""
         if not self._made:
             self._made = True
-            self._text = _arrow_text(self)
+            self._text = _arrow_text(self) if len(self) >= self.at_once else None
         return self._text
+
+    @classmethod
+    def of_arrow(cls, array: Any) -> "Cells":
+        """The cells of an Arrow string array (no nulls), its text made from it without a copy back."""
+        cells = cls(array.to_pylist())
+        if len(cells) >= cls.at_once:
+            cells._made, cells._text = True, _checked(array)
+        return cells
 
     def numbers(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(is a number, its value or NaN) for each cell, as Python's ``float`` reads its text; None
@@ -39,6 +49,8 @@ class Cells(list):
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if self._numbers is not None:
+            return self._numbers
         t = self.text()
         if t is None:
             return None
@@ -53,7 +65,8 @@ class Cells(list):
                 sure[row] = True
             except ValueError:
                 pass
-        return sure, values
+        self._numbers = (sure, values)
+        return self._numbers
 
 
 def cells_of(table: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +84,12 @@ def _arrow_text(cells: list[Any]) -> Any:
         arr = pa.array(cells, pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None  # numbers, bools: read cell by cell
+    return _checked(arr)
+
+
+def _checked(arr: Any) -> Any:
+    import pyarrow.compute as pc
+
     if pc.any(pc.match_substring_regex(arr, _ODD)).as_py():
         return None
     return pc.ascii_trim_whitespace(arr.fill_null(""))

@@ -57,7 +57,17 @@ def encode_table(columns: list[dict[str, Any]], table: dict[str, list[Any]], sou
             blocks.append(_encode_categories(col, values, absent, source))
         if col.get("indicator"):
             blocks.append(absent.astype(np.float32)[:, None])
-    return np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((n, 0), np.float32)
+    return _joined(blocks, n)
+
+
+def _joined(blocks: list[np.ndarray], n: int) -> np.ndarray:
+    """The blocks side by side as one float32 matrix (C order), filled a column block at a time."""
+    out = np.empty((n, sum(b.shape[1] for b in blocks)), dtype=np.float32, order="F")
+    at = 0
+    for b in blocks:
+        out[:, at:at + b.shape[1]] = b
+        at += b.shape[1]
+    return np.ascontiguousarray(out)
 
 
 def _read_numbers(values: Any, absent: np.ndarray) -> np.ndarray | None:
@@ -126,6 +136,8 @@ def _category_codes(col: dict[str, Any], values: Cells, absent: np.ndarray) -> t
         keys = [c.lower() for c in cats]
     else:
         keys = list(cats)
+    if len(set(keys)) < len(keys):
+        return None  # a category twice (a cell that reads '(missing)'): the cell path decides which
     found = pc.index_in(text, value_set=pa.array(keys, pa.string())).to_numpy(zero_copy_only=False)
     known = ~np.isnan(found) if found.dtype.kind == "f" else np.ones(len(found), dtype=bool)  # NaN: not found
     codes = np.where(known, np.nan_to_num(found), 0).astype(np.int64)
@@ -269,7 +281,7 @@ def parse_numeric(values: list[Any], name: str, source: str, allow_nan: bool = F
     to fill) and inf fail with the row (``trained``: rows for a trained model, whose spec is
     settled: the message says what predict can do)."""
     if isinstance(values, np.ndarray) and values.dtype.kind == "f":  # numbers already (a derived column)
-        values = values.astype(np.float32)
+        values = np.asarray(values, dtype=np.float32)
         if (allow_nan or not np.isnan(values).any()) and not np.isinf(values).any():
             return values
         values = values.tolist()  # through the cells below, to name the row

@@ -29,6 +29,8 @@ def read_csv(path: Path | io.TextIOBase, delimiter: str = ",") -> dict[str, list
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if (read := _arrow_csv(path, delimiter)) is not None:
+        return read
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(bounded_lines(fh, path), delimiter=delimiter))
@@ -37,6 +39,31 @@ def read_csv(path: Path | io.TextIOBase, delimiter: str = ",") -> dict[str, list
     except csv.Error as e:
         raise DataError(f"{path}: malformed CSV: {e}") from None
     return _columns(rows, path)
+
+
+def _arrow_csv(path: Path, delimiter: str) -> dict[str, Cells] | None:
+    """The file read by pyarrow's CSV reader, every column as text (the cells the csv module gives,
+    each column's Arrow text kept for :class:`Cells`); None where Arrow cannot read it (a ragged
+    row, a duplicate header, a line too long, bad UTF-8): the csv module then reads it, and says
+    what is wrong."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader([fh.readline(MAX_LINE)], delimiter=delimiter), [])
+        stripped = [h.strip() for h in header]
+        if not header or len(set(header)) != len(header) or len(set(stripped)) != len(stripped):
+            return None
+        t = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                           convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                                strings_can_be_null=False,
+                                                                quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error, OSError):
+        return None
+    if t.column_names != header or t.num_rows == 0:
+        return None
+    return {h: Cells.of_arrow(t.column(raw).combine_chunks()) for h, raw in zip(stripped, header)}
 
 
 MAX_LINE = 64 << 20  # characters of one CSV line: a file without line breaks is refused after reading this much
