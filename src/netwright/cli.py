@@ -213,8 +213,9 @@ def predict(
     run: Annotated[str, typer.Argument(help="run directory")],
     inputs: Annotated[str, typer.Argument(metavar="INPUT", help=".csv, .parquet, .jsonl, .npy, .npz, an image, a "
                                                                 "folder of images, or .txt")],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to FILE (.json, .csv, .parquet or "
-                                                                      ".jsonl; a table file is streamed in chunks; "
+    output: Annotated[Optional[str], typer.Option("--out", "-o", help="write to FILE (.json, .csv, .parquet or "
+                                                                      ".jsonl; a table file is streamed in chunks, "
+                                                                      "and may be a URL such as s3://bucket/key; "
                                                                       ".png: the picture a prediction carries, "
                                                                       "e.g. a mask)")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="json or csv [default: by --out suffix, else json]")] = None,
@@ -236,15 +237,22 @@ def predict(
     """
     from .atomic import write_text
     from .data.chunks import INPUTS, OUTPUTS, csv_text, flatten
+    from .data.location import is_url
 
-    fmt = fmt or (output.suffix.lstrip(".").lower() if output is not None and output.suffix else "json")
-    folder = Path(inputs).is_dir()
-    if output is not None and output.suffix.lower() in OUTPUTS and (Path(inputs).suffix.lower() in INPUTS or folder):
+    suffix = Path(output).suffix.lower() if output is not None else ""
+    fmt = fmt or (suffix.lstrip(".") if suffix else "json")
+    folder = not is_url(inputs) and Path(inputs).is_dir()
+    if suffix in OUTPUTS and (Path(inputs).suffix.lower() in INPUTS or folder):
         from .run import Run
 
         opened = Run.open(run)
         if opened.info.preprocess.get("kind") == ("image" if folder else "table"):
-            return _predict_file(opened, Path(inputs), output, id_column, chunk_rows, coverage, on_error)
+            return _predict_file(opened, inputs if is_url(inputs) else Path(inputs),
+                                 output if is_url(output) else Path(output), id_column, chunk_rows, coverage, on_error)
+    if is_url(inputs) or is_url(output):
+        raise NetwrightError("a URL (s3://...) is read or written by bulk prediction: a table file of a tabular run "
+                             "into --out FILE.csv/.parquet/.jsonl")
+    output = Path(output) if output is not None else None
     if fmt not in ("json", "csv", "png"):
         raise NetwrightError(f"--format {fmt}: choose json or csv (.parquet and .jsonl take a table file of a tabular run)")
     if id_column is not None:
@@ -290,7 +298,7 @@ def _write_pictures(rows: list[dict[str, Any]], output: Path | None) -> None:
     err.print(f"wrote {len(paths)} picture{'s' * (len(paths) > 1)}: {paths[0]}{' ...' if len(paths) > 1 else ''}")
 
 
-def _predict_file(run, inputs: Path, output: Path, id_column: str | None, chunk_rows: int,
+def _predict_file(run, inputs: Path | str, output: Path | str, id_column: str | None, chunk_rows: int,
                   coverage: float | None, on_error: str) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

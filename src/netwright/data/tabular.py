@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from .info import RawData, StreamRequest
+from .location import Location, is_url, local_copy, read_parquet
 from .missing import (MISSING_CATEGORY, OTHER_CATEGORY, Strategy, absent_of, cell_text, describe_markers, fills_value,
                       is_missing, number_markers, strategy_of)
 from . import derive
@@ -116,7 +117,7 @@ def _mostly_text(values: Any) -> bool:
 
 @register_dataset("csv", modality="tabular")
 def csv_file(
-    path: Path,
+    path: Location,
     target: str,
     task: Literal["auto", "classification", "regression"] = "auto",
     features: list[str] | None = None,
@@ -136,7 +137,7 @@ def csv_file(
     """A CSV file with a header row: one target column, numeric and categorical features.
 
     Args:
-        path: the CSV file.
+        path: the CSV file: a local path or a URL (s3://bucket/key.csv, gs://, any fsspec URL).
         target: the column to predict; rows where it is missing are dropped (and counted).
         task: classification, regression, or auto (text or few integer values: classification).
         features: columns used as inputs (default: all but target and sensitive ones).
@@ -164,7 +165,11 @@ def csv_file(
         prefix: column -> n: a code with structure (a postcode) cut to its first n characters,
             then a category.
     """
-    table = read_csv(path, delimiter)
+    if is_url(path):
+        with local_copy(str(path)) as local:
+            table = read_csv(local, delimiter)
+    else:
+        table = read_csv(path, delimiter)
     src = str(path) if not isinstance(path, io.TextIOBase) else "csv"
     return table_dataset(table, src, target, task, features, categorical, sensitive, sensitive_as_feature, missing,
                          missing_indicator, fill_value, na_values, embed_above, fold_case, transform=transform,
@@ -308,16 +313,23 @@ def fold_spellings(cells: list[str]) -> tuple[list[str], list[str]]:
     return sorted(cats), notes
 
 
-def read_arrow_table(path: Path) -> dict[str, list[str]]:
-    """A Parquet or JSON Lines file (by its suffix) as ``{column: [cell, ...]}``: every value as
-    the text a CSV would hold, a null as an empty cell (missing)."""
+def read_arrow_table(path: Location, suffix: str | None = None) -> dict[str, list[str]]:
+    """A Parquet or JSON Lines file (by ``suffix``, else the path's) as ``{column: [cell, ...]}``:
+    every value as the text a CSV would hold, a null as an empty cell (missing). Parquet may be a
+    folder of files (hive partitions as columns) and either may be at a URL (``location``)."""
     import pyarrow as pa
 
+    parquet = (suffix or Path(str(path)).suffix).lower() == ".parquet"
+    if parquet and (is_url(path) or Path(path).is_dir()):
+        return _cells_of(read_parquet(path), str(path))
+    if is_url(path):
+        with local_copy(str(path)) as local:
+            return read_arrow_table(local, suffix)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        if path.suffix.lower() == ".parquet":
+        if parquet:
             import pyarrow.parquet as pq
 
             t = pq.read_table(path)
@@ -331,6 +343,10 @@ def read_arrow_table(path: Path) -> dict[str, list[str]]:
         why = str(e).splitlines()[0][:200]
         raise DataError(f"{path}: not a readable {path.suffix.lstrip('.') or 'table'} file ({why}); "
                         "every row needs the same columns with one value each") from None
+    return _cells_of(t, str(path))
+
+
+def _cells_of(t: Any, path: str) -> dict[str, list[str]]:
     if t.num_rows == 0:
         raise DataError(f"{path}: the file has no rows")
 
@@ -350,10 +366,11 @@ def _table_file_loader(fmt: str, suffix: str, extra: Callable[..., Any] | None =
 
     own = [p for p in inspect.signature(extra).parameters.values() if p.kind == p.KEYWORD_ONLY] if extra else []
 
-    def loader(path: Path, **options: object) -> Any:
+    def loader(path: Location, **options: object) -> Any:
         mine = {p.name: options.pop(p.name, p.default) for p in own}
-        streamed = extra(Path(path), options, **mine) if extra else None
-        return streamed if streamed is not None else table_dataset(read_arrow_table(path), str(path), **options)
+        streamed = extra(path, options, **mine) if extra else None
+        return streamed if streamed is not None else table_dataset(read_arrow_table(path, suffix), str(path),
+                                                                   **options)
 
     sig = inspect.signature(csv_file)
     loader.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "delimiter"]
@@ -371,7 +388,7 @@ def _table_file_loader(fmt: str, suffix: str, extra: Callable[..., Any] | None =
 STREAM_ROWS = 2_000_000  # stream: auto streams a Parquet file of more rows than this
 
 
-def _parquet_stream(path: Path, options: dict[str, Any], *, stream: bool | Literal["auto"] = "auto",
+def _parquet_stream(path: Location, options: dict[str, Any], *, stream: bool | Literal["auto"] = "auto",
                     fit_rows: int = 200_000, sample_rows: int = 20_000,
                     workers: int | Literal["auto"] = "auto") -> Any:
     """Whether to stream a Parquet file, and the request when it is.
@@ -384,6 +401,11 @@ def _parquet_stream(path: Path, options: dict[str, Any], *, stream: bool | Liter
         workers: processes that decode a streamed file's row groups ahead of training (auto: one per core, at most 4).
     """
     if stream is False:
+        return None
+    if is_url(path) or Path(path).is_dir():
+        if stream is True:
+            raise DataError(f"data.stream: {path} is read whole (a URL or a folder of files); copy it to one local "
+                            "Parquet file to stream it, or set stream: auto")
         return None
     if stream == "auto":
         import pyarrow.parquet as pq

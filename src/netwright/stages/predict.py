@@ -22,6 +22,7 @@ from ..data.derive import input_columns
 from ..data.images import IMAGE_SUFFIXES
 from ..data.inputs import encode_inputs, filled_note, unseen_note
 from ..data.preprocess import arrow_cells
+from ..data.location import is_url, local_copy, upload
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
 from ..run import WEIGHTS, Run
@@ -164,6 +165,10 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     of this call that could not be predicted). ``progress``: a callable
     ``(rows_done, rows_total_or_None)`` called after each chunk."""
     run = run if isinstance(run, Run) else Run.open(run)
+    if is_url(inputs) or is_url(out):
+        return _predict_remote(run, str(inputs) if is_url(inputs) else Path(inputs), str(out) if is_url(out) else Path(out),
+                               id_column=id_column, chunk_rows=chunk_rows, coverage=coverage, progress=progress,
+                               on_error=on_error)
     src, out = Path(inputs), Path(out)
     kind, folder = run.info.preprocess.get("kind"), src.is_dir()
     if kind not in ("table", "image") or (kind == "image") != folder:
@@ -219,6 +224,28 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
     shutil.rmtree(parts_dir, ignore_errors=True)
     return {"rows": n, "chunks": len(parts), "resumed": done, "out": str(out), "failed": predictor.failed,
             "first_error": predictor.first_error}
+
+
+def _predict_remote(run: Run, inputs: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:
+    """``predict_file`` with a table at a URL (copied here first) or into a URL (written here, in a
+    staging folder of the system's temporary folder that a stopped job resumes from, then
+    uploaded whole)."""
+    import contextlib
+    import tempfile
+
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(local_copy(inputs)) if isinstance(inputs, str) else inputs
+        if isinstance(out, str):
+            staging = Path(tempfile.gettempdir()) / f"netwright-predict-{hashlib.sha256(out.encode()).hexdigest()[:16]}"
+            staging.mkdir(exist_ok=True)
+            local = staging / Path(out).name
+        else:
+            local = out
+        summary = predict_file(run, src, local, **options)
+        if isinstance(out, str):
+            upload(local, out)
+            shutil.rmtree(staging, ignore_errors=True)
+    return summary | {"out": str(out)}
 
 
 def _table_chunks(predictor: Predictor, src: Path, start: int, rows: int,
