@@ -11,8 +11,11 @@ The model: the demo's digits CNN, or (``--model fashion``) the CNN of examples/f
 (trained for one epoch on 3,000 images: its cost per request is what matters here), unless
 ``--run`` names one.
 
+With ``--workers 1 2``, the phases are server processes instead (``serve --workers N``, dynamic
+batching in each): requests/s and p99 for each count, and the ratio to the first.
+
     .venv/bin/python benchmarks/serve_load.py [--model digits|fashion] [--run RUN] [--clients 32] [--seconds 10]
-        [--png-clients 4 --png-size 12000] [--serve-args "--queue 16"]
+        [--png-clients 4 --png-size 12000] [--serve-args "--queue 16"] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ def main() -> None:
     ap.add_argument("--png-clients", type=int, default=0, help="clients posting big PNGs to /predict meanwhile")
     ap.add_argument("--png-size", type=int, default=12000, help="their PNGs' width and height in pixels")
     ap.add_argument("--serve-args", default="", help="more options for every server, e.g. '--queue 16'")
+    ap.add_argument("--workers", type=int, nargs="+", help="compare server processes (serve --workers N) instead")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run
@@ -180,12 +184,15 @@ def main() -> None:
             from sklearn.datasets import load_digits
 
             routes.append(("/predict", {"pixels": load_digits().images[0].tolist()}))
-        print(f"\n{args.clients} concurrent keep-alive clients, {args.seconds:g} s per route, loopback, one server "
-              f"process (uvicorn, ONNX Runtime, 1 inference thread); model: {name}\n")
-        print("| route | batching | requests | requests/s | p50 ms | p99 ms | errors |")
+        phases = [(f"{n} process{'es' * (n > 1)}", ["--workers", str(n)]) for n in args.workers or []] or \
+            [("none (--max-batch 1)", ["--max-batch", "1"]), ("dynamic (defaults)", [])]
+        what = "server processes given" if args.workers else "one server process"
+        print(f"\n{args.clients} concurrent keep-alive clients, {args.seconds:g} s per route, loopback, {what} "
+              f"(uvicorn, ONNX Runtime, 1 inference thread each); model: {name}\n")
+        print(f"| route | {'processes' if args.workers else 'batching'} | requests | requests/s | p50 ms | p99 ms | errors |")
         print("|---|---|---:|---:|---:|---:|---:|")
         rates: dict[tuple[str, str], float] = {}
-        for label, extra in (("none (--max-batch 1)", ["--max-batch", "1"]), ("dynamic (defaults)", [])):
+        for label, extra in phases:
             port = free_port()
             server = start(run, port, extra + args.serve_args.split())
             try:
@@ -199,8 +206,9 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=30)
         for path, _ in routes:
-            print(f"{path}: dynamic batching / none = "
-                  f"{rates[(path, 'dynamic (defaults)')] / rates[(path, 'none (--max-batch 1)')]:.2f}x requests/s")
+            first = phases[0][0]
+            for label, _ in phases[1:]:
+                print(f"{path}: {label} / {first} = {rates[(path, label)] / rates[(path, first)]:.2f}x requests/s")
         if args.png_clients:
             if info["modality"] != "image":
                 sys.exit("--png-clients needs an image model: leave out --run, or give an image model's run")

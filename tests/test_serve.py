@@ -358,3 +358,46 @@ def test_the_page_of_a_table_with_dates_categories_and_numbers_predicts_in_a_bro
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_two_server_processes_on_one_port_answer_the_protocol_as_one_does(digits):
+    """serve --workers 2: two processes under the command, both on the port; Open Inference Protocol
+    answers through tritonclient and /predict over fresh connections equal the one-process
+    server's; SIGTERM stops both and the command exits 0."""
+    import tritonclient.http as triton
+
+    run, url = digits
+    many, many_url = start(run, "--workers", "2")
+    try:
+        assert len(_children(many.pid)) == 2
+        images = load_digits().images[:6]
+        for i in range(12):  # a fresh connection each time: the kernel spreads them over the processes
+            body = {"pixels": images[i % 6:i % 6 + 1].tolist()}
+            assert httpx.post(many_url + "/predict", json=body).json() == httpx.post(url + "/predict", json=body).json()
+        x = np.asarray(load_digits().images[:4], dtype=np.float32)[:, None] / 16.0
+        answers = []
+        for where in (url, many_url):
+            c = triton.InferenceServerClient(where.removeprefix("http://"))
+            assert c.is_server_live() and c.is_model_ready("digits")
+            inp = triton.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=True)
+            answers.append(c.infer("digits", [inp]).as_numpy("output"))
+            c.close()
+        np.testing.assert_allclose(answers[0], answers[1], atol=1e-6)
+    finally:
+        many.send_signal(signal.SIGTERM)
+        assert many.wait(timeout=30) == 0
+    assert not _children(many.pid)

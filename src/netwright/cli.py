@@ -595,6 +595,7 @@ def serve(
     api_key_file: Annotated[Optional[Path], typer.Option(help="read the API key from this file's first line")] = None,
     allowed_host: Annotated[Optional[list[str]], typer.Option(help="a Host name to answer (repeatable) [default: on a loopback address the loopback names, elsewhere any]")] = None,
     queue: Annotated[int, typer.Option(min=0, help="requests in progress beyond one per core before new ones get 503 and Retry-After")] = 64,
+    workers: Annotated[int, typer.Option(min=1, help="server processes on the one port, each with its own model, batching and queue (/metrics counts per process)")] = 1,
 ) -> None:
     """Serve the model: Open Inference Protocol v2, /predict, /explain, /metrics and a web page at /."""
     from .stages.serve import serve as serve_stage
@@ -608,7 +609,7 @@ def serve(
         if not api_key:
             raise NetwrightError(f"--api-key-file {api_key_file}: its first line is empty; write the key there")
     serve_stage(run, variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
-                max_wait_ms=max_wait_ms, api_key=api_key, queue=queue, allowed_hosts=allowed_host)
+                max_wait_ms=max_wait_ms, api_key=api_key, queue=queue, allowed_hosts=allowed_host, processes=workers)
 
 
 @app.command()

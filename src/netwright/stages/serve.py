@@ -14,11 +14,66 @@ from ..run import Run
 def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           engine: str = "auto", threads: int = 1, max_batch: int = 64, max_wait_ms: float | None = None,
           api_key: str | None = None, header_timeout_s: float = 10.0, allowed_hosts: list[str] | None = None,
-          **options: Any) -> None:
+          processes: int = 1, **options: Any) -> None:
     """Serve a run until interrupted (SIGINT/SIGTERM shut down gracefully). ``options``: the rest
     of :func:`create_app`'s (workers, queue, body_timeout_s); a client whose request line and
     headers take over ``header_timeout_s`` is disconnected. ``allowed_hosts``: the Host names
-    answered (default: on a loopback address, the loopback names only; elsewhere any)."""
+    answered (default: on a loopback address, the loopback names only; elsewhere any).
+    ``processes``: server processes on the one port (the kernel spreads the connections among
+    them), each with its own model, batching and queue."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise NetwrightError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+    settings = dict(variant=variant, host=host, port=port, engine=engine, threads=threads, max_batch=max_batch,
+                    max_wait_ms=max_wait_ms, api_key=api_key, header_timeout_s=header_timeout_s,
+                    allowed_hosts=allowed_hosts, **options)
+    if processes < 1:
+        raise NetwrightError(f"--workers {processes}: give 1 or more server processes")
+    if processes == 1:
+        _serve_one(run, None, **settings)
+    else:
+        _serve_many(run, processes, settings)
+    print("stopped", flush=True)
+
+
+def _serve_many(run: Run | str | os.PathLike, processes: int, settings: dict[str, Any]) -> None:
+    """``processes`` server processes (forked before any model is loaded), each listening on its
+    own socket bound with SO_REUSEPORT to the same port; SIGINT/SIGTERM reach them all, and the
+    command ends when they have stopped (exit 2 when one failed)."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_serve_one, args=(run, (i, processes)), kwargs=settings, daemon=False)
+                for i in range(processes)]
+    for child in children:
+        child.start()
+
+    def forward(sig: int, frame: Any) -> None:
+        for child in children:
+            if child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    for child in children:
+        child.join()
+    failed = [i for i, child in enumerate(children) if child.exitcode]
+    if failed:
+        forward(signal.SIGTERM, None)
+        raise NetwrightError(f"server process {failed[0] + 1} of {processes} stopped with exit code "
+                             f"{children[failed[0]].exitcode}; the messages above say why")
+
+
+def _serve_one(run: Run | str | os.PathLike, worker: tuple[int, int] | None, variant: str | None, host: str,
+               port: int, engine: str, threads: int, max_batch: int, max_wait_ms: float | None, api_key: str | None,
+               header_timeout_s: float, allowed_hosts: list[str] | None, **options: Any) -> None:
+    """One server process until SIGINT/SIGTERM; ``worker``: (its index, how many) when there are several,
+    each on its own SO_REUSEPORT socket."""
     import contextlib
     import signal
     import socket
@@ -34,11 +89,6 @@ def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = 
                 signal.signal(sig, self.handle_exit)
             yield
 
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            raise NetwrightError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
     app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key,
                      allowed_hosts=default_hosts(host, allowed_hosts), **options)
     server = Server(server_config(app, host, port, header_timeout_s, timeout_graceful_shutdown=5))
@@ -46,14 +96,21 @@ def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = 
     b = app.state.batching
     batching = f"batches of up to {b['max_batch']} rows, {b['max_wait_ms']:g} ms wait" if b["max_batch"] > 1 else "no batching"
     auth = "; API key required" if app.state.api_key else ""
-    print(f"serving {model.name} ({model.engine}; {batching}{auth}) on http://{host}:{port}/  (Ctrl-C to stop)",
-          flush=True)
+    which = f"; process {worker[0] + 1} of {worker[1]}" if worker else ""
+    print(f"serving {model.name} ({model.engine}; {batching}{auth}{which}) on http://{host}:{port}/  "
+          "(Ctrl-C to stop)", flush=True)
     import gc
 
     gc.collect()
     gc.freeze()  # the model and the libraries are never garbage: full collections stop walking them
-    server.run()
-    print("stopped", flush=True)
+    if worker is None:
+        server.run()
+        return
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # the kernel spreads connections among processes
+    sock.bind((host, port))
+    server.run(sockets=[sock])
 
 
 def default_hosts(host: str, given: list[str] | None) -> tuple[str, ...] | None:
