@@ -286,3 +286,53 @@ def test_a_streamed_job_of_two_processes_killed_resumes_to_the_same_weights(tabl
     full, killed = killed_and_resumed(raw, tmp_path, kill_at_epoch=1, nproc=2)
     assert json.loads((full / "train.json").read_text())["processes"] == 2
     assert same_run(full, killed)
+
+
+def test_a_big_csv_streams_from_a_parquet_copy_made_once(tmp_path: Path, monkeypatch):
+    """stream: true on a CSV: converted once (block by block) into a Parquet copy in the cache,
+    numbers stored as numbers, a column with text past the first block kept as text; its rows
+    decode as the same CSV's cells written to Parquet as text do, and a second load reuses the copy
+    while a changed file gets a new one."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from netwright.data import csv_cache
+    from netwright.spec import DataSpec
+
+    monkeypatch.setenv("NETWRIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(csv_cache, "BLOCK", 16_000)  # blocks of a few hundred rows: text appears after the first
+    rng = np.random.default_rng(0)
+    n = 3000
+    a = rng.normal(size=n)
+    rows = ["a,b,code,kind,y"] + [
+        f"{'' if i % 17 == 0 else f'{a[i]:.4f}'},{rng.normal():.3f},{'?' if i == 2500 else i % 7},"
+        f"{'xyz'[i % 3]},{int(a[i] > 0)}" for i in range(n)]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(rows) + "\n")
+
+    def spec(p: Path, name: str) -> DataSpec:
+        return DataSpec(name=name, path=str(p), target="y", stream=True, workers=1, val=0.1, test=0.1)
+
+    streamed = load_dataset(spec(path, "csv"))
+    (copy,) = (tmp_path / "cache" / "tables").glob("big-*.parquet")
+    schema = pq.read_schema(copy)
+    assert schema.field("a").type == pa.float64() and schema.field("code").type == pa.string()
+    assert pq.ParquetFile(copy).metadata.num_row_groups > 1
+    text = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in "a b code kind y".split()}, strings_can_be_null=False))
+    pq.write_table(text, tmp_path / "text.parquet", row_group_size=1000)
+    reference = load_dataset(spec(tmp_path / "text.parquet", "parquet"))
+    assert streamed.info.preprocess["columns"] == reference.info.preprocess["columns"]
+    for split in ("train", "val", "test"):
+        ours, theirs = getattr(streamed, split), getattr(reference, split)
+        assert len(ours) == len(theirs)
+        for (x1, y1), (x2, y2) in zip(ours.batches(256), theirs.batches(256), strict=True):
+            torch.testing.assert_close(x1, x2, rtol=0, atol=1e-6)
+            assert torch.equal(y1, y2)
+    made = copy.stat().st_mtime_ns
+    load_dataset(spec(path, "csv"))
+    assert copy.stat().st_mtime_ns == made and len(list(copy.parent.glob("*.parquet"))) == 1
+    path.write_text("\n".join(rows[:2000]) + "\n")
+    load_dataset(spec(path, "csv"))
+    assert len(list(copy.parent.glob("big-*.parquet"))) == 2

@@ -133,7 +133,11 @@ def csv_file(
     fold_case: bool = True,
     transform: dict[str, Literal["log", "quantile"]] = {},
     prefix: dict[str, int] = {},
-) -> RawData:
+    stream: bool | Literal["auto"] = "auto",
+    fit_rows: int = 200_000,
+    sample_rows: int = 20_000,
+    workers: int | Literal["auto"] = "auto",
+) -> RawData | StreamRequest:
     """A CSV file with a header row: one target column, numeric and categorical features.
 
     Args:
@@ -164,7 +168,23 @@ def csv_file(
             train split's (101 quantiles, 0 to 1); either before standardising, at predict time too.
         prefix: column -> n: a code with structure (a postcode) cut to its first n characters,
             then a category.
+        stream: read the file a block at a time while training instead of whole (auto: a local file of
+            more than 200 MB): it is converted once into a Parquet copy in the cache folder, which is
+            streamed like a Parquet table (its splits are then random, not stratified).
+        fit_rows: training rows (the first in the file) that fit the preprocessing of a streamed file.
+        sample_rows: rows of each split of a streamed file held in memory for the stages that read examples.
+        workers: processes that decode a streamed file's blocks ahead of training (auto: one per core, at most 4).
     """
+    if stream is not False and not is_url(path) and not isinstance(path, io.TextIOBase) and Path(path).is_file() \
+            and (stream is True or Path(path).stat().st_size > CSV_STREAM_BYTES):
+        from .csv_cache import parquet_copy
+
+        options = dict(target=target, task=task, features=features, categorical=categorical, sensitive=sensitive,
+                       sensitive_as_feature=sensitive_as_feature, missing=missing,
+                       missing_indicator=missing_indicator, fill_value=fill_value, na_values=na_values,
+                       embed_above=embed_above, fold_case=fold_case, transform=transform, prefix=prefix)
+        return _parquet_stream(parquet_copy(Path(path), delimiter, na_values), options, stream=True,
+                               fit_rows=fit_rows, sample_rows=sample_rows, workers=workers)
     if is_url(path):
         with local_copy(str(path)) as local:
             table = read_csv(local, delimiter)
@@ -373,11 +393,13 @@ def _table_file_loader(fmt: str, suffix: str, extra: Callable[..., Any] | None =
                                                                    **options)
 
     sig = inspect.signature(csv_file)
-    loader.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "delimiter"]
+    csv_only = ("delimiter", *CSV_STREAM_OPTIONS)  # the CSV's own streaming (a Parquet copy) is not theirs
+    loader.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name not in csv_only]
                                        + [p.replace(kind=p.KEYWORD_ONLY) for p in own])
-    loader.__annotations__ = {**{k: v for k, v in csv_file.__annotations__.items() if k != "delimiter"},
+    loader.__annotations__ = {**{k: v for k, v in csv_file.__annotations__.items() if k not in csv_only},
                               **{p.name: extra.__annotations__[p.name] for p in own}}
     doc = (csv_file.__doc__ or "").replace("A CSV file with a header row", f"A {fmt} file (pyarrow reads it)")
+    doc = doc.split("\n        stream:", 1)[0]  # the CSV's streaming options close its Args
     doc = "\n".join(line for line in doc.splitlines() if "delimiter:" not in line)
     loader.__doc__ = doc.rstrip() + ("\n" + inspect.getdoc(extra).split("Args:", 1)[1].rstrip("\n").replace(
         "\n", "\n    ") if extra and "Args:" in (inspect.getdoc(extra) or "") else "")
@@ -385,7 +407,9 @@ def _table_file_loader(fmt: str, suffix: str, extra: Callable[..., Any] | None =
     return register_dataset(suffix.lstrip("."), modality="tabular")(loader)
 
 
+CSV_STREAM_OPTIONS = ("stream", "fit_rows", "sample_rows", "workers")
 STREAM_ROWS = 2_000_000  # stream: auto streams a Parquet file of more rows than this
+CSV_STREAM_BYTES = 200 << 20  # ... and a CSV file of more bytes than this (about 2 million rows of 100 bytes)
 
 
 def _parquet_stream(path: Location, options: dict[str, Any], *, stream: bool | Literal["auto"] = "auto",
