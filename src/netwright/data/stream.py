@@ -280,23 +280,43 @@ class StreamedSplit:
     def __len__(self) -> int:
         return int(self.source.counts[:, self.code].sum())
 
-    def order(self, seed: int) -> tuple[list[int], dict[int, np.ndarray]]:
-        """The groups holding this split in the epoch's order, and each one's row order."""
+    def shard(self, rank: int, world: int) -> list[int]:
+        """The groups of this split that process ``rank`` of ``world`` reads, the same on every
+        rank and every epoch: dealt largest first to the rank holding the fewest rows so far."""
         groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+        held, mine = [0] * world, [[] for _ in range(world)]
+        for g in sorted(groups, key=lambda g: (-int(self.source.counts[g, self.code]), g)):
+            r = min(range(world), key=lambda r: (held[r], r))
+            mine[r].append(g)
+            held[r] += int(self.source.counts[g, self.code])
+        return sorted(mine[rank])
+
+    def shard_rows(self, world: int) -> list[int]:
+        """The rows of each rank's :meth:`shard`."""
+        return [int(self.source.counts[self.shard(r, world), self.code].sum()) for r in range(world)]
+
+    def order(self, seed: int, groups: list[int] | None = None) -> tuple[list[int], dict[int, np.ndarray]]:
+        """The groups holding this split (or ``groups`` of them) in the epoch's order, and each one's row order."""
+        if groups is None:
+            groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
         rng = np.random.default_rng(seed)
         groups = [groups[i] for i in rng.permutation(len(groups))]
         rows = {g: np.random.default_rng([seed, g]).permutation(int(self.source.counts[g, self.code]))
                 for g in groups}
         return groups, rows
 
-    def batches(self, batch_size: int, seed: int | None = None, start: int = 0, stop: int | None = None):
+    def batches(self, batch_size: int, seed: int | None = None, start: int = 0, stop: int | None = None,
+                shard: tuple[int, int] | None = None):
         """``(x, y)`` batches ``start .. stop`` of an epoch: block-shuffled with ``seed``, in file
-        order without one; the groups are decoded ahead by the workers."""
+        order without one; the groups are decoded ahead by the workers. ``shard``: (rank, world):
+        only the groups of that rank's :meth:`shard` are read."""
+        only = self.shard(*shard) if shard else None
         if seed is None:
-            groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+            groups = only if only is not None else \
+                [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
             rows = {g: np.arange(int(self.source.counts[g, self.code])) for g in groups}
         else:
-            groups, rows = self.order(seed)
+            groups, rows = self.order(seed, only)
         sizes = np.array([len(rows[g]) for g in groups], dtype=np.int64)
         ends = np.cumsum(sizes)
         first_row = start * batch_size

@@ -84,11 +84,23 @@ class Trainer:
         # per-example tensors a task needs beside inputs and targets (sample weights, group codes)
         self.extras = {k: v.to(device) for k, v in (extras or {}).items()}
         n = len(data.train)
-        # a trailing batch of one example (batch norm cannot train on it), or of fewer examples
-        # than there are ranks, is dropped for the epoch
-        tail = n % ts.batch_size
-        self.n_used = n - tail if (tail == 1 or 0 < tail < self.dist.world) and n > tail else n
-        self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
+        # a streamed table read by several ranks: each reads its own row groups (StreamedSplit.shard)
+        # in batches of its share of the global batch, as many as the rank with the fewest rows fills
+        self.shard = (self.dist.rank, self.dist.world) if self.stream and self.dist.world > 1 else None
+        if self.shard:
+            self.local_batch = max(1, ts.batch_size // self.dist.world)
+            self.steps_per_epoch = min(data.train.shard_rows(self.dist.world)) // self.local_batch
+            if self.steps_per_epoch < 1:
+                raise TrainingError(f"train.batch_size {ts.batch_size}: a rank's share of the streamed rows does "
+                                    "not fill one batch; lower it, or train in fewer processes")
+            self.n_used = self.steps_per_epoch * self.local_batch * self.dist.world
+            self.settings["rows_per_rank"] = data.train.shard_rows(self.dist.world)  # each reads its own groups
+        else:
+            # a trailing batch of one example (batch norm cannot train on it), or of fewer examples
+            # than there are ranks, is dropped for the epoch
+            tail = n % ts.batch_size
+            self.n_used = n - tail if (tail == 1 or 0 < tail < self.dist.world) and n > tail else n
+            self.steps_per_epoch = math.ceil(self.n_used / ts.batch_size)
         task.fit_to(data.train)  # what the step learns from the train split first (class weights)
         self.augment = Augmenter(ts.augment, data.info.modality, data.info.num_classes)  # reseeded every epoch
         # train.budget_s: the schedule is as long as the epochs that fit, from a measured step time
@@ -317,6 +329,11 @@ class Trainer:
         order is a function of ``order_seed`` alone (a streamed table: its block-shuffled order,
         no indices)."""
         bs = self.spec.train.batch_size
+        if self.shard:  # this rank's own row groups, in batches of its share
+            for xb, yb in self.data.train.batches(self.local_batch, order_seed, start=first,
+                                                  stop=self.steps_per_epoch, shard=self.shard):
+                yield None, xb.to(self.device), yb.to(self.device)
+            return
         if self.stream:
             for xb, yb in self.data.train.batches(bs, order_seed, start=first, stop=self.steps_per_epoch):
                 yield None, xb.to(self.device), yb.to(self.device)
@@ -363,7 +380,7 @@ class Trainer:
         inside = not self.dist.active and ts.checkpoint_interval > 0  # 0: at epoch ends only
         rank, world = self.dist.rank, self.dist.world
         for b, (idx, xb, yb) in enumerate(self._batches(derive_seed(seed, epoch, 1), first), start=first):
-            if world > 1:  # this rank's share of the global batch; DDP averages the shares' gradients,
+            if world > 1 and not self.shard:  # this rank's share of the global batch; DDP averages the shares' gradients,
                 part = slice(rank, None, world)  # so a share's loss is scaled to its weight in the global mean
                 self.task.loss_scale = self.task.share(yb[part], yb) * world
                 idx, xb, yb = (None if idx is None else idx[part]), xb[part], yb[part]
