@@ -58,8 +58,10 @@ class Cells(list):
         values = np.full(len(self), np.nan)
         if sure.any():
             values[sure] = pc.cast(t.filter(pa.array(sure)), pa.float64()).to_numpy(zero_copy_only=False)
-        maybe = ~sure & np.asarray(pc.match_substring_regex(t, _MAYBE).to_numpy(zero_copy_only=False), dtype=bool)
-        for row in np.flatnonzero(maybe):
+        rest = np.flatnonzero(~sure)  # what else Python might read, looked for among the other cells only
+        maybe = rest[np.asarray(pc.match_substring_regex(t.take(pa.array(rest)), _MAYBE)
+                                .to_numpy(zero_copy_only=False), dtype=bool)] if len(rest) else rest
+        for row in maybe:
             try:
                 values[row] = float(self[row])
                 sure[row] = True
