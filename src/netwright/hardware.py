@@ -92,7 +92,7 @@ def cores() -> int:
 
 
 def _cache_file() -> Path:
-    from .data.builtin import cache_dir
+    from .data.cache import cache_dir
 
     return cache_dir() / "peak.json"
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..atomic import write_with
+from .cache import cache_dir
 from .info import RawData
 from .missing import Strategy
 from .registry import register_dataset
@@ -184,11 +184,6 @@ def mnist1d(num_samples: int = 5000, generator_seed: int = 42) -> RawData:
         source="Greydanus & Kobak, 'Scaling Down Deep Learning with MNIST-1D', ICML 2024; "
         "mnist1d.data.make_dataset(get_dataset_args())",
     )
-
-
-def cache_dir() -> Path:
-    """Where generated datasets are cached (``NETWRIGHT_CACHE`` or ``~/.cache/netwright``)."""
-    return Path(os.environ.get("NETWRIGHT_CACHE", Path.home() / ".cache" / "netwright"))
 
 
 def cached_arrays(name: str, key: object, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..atomic import write_with
 from ..errors import DataError
-from .builtin import cache_dir
+from .cache import cache_dir
 from .cells import Cells
 from .missing import MISSING_TOKENS, absent_of
 
