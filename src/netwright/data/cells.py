@@ -26,6 +26,7 @@ class Cells(list):
     _text: Any = None
     _made = False
     _numbers: tuple[np.ndarray, np.ndarray] | None = None
+    _absent: dict[frozenset[str], np.ndarray] | None = None
 
     def text(self) -> Any:
         """The cells as a trimmed Arrow string array (a missing value as ''), or None where the
@@ -67,8 +68,36 @@ class Cells(list):
                 sure[row] = True
             except ValueError:
                 pass
+        sure.setflags(write=False)
+        values.setflags(write=False)
         self._numbers = (sure, values)
         return self._numbers
+
+    def absent(self, tokens: frozenset[str]) -> np.ndarray | None:
+        """Which cells are missing (their trimmed text one of ``tokens``), or None where
+        :meth:`text` is None; kept for each set of tokens (read-only: every reader shares it)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self._absent is None:
+            self._absent = {}
+        if tokens not in self._absent:
+            t = self.text()
+            if t is None:
+                return None
+            found = np.asarray(pc.is_in(t, value_set=pa.array(sorted(tokens), pa.string()))
+                               .to_numpy(zero_copy_only=False), dtype=bool)
+            found.setflags(write=False)
+            self._absent[tokens] = found
+        return self._absent[tokens]
+
+    def filled_numbers(self, absent: np.ndarray) -> np.ndarray | None:
+        """The column's numbers with NaN where ``absent``, when every other cell reads as a number;
+        None otherwise (or where :meth:`text` is None)."""
+        read = self.numbers()
+        if read is None or not (read[0] | absent).all():
+            return None
+        return np.where(absent, np.nan, read[1])
 
 
 def cells_of(table: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +107,6 @@ def cells_of(table: dict[str, Any]) -> dict[str, Any]:
 
 def _arrow_text(cells: list[Any]) -> Any:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if not cells:
         return None
@@ -96,14 +124,3 @@ def _checked(arr: Any) -> Any:
         return None
     return pc.ascii_trim_whitespace(arr.fill_null(""))
 
-
-def absent_text(cells: Cells, tokens: frozenset[str]) -> np.ndarray | None:
-    """Which cells are missing (their trimmed text one of ``tokens``), or None (see :meth:`Cells.text`)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t = cells.text()
-    if t is None:
-        return None
-    return np.asarray(pc.is_in(t, value_set=pa.array(sorted(tokens), pa.string())).to_numpy(zero_copy_only=False),
-                      dtype=bool)

@@ -73,9 +73,8 @@ def _numeric_columns(path: Path, header: list[str], delimiter: str, na: frozense
     found = set()
     for name in header:
         cells = Cells(first.column(name).to_pylist())
-        read = cells.numbers()
         absent = absent_of(cells, na)
-        if read is not None and (~absent).any() and (read[0] | absent).all():
+        if (~absent).any() and cells.filled_numbers(absent) is not None:
             found.add(name)
     return found
 

@@ -52,20 +52,20 @@ def filesystem(url: str) -> tuple[Any, str]:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
-def info(url: str) -> Any:
-    """The file system's ``FileInfo`` of ``url``, refused in one line when nothing is there."""
+def found(url: str) -> tuple[Any, str, Any]:
+    """(file system, path, its ``FileInfo``) of ``url``, refused in one line when nothing is there."""
     from pyarrow import fs as pafs
 
     fs, path = filesystem(url)
     try:
-        found = fs.get_file_info(path)
+        entry = fs.get_file_info(path)
     except OSError as e:
         raise DataError(f"{url}: cannot be read ({_why(e)}); check the bucket, the key and the credentials "
                         "(AWS_* variables or the libraries' config files)") from None
-    if found.type == pafs.FileType.NotFound:
+    if entry.type == pafs.FileType.NotFound:
         raise DataError(f"{url}: no such file, bucket or key; check the URL (and AWS_ENDPOINT_URL for an "
                         "S3-compatible server)")
-    return found
+    return fs, path, entry
 
 
 def _why(e: BaseException) -> str:
@@ -75,12 +75,11 @@ def _why(e: BaseException) -> str:
 @contextmanager
 def local_copy(url: str) -> Iterator[Path]:
     """The file at ``url`` copied to a local temporary file (same suffix), removed afterwards."""
-    found = info(url)
     from pyarrow import fs as pafs
 
-    if found.type != pafs.FileType.File:
+    fs, path, what = found(url)
+    if what.type != pafs.FileType.File:
         raise DataError(f"{url}: a folder; give the URL of a file (a folder of Parquet files is one table)")
-    fs, path = filesystem(url)
     fd, tmp = tempfile.mkstemp(prefix="netwright-", suffix=Path(path).suffix)
     try:
         with os.fdopen(fd, "wb") as out, fs.open_input_stream(path) as src:
@@ -109,8 +108,7 @@ def read_parquet(where: Location) -> Any:
     import pyarrow.parquet as pq
 
     if is_url(where):
-        info(str(where))
-        fs, path = filesystem(str(where))
+        fs, path, _ = found(str(where))
     else:
         fs, path = None, str(where)
     try:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .cells import Cells, absent_text
+from .cells import Cells
 from .layout import column_blocks
 
 Strategy = Literal["median", "mean", "most_frequent", "constant", "iterative", "drop", "error"]
@@ -46,11 +46,9 @@ def absent_of(cells: Any, extra: frozenset[str] = frozenset()) -> np.ndarray:
     missing where it is NaN; cells of text are compared once each with the markers."""
     if isinstance(cells, np.ndarray) and cells.dtype.kind == "f":
         return np.isnan(cells)
-    tokens = MISSING_TOKENS | extra
-    if isinstance(cells, Cells) and (absent := absent_text(cells, tokens)) is not None:
+    if isinstance(cells, Cells) and (absent := cells.absent(MISSING_TOKENS | extra)) is not None:
         return absent
-    return np.fromiter((c is None or (c != c if isinstance(c, float) else str(c).strip() in tokens) for c in cells),
-                       dtype=bool, count=len(cells))
+    return np.fromiter((is_missing(c, extra) for c in cells), dtype=bool, count=len(cells))
 
 
 # a column of numbers may mark a missing cell its own way ('?', '-', 'unknown'): read as missing when

@@ -78,11 +78,8 @@ def _read_numbers(values: Any, absent: np.ndarray) -> np.ndarray | None:
     otherwise (read cell by cell, which names the offending row)."""
     if isinstance(values, np.ndarray):
         return values
-    read = values.numbers() if isinstance(values, Cells) else None
-    if read is None or not (read[0] | absent).all():
-        return None
-    numbers = np.where(absent, np.nan, read[1])
-    return numbers if np.isfinite(numbers[~absent]).all() else None
+    numbers = values.filled_numbers(absent) if isinstance(values, Cells) else None
+    return numbers if numbers is not None and np.isfinite(numbers[~absent]).all() else None
 
 
 def category_key(col: dict[str, Any]) -> Any:
