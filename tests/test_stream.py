@@ -386,3 +386,22 @@ def test_a_streamed_job_of_two_processes_reading_apart_learns_as_one_process_doe
             halves = summary["rows_per_rank"]
             assert len(halves) == 2 and abs(halves[0] - halves[1]) <= 500 and sum(halves) > 0.6 * ROWS
     assert finals[0] > 0.7 and abs(finals[0] - finals[1]) <= 0.03, finals
+
+
+def test_a_big_csv_whose_cache_cannot_be_written_is_one_line_exit_2(tmp_path: Path, cli, monkeypatch):
+    """The cache folder for the CSV's Parquet copy cannot be made (a file stands in its way): one
+    line naming the folder and NETWRIGHT_CACHE, exit 2, and the CSV untouched."""
+    import yaml
+
+    (tmp_path / "blocker").write_text("not a folder")
+    monkeypatch.setenv("NETWRIGHT_CACHE", str(tmp_path / "blocker" / "cache"))
+    path = tmp_path / "t.csv"
+    path.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(300)))
+    before = path.read_bytes()
+    spec = {"data": {"name": "csv", "path": str(path), "target": "y", "stream": True},
+            "model": {"name": "mlp"}, "train": {"epochs": 1}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    r = cli("train", tmp_path / "spec.yaml", "--runs-dir", tmp_path / "runs")
+    assert r.code == 2 and len(r.error_lines) == 1
+    assert "cannot write its Parquet copy" in r.err and "NETWRIGHT_CACHE" in r.err
+    assert path.read_bytes() == before and not (tmp_path / "runs").exists()

@@ -49,6 +49,10 @@ def parquet_copy(path: Path, delimiter: str = ",", na_values: list[str] = ()) ->
             return out
         except _NotANumber as e:  # a later block holds text in a column of numbers: keep it as text
             numbers.discard(e.column)
+        except OSError as e:  # a read-only or full cache folder; nothing is left half-written there
+            raise DataError(f"{path}: cannot write its Parquet copy for streaming into {out.parent} "
+                            f"({e.strerror or e}); set NETWRIGHT_CACHE to a writable folder with room for a "
+                            "copy about the CSV's size, or data.stream: false") from None
     raise DataError(f"{path}: cannot be converted for streaming")  # not reached: each round drops a column
 
 
