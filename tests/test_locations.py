@@ -107,6 +107,8 @@ def test_a_run_trains_from_s3_and_predicts_a_table_into_s3(s3, tmp_path, cli):
     r = cli("predict", run, tmp_path / "train.parquet", "--out", tmp_path / "local.parquet")
     assert r.code == 0, r.err
     assert written.equals(pq.read_table(tmp_path / "local.parquet"))  # the same predictions, row for row
+    r = cli("predict", run, "s3://data/train.parquet", "--out", "s3://no-such-bucket/p.parquet")
+    assert r.code == 2 and len(r.error_lines) == 1 and "s3://no-such-bucket/p.parquet: cannot be written" in r.err
 
 
 @pytest.mark.parametrize("url, says", [("s3://no-such-bucket/t.parquet", "no such file, bucket or key"),

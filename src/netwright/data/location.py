@@ -91,6 +91,24 @@ def local_copy(url: str) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
+def check_writable(url: str) -> None:
+    """Refuse, before any work, a URL in a bucket that does not exist (S3, GCS: the first part of
+    the path; other file systems make their folders as they write)."""
+    from pyarrow import fs as pafs
+
+    fs, path = filesystem(url)
+    bucket = path.lstrip("/").split("/", 1)[0]
+    if fs.type_name not in ("s3", "gcs") or not bucket:
+        return
+    try:
+        missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
+    except OSError as e:
+        raise DataError(f"{url}: cannot be written ({_why(e)}); check the bucket and the credentials") from None
+    if missing:
+        raise DataError(f"{url}: cannot be written: no bucket '{bucket}'; create it or check the URL (and "
+                        "AWS_ENDPOINT_URL for an S3-compatible server)")
+
+
 def upload(local: Path, url: str) -> None:
     """Copy a finished local file to ``url`` (one object written whole: a reader never sees part of it)."""
     fs, path = filesystem(url)

@@ -22,7 +22,7 @@ from ..data.derive import input_columns
 from ..data.images import IMAGE_SUFFIXES
 from ..data.inputs import encode_inputs, filled_note, unseen_note
 from ..data.preprocess import arrow_cells
-from ..data.location import is_url, local_copy, upload
+from ..data.location import check_writable, is_url, local_copy, upload
 from ..data.tabular import read_csv
 from ..errors import DataError, NetwrightError
 from ..run import WEIGHTS, Run
@@ -233,6 +233,8 @@ def _predict_remote(run: Run, inputs: str | Path, out: str | Path, **options: An
     import contextlib
     import tempfile
 
+    if isinstance(out, str):
+        check_writable(out)
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(local_copy(inputs)) if isinstance(inputs, str) else inputs
         if isinstance(out, str):
