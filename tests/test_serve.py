@@ -373,14 +373,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_two_server_processes_on_one_port_answer_the_protocol_as_one_does(digits):
+def test_two_server_processes_on_one_port_answer_the_protocol_as_one_does(digits, tmp_path):
     """serve --workers 2: two processes under the command, both on the port; Open Inference Protocol
     answers through tritonclient and /predict over fresh connections equal the one-process
     server's; SIGTERM stops both and the command exits 0."""
     import tritonclient.http as triton
 
     run, url = digits
-    many, many_url = start(run, "--workers", "2")
+    fresh = tmp_path / "copy" / run.path.name  # the run without its ONNX export: the first process writes it
+    shutil.copytree(run.path, fresh, ignore=shutil.ignore_patterns("export", ".lock*"))
+    many, many_url = start(netwright.Run.open(fresh), "--workers", "2")
     try:
         assert len(_children(many.pid)) == 2
         images = load_digits().images[:6]
@@ -401,3 +403,5 @@ def test_two_server_processes_on_one_port_answer_the_protocol_as_one_does(digits
         many.send_signal(signal.SIGTERM)
         assert many.wait(timeout=30) == 0
     assert not _children(many.pid)
+    serving = [line for line in many.stdout.read().splitlines() if line.startswith("serving")]
+    assert len(serving) == 2 and all("(onnxruntime;" in line for line in serving), serving

@@ -43,15 +43,14 @@ def serve(run: Run | str | os.PathLike, variant: str | None = None, host: str = 
 def _serve_many(run: Run | str | os.PathLike, processes: int, settings: dict[str, Any]) -> None:
     """``processes`` server processes (forked before any model is loaded), each listening on its
     own socket bound with SO_REUSEPORT to the same port; SIGINT/SIGTERM reach them all, and the
-    command ends when they have stopped (exit 2 when one failed)."""
+    command ends when they have stopped (exit 2 when one failed). Each starts once the one before
+    has its model ready, so the first writes a missing ONNX export and the others serve it (on the
+    same engine) instead of finding the run locked."""
     import multiprocessing
     import signal
 
     ctx = multiprocessing.get_context("fork")
-    children = [ctx.Process(target=_serve_one, args=(run, (i, processes)), kwargs=settings, daemon=False)
-                for i in range(processes)]
-    for child in children:
-        child.start()
+    children: list[Any] = []
 
     def forward(sig: int, frame: Any) -> None:
         for child in children:
@@ -60,6 +59,17 @@ def _serve_many(run: Run | str | os.PathLike, processes: int, settings: dict[str
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, forward)
+    for i in range(processes):
+        ready = ctx.Event()
+        child = ctx.Process(target=_serve_one, args=(run, (i, processes)), kwargs={**settings, "ready": ready},
+                            daemon=False)
+        child.start()
+        children.append(child)
+        while not ready.wait(0.2) and child.is_alive():
+            pass
+        if not child.is_alive():  # it could not start: the others stop too
+            forward(signal.SIGTERM, None)
+            break
     for child in children:
         child.join()
     failed = [i for i, child in enumerate(children) if child.exitcode]
@@ -71,9 +81,9 @@ def _serve_many(run: Run | str | os.PathLike, processes: int, settings: dict[str
 
 def _serve_one(run: Run | str | os.PathLike, worker: tuple[int, int] | None, variant: str | None, host: str,
                port: int, engine: str, threads: int, max_batch: int, max_wait_ms: float | None, api_key: str | None,
-               header_timeout_s: float, allowed_hosts: list[str] | None, **options: Any) -> None:
+               header_timeout_s: float, allowed_hosts: list[str] | None, ready: Any = None, **options: Any) -> None:
     """One server process until SIGINT/SIGTERM; ``worker``: (its index, how many) when there are several,
-    each on its own SO_REUSEPORT socket."""
+    each on its own SO_REUSEPORT socket; ``ready``: an event set once the model is loaded."""
     import contextlib
     import signal
     import socket
@@ -92,6 +102,8 @@ def _serve_one(run: Run | str | os.PathLike, worker: tuple[int, int] | None, var
     app = create_app(run, variant, engine, threads, max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key,
                      allowed_hosts=default_hosts(host, allowed_hosts), **options)
     server = Server(server_config(app, host, port, header_timeout_s, timeout_graceful_shutdown=5))
+    if ready is not None:
+        ready.set()
     model = app.state.model
     b = app.state.batching
     batching = f"batches of up to {b['max_batch']} rows, {b['max_wait_ms']:g} ms wait" if b["max_batch"] > 1 else "no batching"
