@@ -280,10 +280,14 @@ class StreamedSplit:
     def __len__(self) -> int:
         return int(self.source.counts[:, self.code].sum())
 
+    def _groups(self) -> list[int]:
+        """The groups (in file order) that hold rows of this split."""
+        return [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+
     def shard(self, rank: int, world: int) -> list[int]:
         """The groups of this split that process ``rank`` of ``world`` reads, the same on every
         rank and every epoch: dealt largest first to the rank holding the fewest rows so far."""
-        groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+        groups = self._groups()
         held, mine = [0] * world, [[] for _ in range(world)]
         for g in sorted(groups, key=lambda g: (-int(self.source.counts[g, self.code]), g)):
             r = min(range(world), key=lambda r: (held[r], r))
@@ -298,7 +302,7 @@ class StreamedSplit:
     def order(self, seed: int, groups: list[int] | None = None) -> tuple[list[int], dict[int, np.ndarray]]:
         """The groups holding this split (or ``groups`` of them) in the epoch's order, and each one's row order."""
         if groups is None:
-            groups = [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+            groups = self._groups()
         rng = np.random.default_rng(seed)
         groups = [groups[i] for i in rng.permutation(len(groups))]
         rows = {g: np.random.default_rng([seed, g]).permutation(int(self.source.counts[g, self.code]))
@@ -312,8 +316,7 @@ class StreamedSplit:
         only the groups of that rank's :meth:`shard` are read."""
         only = self.shard(*shard) if shard else None
         if seed is None:
-            groups = only if only is not None else \
-                [g for g in range(len(self.source.rows)) if self.source.counts[g, self.code]]
+            groups = only if only is not None else self._groups()
             rows = {g: np.arange(int(self.source.counts[g, self.code])) for g in groups}
         else:
             groups, rows = self.order(seed, only)

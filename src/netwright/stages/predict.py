@@ -227,9 +227,9 @@ def predict_file(run: Run | str | os.PathLike, inputs: str | os.PathLike, out: s
 
 
 def _predict_remote(run: Run, inputs: str | Path, out: str | Path, **options: Any) -> dict[str, Any]:
-    """``predict_file`` with a table at a URL (copied here first) or into a URL (written here, in a
-    staging folder of the system's temporary folder that a stopped job resumes from, then
-    uploaded whole)."""
+    """``predict_file`` with a table at a URL (copied to a temporary file first, so a stopped job
+    starts again) or into a URL (written here, in a staging folder of the system's temporary folder
+    that a stopped job with a local input resumes from, then uploaded whole)."""
     import contextlib
     import tempfile
 
